@@ -1,0 +1,3 @@
+from bertner.cli import app
+
+app(prog_name="bertner")
