@@ -1,0 +1,22 @@
+"""Shared test helpers: where ../shared is, and skipping cleanly when it is absent."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / "shared"
+RUIJIN_TRAIN = SHARED / "data" / "ruijin" / "train"
+RUIJIN_UNLABELED = SHARED / "data" / "ruijin" / "unlabeled"
+MSRA = SHARED / "data" / "msra"
+BERT_TOKENIZER = SHARED / "models" / "bert-base-chinese-tokenizer"
+ALBERT_TINY = SHARED / "models" / "albert-tiny-chinese"
+
+
+def need(path: Path) -> Path:
+    """Skip the calling test when a shared data set or model is not here."""
+    if not path.exists():
+        pytest.skip(f"{path} is not available (../shared is absent)")
+    return path
