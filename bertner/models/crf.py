@@ -1,0 +1,86 @@
+"""A linear-chain CRF whose Viterbi decode stays on the device.
+
+pytorch-crf's `CRF.decode` back-traces each sentence in Python with one `.item()` (a host sync)
+per token; `CRF.viterbi` below does the same recursion but back-traces the whole batch with
+`torch.gather`, so the only loop is over time steps and nothing leaves the device.
+Parameters and the likelihood are pytorch-crf's, so checkpoints stay interchangeable.
+"""
+
+from __future__ import annotations
+
+import torch
+import torchcrf
+from torch import Tensor
+
+REDUCTIONS = ("none", "sum", "mean", "token_mean")
+
+
+class CRF(torchcrf.CRF):
+    """`torchcrf.CRF` fixed to `batch_first=True`, plus a batched on-device `viterbi`.
+
+    Masks must be left-aligned (a prefix of True per row, first position always True), as
+    pytorch-crf requires; this is not checked here because checking would sync the host.
+    """
+
+    def __init__(self, num_tags: int) -> None:
+        super().__init__(num_tags, batch_first=True)
+
+    def _compute_dtype(self, emissions: Tensor) -> torch.dtype:
+        # Same promotion as pytorch-crf (float64 stays float64, so paths match it exactly),
+        # but never below float32: half-precision sums over many steps drift and tie.
+        dtype = torch.promote_types(emissions.dtype, self.transitions.dtype)
+        return torch.promote_types(dtype, torch.float32)
+
+    def _check(self, emissions: Tensor, mask: Tensor, tags: Tensor | None = None) -> None:
+        if emissions.dim() != 3 or emissions.size(2) != self.num_tags:
+            raise ValueError(f"emissions must be (batch, time, {self.num_tags}), got {tuple(emissions.shape)}")
+        if mask.shape != emissions.shape[:2]:
+            raise ValueError(f"mask {tuple(mask.shape)} does not match emissions {tuple(emissions.shape)}")
+        if tags is not None and tags.shape != emissions.shape[:2]:
+            raise ValueError(f"tags {tuple(tags.shape)} do not match emissions {tuple(emissions.shape)}")
+
+    def viterbi(self, emissions: Tensor, mask: Tensor) -> Tensor:
+        """Best tag ids `(B, T)` for emissions `(B, T, K)`; positions past each length are 0."""
+        self._check(emissions, mask)
+        batch, steps, _ = emissions.shape
+        out = torch.zeros(batch, steps, dtype=torch.long, device=emissions.device)
+        if steps == 0:
+            return out
+        mask = mask.bool()
+        with torch.autocast(emissions.device.type, enabled=False):
+            dtype = self._compute_dtype(emissions)
+            em = emissions.to(dtype)
+            trans = self.transitions.to(dtype)
+            # Same additions in the same order as pytorch-crf, so ties break identically.
+            score = self.start_transitions.to(dtype) + em[:, 0]
+            history = []  # history[t]: best previous tag at t for each tag at t + 1, (B, K)
+            for t in range(1, steps):
+                best, idx = (score.unsqueeze(2) + trans + em[:, t].unsqueeze(1)).max(dim=1)
+                score = torch.where(mask[:, t].unsqueeze(1), best, score)
+                history.append(idx)
+            score = score + self.end_transitions.to(dtype)
+
+            last = mask.long().sum(dim=1) - 1  # (B,) index of each row's last real position
+            best_last = score.argmax(dim=1)  # first maximum on ties, like pytorch-crf's max()
+            cur = best_last
+            for t in range(steps - 1, -1, -1):
+                if t < steps - 1:
+                    # Rows still inside their sequence follow the back-pointer; a row whose
+                    # last position is t starts its trace here.
+                    back = history[t].gather(1, cur.unsqueeze(1)).squeeze(1)
+                    cur = torch.where(last > t, back, best_last)
+                out[:, t] = torch.where(last >= t, cur, 0)
+        return out
+
+    def log_likelihood(self, emissions: Tensor, tags: Tensor, mask: Tensor, reduction: str = "sum") -> Tensor:
+        """pytorch-crf's log-likelihood, computed in float32 (or float64) even under autocast."""
+        self._check(emissions, mask, tags)
+        if reduction not in REDUCTIONS:
+            raise ValueError(f"invalid reduction {reduction!r}; use one of {', '.join(REDUCTIONS)}")
+        with torch.autocast(emissions.device.type, enabled=False):
+            emissions = emissions.to(self._compute_dtype(emissions))
+            return super().forward(emissions, tags.long(), mask.bool(), reduction=reduction)
+
+    def nll(self, emissions: Tensor, tags: Tensor, mask: Tensor, reduction: str = "mean") -> Tensor:
+        """Negative log-likelihood: the training loss."""
+        return -self.log_likelihood(emissions, tags, mask, reduction)

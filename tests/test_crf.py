@@ -1,0 +1,129 @@
+"""The on-device Viterbi must return exactly pytorch-crf's paths, ties included."""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+import torch
+import torchcrf
+
+from bertner.models.crf import CRF
+
+
+def random_case(gen: torch.Generator, dtype: torch.dtype = torch.float32):
+    """A CRF with random (sometimes huge, sometimes tie-prone integer) weights and a ragged batch."""
+    k = int(torch.randint(1, 32, (1,), generator=gen))
+    if torch.rand(1, generator=gen) < 0.15:
+        k = int(torch.randint(1, 3, (1,), generator=gen))  # K=1,2 often
+    batch = int(torch.randint(1, 17, (1,), generator=gen))
+    steps = int(torch.randint(1, 25, (1,), generator=gen))
+    crf = CRF(k)
+    style = int(torch.randint(0, 3, (1,), generator=gen))
+    with torch.no_grad():
+        for p in (crf.start_transitions, crf.end_transitions, crf.transitions):
+            if style == 0:  # pytorch-crf-like small weights
+                p.copy_(torch.randn(p.shape, generator=gen) * 0.1)
+            elif style == 1:  # extremes
+                p.copy_(torch.randn(p.shape, generator=gen) * 1e4)
+            else:  # small integers: exact ties everywhere
+                p.copy_(torch.randint(-2, 3, p.shape, generator=gen).float())
+    if style == 2:
+        emissions = torch.randint(-2, 3, (batch, steps, k), generator=gen).to(dtype)
+    else:
+        emissions = (torch.randn(batch, steps, k, generator=gen) * (1e4 if style == 1 else 1.0)).to(dtype)
+    lengths = torch.randint(1, steps + 1, (batch,), generator=gen)
+    if torch.rand(1, generator=gen) < 0.2:
+        lengths[:] = steps  # all-full mask
+    lengths[0] = 1 if torch.rand(1, generator=gen) < 0.3 else lengths[0]  # length 1 shows up
+    mask = torch.arange(steps).unsqueeze(0) < lengths.unsqueeze(1)
+    return crf, emissions, mask
+
+
+def as_padded(paths: list[list[int]], steps: int) -> torch.Tensor:
+    return torch.tensor([p + [0] * (steps - len(p)) for p in paths], dtype=torch.long)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("chunk", range(4))
+def test_viterbi_matches_pytorch_crf(dtype: torch.dtype, chunk: int) -> None:
+    gen = torch.Generator().manual_seed(1000 * chunk + (dtype == torch.float64))
+    for _ in range(400):  # 8 x 400 = 3200 random cases
+        crf, emissions, mask = random_case(gen, dtype)
+        with torch.no_grad():
+            ours = crf.viterbi(emissions, mask)
+            theirs = as_padded(torchcrf.CRF.decode(crf, emissions, mask), emissions.size(1))
+        assert torch.equal(ours, theirs), (crf.num_tags, emissions.shape, mask.sum(1))
+
+
+def path_score(crf: CRF, emissions: torch.Tensor, path: tuple[int, ...]) -> float:
+    """The unnormalised score of one tag path, written out independently of either decoder."""
+    s = crf.start_transitions[path[0]] + emissions[0, path[0]]
+    for t in range(1, len(path)):
+        s = s + crf.transitions[path[t - 1], path[t]] + emissions[t, path[t]]
+    return float(s + crf.end_transitions[path[-1]])
+
+
+def test_decoded_path_is_the_brute_force_maximum_and_likelihood_matches() -> None:
+    gen = torch.Generator().manual_seed(7)
+    for _ in range(150):
+        k = int(torch.randint(1, 4, (1,), generator=gen))
+        steps = int(torch.randint(1, 5, (1,), generator=gen))
+        crf = CRF(k)
+        with torch.no_grad():
+            for p in (crf.start_transitions, crf.end_transitions, crf.transitions):
+                p.copy_(torch.randn(p.shape, generator=gen, dtype=torch.float64).float())
+        emissions = torch.randn(2, steps, k, generator=gen, dtype=torch.float64)
+        lengths = [steps, int(torch.randint(1, steps + 1, (1,), generator=gen))]
+        mask = torch.arange(steps).unsqueeze(0) < torch.tensor(lengths).unsqueeze(1)
+        with torch.no_grad():
+            decoded = crf.viterbi(emissions, mask)
+            for b, n in enumerate(lengths):
+                scores = {p: path_score(crf, emissions[b], p) for p in itertools.product(range(k), repeat=n)}
+                best = tuple(decoded[b, :n].tolist())
+                assert scores[best] == pytest.approx(max(scores.values()), abs=1e-9)
+                assert decoded[b, n:].eq(0).all()
+                # log p(best) = score(best) - logsumexp over all paths
+                tags = decoded[b : b + 1]
+                llh = crf.log_likelihood(emissions[b : b + 1], tags, mask[b : b + 1], reduction="sum")
+                log_z = torch.logsumexp(torch.tensor(list(scores.values()), dtype=torch.float64), 0)
+                # (pytorch-crf accumulates the path score in the parameters' float32)
+                assert float(llh) == pytest.approx(scores[best] - float(log_z), abs=1e-5)
+
+
+def test_likelihood_is_pytorch_crf_forward_and_differentiable() -> None:
+    torch.manual_seed(0)
+    crf = CRF(7)
+    emissions = torch.randn(4, 9, 7, requires_grad=True)
+    tags = torch.randint(0, 7, (4, 9))
+    mask = torch.arange(9).unsqueeze(0) < torch.tensor([9, 5, 1, 3]).unsqueeze(1)
+    for reduction in ("none", "sum", "mean", "token_mean"):
+        ref = torchcrf.CRF.forward(crf, emissions, tags, mask, reduction=reduction)
+        assert torch.allclose(crf.log_likelihood(emissions, tags, mask, reduction), ref)
+    crf.nll(emissions, tags, mask).backward()
+    assert emissions.grad is not None and crf.transitions.grad is not None
+    with pytest.raises(ValueError):
+        crf.log_likelihood(emissions, tags, mask, reduction="avg")
+
+
+def test_autocast_and_half_inputs_compute_in_float32() -> None:
+    torch.manual_seed(1)
+    crf = CRF(5)
+    emissions = torch.randn(3, 6, 5)
+    tags = torch.randint(0, 5, (3, 6))
+    mask = torch.ones(3, 6, dtype=torch.bool)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        loss = crf.nll(emissions.bfloat16(), tags, mask)
+        paths = crf.viterbi(emissions.bfloat16(), mask)
+    assert loss.dtype == torch.float32
+    ref = as_padded(torchcrf.CRF.decode(crf, emissions.bfloat16().float(), mask), 6)
+    assert torch.equal(paths, ref)
+
+
+def test_shapes_are_checked_and_empty_time_is_fine() -> None:
+    crf = CRF(3)
+    with pytest.raises(ValueError):
+        crf.viterbi(torch.zeros(2, 4, 5), torch.ones(2, 4, dtype=torch.bool))
+    with pytest.raises(ValueError):
+        crf.viterbi(torch.zeros(2, 4, 3), torch.ones(2, 3, dtype=torch.bool))
+    assert crf.viterbi(torch.zeros(2, 0, 3), torch.ones(2, 0, dtype=torch.bool)).shape == (2, 0)
