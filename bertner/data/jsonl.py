@@ -1,0 +1,90 @@
+"""Our JSONL window format, written by `preprocess` and read by `train`, `evaluate` and `preprocess`.
+
+One object a line: `{"id", "doc", "offset", "text", "entities": [{"start", "end", "label", "text"}]}`
+with entity offsets relative to the window `text`; `offset` is where the window starts in its document.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from pathlib import Path
+from typing import Iterable
+
+from bertner.data.brat import decode_utf8
+from bertner.errors import DataError
+from bertner.fileio import write_jsonl
+from bertner.spans import Document, Entity, Span, Window
+
+
+def window_to_row(window: Window) -> dict:
+    return {
+        "id": window.id,
+        "doc": window.doc,
+        "offset": window.offset,
+        "text": window.text,
+        "entities": [{"start": s.start, "end": s.end, "label": s.label, "text": window.text[s.start:s.end]} for s in window.spans],
+    }
+
+
+def row_to_window(row: object, path: Path | str = "<row>", line: int | None = None) -> Window:
+    """A validated `Window` from one parsed line; DataError naming path:line otherwise."""
+    if not isinstance(row, dict):
+        raise DataError("expected a JSON object", path, line)
+    try:
+        text, doc, offset = row["text"], str(row.get("doc", row.get("id", ""))), row.get("offset", 0)
+        if not isinstance(text, str) or not isinstance(offset, int) or offset < 0:
+            raise DataError("'text' must be a string and 'offset' a non-negative integer", path, line)
+        spans = []
+        for entity in row.get("entities", []):
+            start, end, label = entity["start"], entity["end"], entity["label"]
+            if not (isinstance(start, int) and isinstance(end, int) and 0 <= start < end <= len(text)):
+                raise DataError(f"entity offsets {start}-{end} are out of range for a text of {len(text)} characters", path, line)
+            if "text" in entity and entity["text"] != text[start:end]:
+                raise DataError(f"entity text {entity['text']!r} differs from text[{start}:{end}] = {text[start:end]!r}", path, line)
+            spans.append(Span(start, end, str(label)))
+    except (KeyError, TypeError) as e:
+        raise DataError(f"missing or wrong field {e}: expected id, doc, offset, text, entities[start, end, label, text]", path, line) from None
+    return Window(id=str(row.get("id", f"{doc}#{offset}")), doc=doc, offset=offset, text=text, spans=spans)
+
+
+def write_windows(path: str | Path, windows: Iterable[Window]) -> None:
+    write_jsonl(path, [window_to_row(w) for w in windows])
+
+
+def read_windows(path: str | Path) -> list[Window]:
+    path = Path(path)
+    windows = []
+    for number, raw in enumerate(decode_utf8(path).split("\n"), start=1):
+        if not raw.strip():
+            continue
+        try:
+            row = json.loads(raw)
+        except json.JSONDecodeError as e:
+            raise DataError(f"not valid JSON ({e.msg} at column {e.colno})", path, number) from None
+        windows.append(row_to_window(row, path, number))
+    return windows
+
+
+def windows_to_documents(windows: Iterable[Window], source: str = "") -> list[Document]:
+    """Regroup windows into documents by `doc`, in `offset` order; gaps (skipped blank windows) become spaces."""
+    by_doc: dict[str, list[Window]] = defaultdict(list)
+    for w in windows:
+        by_doc[w.doc].append(w)
+    documents = []
+    for doc_id, parts in by_doc.items():
+        parts.sort(key=lambda w: w.offset)
+        pieces, entities, end = [], [], 0
+        for w in parts:
+            if w.offset < end:
+                raise DataError(f"windows of document {doc_id!r} overlap at offset {w.offset}", source or None)
+            pieces.append(" " * (w.offset - end) + w.text)
+            end = w.offset + len(w.text)
+            for s in w.spans:
+                entities.append(Entity(f"T{len(entities) + 1}", s.label, ((s.start + w.offset, s.end + w.offset),)))
+        documents.append(Document(id=doc_id, text="".join(pieces), entities=entities, source=source))
+    return documents
+
+
+def read_jsonl_documents(path: str | Path) -> list[Document]:
+    return windows_to_documents(read_windows(path), str(path))
