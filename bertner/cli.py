@@ -46,7 +46,8 @@ def preprocess(
     output: Path = typer.Option(DEFAULT_DATA, "--output", "-o", help="Where to write train/dev/test.jsonl, labels.json, stats.json."),
     input_format: str = typer.Option("auto", "--format", help="auto, brat, conll or jsonl."),
     scheme: str = typer.Option("BIO", "--scheme", help="Tag scheme of CoNLL input: BIO, IOB1 or BIOES."),
-    discontinuous: str = typer.Option("merge", "--discontinuous", help="How a discontinuous brat entity becomes a span: merge (first start to last end), first, split, drop."),
+    discontinuous: str = typer.Option("merge", "--discontinuous", help="How a discontinuous brat entity becomes a span: merge (first start to last end), first, split, drop. "
+                                      "Then of overlapping spans the longer is kept, then the earlier; exact duplicates are dropped."),
     max_chars: int = typer.Option(256, "--max-chars", help="Longest window in characters; windows end at sentence ends, never inside an entity."),
     dev_ratio: float = typer.Option(0.1, "--dev-ratio", help="Share of documents for dev."),
     test_ratio: float = typer.Option(0.0, "--test-ratio", help="Share of documents for test (0 writes no test.jsonl)."),
@@ -54,6 +55,7 @@ def preprocess(
     group_by_prefix: Optional[bool] = typer.Option(None, "--group-by-prefix/--no-group-by-prefix", help="Keep documents 123_4 and 123_7 in one split (default: on for brat, off otherwise)."),
     strict: bool = typer.Option(False, "--strict", help="Fail on anything that would only be a warning (unpaired files, text mismatches)."),
     force: bool = typer.Option(False, "--force", help="Overwrite an output folder that already holds data."),
+    repair_tags: bool = typer.Option(False, "--repair-tags", help="CoNLL: read a stray I-/E- tag (no entity to continue) as the start of an entity, and count them."),
 ) -> None:
     """Read an annotated corpus and write clean, model-independent training windows."""
     from bertner.data.preprocess import PreprocessOptions, preprocess as run_preprocess
@@ -63,7 +65,7 @@ def preprocess(
         input=raw, output=output, input_format=input_format, scheme=scheme,
         discontinuous=discontinuous, max_chars=max_chars, dev_ratio=dev_ratio,
         test_ratio=test_ratio, seed=seed, group_by_prefix=group_by_prefix,
-        strict=strict, force=force,
+        strict=strict, force=force, repair_tags=repair_tags,
     )
     result = run_preprocess(options)
     print_preprocess_report(result)

@@ -1,0 +1,266 @@
+"""`bertner preprocess`: read a corpus, split by document, cut windows, write JSONL + labels + stats.
+
+Output folder: `train.jsonl`, `dev.jsonl` (always, possibly empty, so `train` can find it),
+`test.jsonl` (when a test split is asked for or given), `labels.json`, `stats.json`; written
+through `atomic_dir`, so a failure leaves nothing half-written.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from bertner.data import policies
+from bertner.data.brat import read_brat_folder
+from bertner.data.conll import COLUMN_SUFFIXES, read_conll
+from bertner.data.jsonl import read_jsonl_documents, window_to_row
+from bertner.data.splits import SPLITS, check_ratios, split_documents
+from bertner.data.windows import WindowReport, make_windows
+from bertner.errors import BertnerError, DataError, OutputExistsError
+from bertner.fileio import atomic_dir, write_json, write_jsonl
+from bertner.spans import Document, Window
+from bertner.tags import _check_scheme
+
+FORMATS = ("auto", "brat", "conll", "jsonl")
+OUTPUT_FILES = ("train.jsonl", "dev.jsonl", "test.jsonl", "labels.json", "stats.json")
+
+
+@dataclass
+class PreprocessOptions:
+    input: Path
+    output: Path = Path("data/processed")
+    input_format: str = "auto"
+    scheme: str = "BIO"
+    discontinuous: str = "merge"
+    max_chars: int = 256
+    dev_ratio: float = 0.1
+    test_ratio: float = 0.0
+    seed: int = 13
+    group_by_prefix: bool | None = None  # None: on for brat (article_part ids), off otherwise
+    strict: bool = False
+    force: bool = False
+    repair_tags: bool = False
+
+
+@dataclass
+class SplitStats:
+    documents: int = 0
+    windows: int = 0
+    characters: int = 0
+    entities: Counter = field(default_factory=Counter)
+
+
+@dataclass
+class PreprocessResult:
+    output: Path
+    input_format: str
+    splits: dict[str, SplitStats]
+    changes: list[tuple[str, int]]  # what had to change, with counts (only non-zero)
+    warnings: list[str]
+    stats: dict  # what stats.json holds
+    notes: list[str] = field(default_factory=list)  # informative lines (given split used, ...)
+
+
+def detect_format(path: Path) -> str:
+    if not path.exists():
+        raise DataError("no such file or folder", path)
+    if path.is_file():
+        return "jsonl" if path.suffix.lower() == ".jsonl" else "conll"
+    if any(path.glob("*.ann")):
+        return "brat"
+    if any(path.glob("*.jsonl")):
+        return "jsonl"
+    if any(p.suffix.lower() in COLUMN_SUFFIXES for p in path.iterdir()):
+        return "conll"
+    raise DataError("cannot tell the format: no .ann, .jsonl or column files; use --format", path)
+
+
+def check_output(output: Path, force: bool) -> None:
+    if output.exists() and not output.is_dir():
+        raise OutputExistsError(f"{output} exists and is not a folder")
+    held = [name for name in OUTPUT_FILES if (output / name).exists()]
+    if held and not force:
+        raise OutputExistsError(f"{output} already holds data ({', '.join(held)}); use --force to overwrite or choose another --output")
+
+
+@dataclass
+class Corpus:
+    """What a reader gives back: documents (by given split, or under "all") and read counts."""
+
+    documents: dict[str, list[Document]]
+    read: dict
+    warnings: list[str]
+
+
+def read_corpus(options: PreprocessOptions, input_format: str) -> Corpus:
+    path = Path(options.input)
+    if input_format == "brat":
+        docs, r = read_brat_folder(path, options.strict)
+        read = {
+            "files": r.files, "characters": r.characters, "entities": r.entities, "discontinuous": r.discontinuous,
+            "ignored_annotation_lines": dict(r.ignored), "text_mismatches": len(r.text_mismatches),
+            "unpaired_files_skipped": len(r.unpaired), "bom_files": len(r.bom_files), "crlf_files": r.crlf_files,
+        }
+        return Corpus({"all": docs}, read, r.warnings)
+    if input_format == "conll":
+        by_split, r = read_conll(path, options.scheme, options.repair_tags)
+        read = {
+            "files": r.files, "sentences": r.sentences, "tokens": r.tokens, "characters": r.characters,
+            "entities": r.entities, "discontinuous": 0, "repaired_tags": r.repaired_tags,
+        }
+        return Corpus(by_split, read, r.warnings)
+    if input_format == "jsonl":
+        files = [path] if path.is_file() else sorted(path.glob("*.jsonl"))
+        names = {f.stem.lower(): f for f in files}
+        given = {n: names[n] for n in SPLITS if n in names}
+        by_split = {n: read_jsonl_documents(f) for n, f in given.items()} if given else {"all": [d for f in files for d in read_jsonl_documents(f)]}
+        docs = [d for ds in by_split.values() for d in ds]
+        read = {"files": len(given or files), "characters": sum(len(d.text) for d in docs), "entities": sum(len(d.entities) for d in docs), "discontinuous": 0}
+        return Corpus(by_split, read, [])
+    raise BertnerError(f"unknown --format {input_format!r}; use one of {', '.join(FORMATS)}")
+
+
+def assign_splits(corpus: Corpus, options: PreprocessOptions, group: bool, notes: list[str]) -> dict[str, list[Document]]:
+    """Random split by document, or the input's own train/dev/test with missing parts carved from train."""
+    docs = corpus.documents
+    all_docs = [d for ds in docs.values() for d in ds]
+    seen: set[str] = set()
+    for d in all_docs:
+        if d.id in seen:
+            raise DataError(f"document id {d.id!r} occurs twice; ids must be unique", d.source or None)
+        seen.add(d.id)
+    if "all" in docs:
+        ids = split_documents([d.id for d in all_docs], options.dev_ratio, options.test_ratio, options.seed, group)
+        by_id = {d.id: d for d in all_docs}
+        return {name: [by_id[i] for i in ids[name]] for name in SPLITS}
+    if "train" not in docs:
+        raise DataError("the input gives dev/test files but no train file", options.input)
+    notes.append(f"using the split given by the input files ({', '.join(n for n in SPLITS if n in docs)})")
+    carve_dev = 0.0 if "dev" in docs else options.dev_ratio
+    carve_test = 0.0 if "test" in docs else options.test_ratio
+    if "test" in docs and options.test_ratio:
+        notes.append("--test-ratio ignored: the input has its own test file")
+    train = docs["train"]
+    if carve_dev or carve_test:
+        ids = split_documents([d.id for d in train], carve_dev, carve_test, options.seed, group)
+        by_id = {d.id: d for d in train}
+        carved = {name: [by_id[i] for i in ids[name]] for name in SPLITS}
+        notes.append(f"carved {', '.join(n for n, r in (('dev', carve_dev), ('test', carve_test)) if r)} out of the given train file by ratio")
+    else:
+        carved = {"train": train, "dev": [], "test": []}
+    return {name: docs.get(name, carved[name]) if name != "train" else carved["train"] for name in SPLITS}
+
+
+def preprocess(options: PreprocessOptions) -> PreprocessResult:
+    """Read, split, window and write; returns what was done for the report."""
+    policy = policies.check_policy(options.discontinuous)
+    options.scheme = _check_scheme(options.scheme)
+    check_ratios(options.dev_ratio, options.test_ratio)
+    if options.max_chars < 1:
+        raise BertnerError(f"--max-chars must be at least 1, not {options.max_chars}")
+    input_format = options.input_format.lower()
+    if input_format not in FORMATS:
+        raise BertnerError(f"unknown --format {input_format!r}; use one of {', '.join(FORMATS)}")
+    if input_format == "auto":
+        input_format = detect_format(Path(options.input))
+    output = Path(options.output)
+    check_output(output, options.force)  # before any work: fail fast
+
+    corpus = read_corpus(options, input_format)
+    group = options.group_by_prefix if options.group_by_prefix is not None else input_format == "brat"
+    notes: list[str] = []
+    documents = assign_splits(corpus, options, group, notes)
+    write_test = options.test_ratio > 0 or bool(documents["test"])
+
+    changes: Counter = Counter()
+    windowing = WindowReport()
+    rows: dict[str, list[dict]] = {}
+    split_stats: dict[str, SplitStats] = {}
+    for name in SPLITS:
+        stats = split_stats[name] = SplitStats()
+        windows: list[Window] = []
+        for doc in documents[name]:
+            spans, doc_changes = policies.apply_policy(doc.entities, policy)
+            changes.update(doc_changes)
+            doc_windows, report = make_windows(doc.id, doc.text, spans, options.max_chars)
+            windowing.add(report)
+            windows.extend(doc_windows)
+            stats.documents += 1
+            stats.characters += len(doc.text)
+            stats.entities.update(s.label for s in spans)
+        stats.windows = len(windows)
+        rows[name] = [window_to_row(w) for w in windows]
+
+    if not write_test:
+        split_stats.pop("test")
+    labels = sorted({label for s in split_stats.values() for label in s.entities})
+    stats_json = build_stats(corpus.read, changes, windowing, split_stats, group, policy)
+    with atomic_dir(output) as tmp:
+        for name in SPLITS:
+            if name in split_stats:
+                write_jsonl(tmp / f"{name}.jsonl", rows[name])
+        write_json(tmp / "labels.json", {"labels": labels, "source": str(options.input), "format": input_format, "discontinuous": policy})
+        write_json(tmp / "stats.json", stats_json)
+
+    warnings = list(corpus.warnings)
+    if windowing.overlong_entities:
+        warnings.append(
+            f"{windowing.overlong_entities} entities are longer than --max-chars {options.max_chars}; kept whole in longer windows "
+            f"(first: {windowing.overlong_examples[0]})"
+        )
+    return PreprocessResult(output, input_format, split_stats, change_list(corpus.read, changes, windowing), warnings, stats_json, notes)
+
+
+def build_stats(read: dict, changes: Counter, windowing: WindowReport, splits: dict[str, SplitStats], group: bool, policy: str) -> dict:
+    kept = sum(sum(s.entities.values()) for s in splits.values())
+    overlaps = policies.overlaps_by_label(changes)
+    dropped = changes[policies.DISCONTINUOUS_DROPPED] + changes[policies.DUPLICATES] + sum(overlaps.values())
+    extra = changes[policies.SPLIT_EXTRA]
+    return {
+        "splits": {
+            name: {"documents": s.documents, "windows": s.windows, "characters": s.characters, "entities": dict(sorted(s.entities.items()))}
+            for name, s in splits.items()
+        },
+        "read": read,
+        "policy": policy,
+        "group_by_prefix": group,
+        "split_unit": "documents",
+        "changes": {
+            "discontinuous_merged": changes[policies.MERGED],
+            "discontinuous_first_fragment": changes[policies.FIRST_KEPT],
+            "discontinuous_split_extra_spans": extra,
+            "discontinuous_dropped": changes[policies.DISCONTINUOUS_DROPPED],
+            "overlaps_dropped": dict(sorted(overlaps.items())),
+            "duplicates_dropped": changes[policies.DUPLICATES],
+            "windows_cut_inside_sentence": windowing.cut_inside_sentence,
+            "overlong_entities": windowing.overlong_entities,
+            "whitespace_windows_skipped": windowing.whitespace_skipped,
+        },
+        "check": {
+            "entities_read": read["entities"],
+            "dropped": dropped,
+            "extra_from_split": extra,
+            "kept": kept,
+            "adds_up": kept == read["entities"] - dropped + extra,
+        },
+    }
+
+
+def change_list(read: dict, changes: Counter, windowing: WindowReport) -> list[tuple[str, int]]:
+    """The human list of what preprocessing had to change, non-zero counts only."""
+    overlaps = policies.overlaps_by_label(changes)
+    items = [
+        ("discontinuous entities merged (first start to last end)", changes[policies.MERGED]),
+        ("discontinuous entities cut to their first fragment", changes[policies.FIRST_KEPT]),
+        ("extra spans from splitting discontinuous entities", changes[policies.SPLIT_EXTRA]),
+        ("discontinuous entities dropped", changes[policies.DISCONTINUOUS_DROPPED]),
+        ("overlapping spans dropped (longer, then earlier kept)" + (": " + ", ".join(f"{k} {v}" for k, v in sorted(overlaps.items())) if overlaps else ""), sum(overlaps.values())),
+        ("duplicate spans dropped", changes[policies.DUPLICATES]),
+        ("windows cut inside a sentence", windowing.cut_inside_sentence),
+        ("entities longer than --max-chars (kept whole)", windowing.overlong_entities),
+        (".ann texts differing from the .txt (the .txt is used)", read.get("text_mismatches", 0)),
+        ("stray I-/E- tags read as entity starts", read.get("repaired_tags", 0)),
+        ("unpaired files skipped", read.get("unpaired_files_skipped", 0)),
+    ]
+    return [(what, n) for what, n in items if n]

@@ -1,0 +1,34 @@
+"""Printing command results with rich; results to stdout, warnings to stderr."""
+
+from __future__ import annotations
+
+from rich.table import Table
+
+from bertner.console import info, out, warn
+
+
+def print_preprocess_report(result) -> None:
+    """Per-split table (documents, windows, characters, entities per type), then what had to change."""
+    for message in result.warnings:
+        warn(message)
+    for note in result.notes:
+        info(note)
+    labels = sorted({label for s in result.splits.values() for label in s.entities})
+    table = Table(title=f"preprocessed ({result.input_format})", show_lines=False)
+    table.add_column("")
+    for name in result.splits:
+        table.add_column(name, justify="right")
+    rows = [("documents", "documents"), ("windows", "windows"), ("characters", "characters")]
+    for title, attr in rows:
+        table.add_row(title, *(f"{getattr(s, attr):,}" for s in result.splits.values()))
+    table.add_row("entities", *(f"{sum(s.entities.values()):,}" for s in result.splits.values()), end_section=True)
+    for label in labels:
+        table.add_row(f"  {label}", *(f"{s.entities.get(label, 0):,}" for s in result.splits.values()))
+    out.print(table)
+    if result.changes:
+        out.print("changed:")
+        for what, count in result.changes:
+            out.print(f"  {count:>7,}  {what}", highlight=False)
+    if not result.stats["check"]["adds_up"]:
+        warn(f"entity counts do not add up: {result.stats['check']}")
+    out.print(f"wrote {', '.join(sorted(p.name for p in result.output.iterdir() if not p.name.startswith('.')))} to {result.output}", highlight=False)
