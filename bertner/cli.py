@@ -75,11 +75,63 @@ def _not_built(name: str) -> None:
     raise NotBuiltYet(f"`bertner {name}` is not built yet in this version")
 
 
-@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+@app.command()
 @user_errors
-def train() -> None:
-    """Fine-tune an encoder (+ optional GRU) with a softmax or CRF head."""
-    _not_built("train")
+def train(
+    data: Optional[Path] = typer.Argument(None, help="Folder written by `bertner preprocess` (default: data/processed)."),
+    config_file: Optional[Path] = typer.Option(None, "--config", help="YAML file with any of these options (use underscores or dashes); flags override it."),
+    model: Optional[str] = typer.Option(None, "--model", "-m", help="`tiny` (small BERT trained from scratch, no download), a local Hugging Face model folder, or a hub name such as bert-base-chinese (needs the network)."),
+    output: Optional[Path] = typer.Option(None, "--output", "-o", help="Run directory (default: runs/<variant>-<time>)."),
+    crf: Optional[bool] = typer.Option(None, "--crf/--softmax", help="CRF head instead of a softmax classifier."),
+    gru: Optional[bool] = typer.Option(None, "--gru/--no-gru", help="A GRU layer between encoder and head."),
+    gru_hidden: Optional[int] = typer.Option(None, "--gru-hidden", help="GRU hidden size (default: the encoder's)."),
+    gru_layers: Optional[int] = typer.Option(None, "--gru-layers", help="GRU layers (default 1)."),
+    gru_bidirectional: Optional[bool] = typer.Option(None, "--gru-bidirectional/--gru-unidirectional", help="Run the GRU both ways (default: one direction, as in the study)."),
+    crf_lr_mult: Optional[float] = typer.Option(None, "--crf-lr-mult", help="CRF transitions learn at this multiple of --lr (the study tried 1 to 1000)."),
+    head_lr_mult: Optional[float] = typer.Option(None, "--head-lr-mult", help="GRU and classifier learn at this multiple of --lr."),
+    lr: Optional[float] = typer.Option(None, "--lr", help="Base learning rate of the encoder (default 5e-5; 1e-3 for --model tiny)."),
+    epochs: Optional[int] = typer.Option(None, "--epochs", help="Passes over the training windows (default 3)."),
+    max_steps: Optional[int] = typer.Option(None, "--max-steps", help="Stop after this many optimiser steps (0: no limit)."),
+    batch_size: Optional[int] = typer.Option(None, "--batch-size", "-b", help="Inputs per batch (default 16)."),
+    grad_accum: Optional[int] = typer.Option(None, "--grad-accum", help="Batches per optimiser step (default 1)."),
+    max_length: Optional[int] = typer.Option(None, "--max-length", help="Tokens per model input incl. [CLS]/[SEP] (default 512); longer windows are cut with overlap."),
+    warmup_ratio: Optional[float] = typer.Option(None, "--warmup-ratio", help="Share of steps for the linear warm-up (default 0.1)."),
+    weight_decay: Optional[float] = typer.Option(None, "--weight-decay", help="AdamW weight decay (default 0.01; never on biases, LayerNorm or CRF)."),
+    dropout: Optional[float] = typer.Option(None, "--dropout", help="Dropout before the classifier (default 0.1)."),
+    eval_every: Optional[int] = typer.Option(None, "--eval-every", help="Also evaluate on the whole dev set every N steps (default: each epoch end only)."),
+    patience: Optional[int] = typer.Option(None, "--patience", help="Stop after N evaluations without a better dev F1 (default 0: never)."),
+    seed: Optional[int] = typer.Option(None, "--seed", help="Random seed; CPU runs with the same seed are repeatable (default 13)."),
+    alignment: Optional[str] = typer.Option(None, "--alignment", help="char (one character, one token), subword (tokenizer offsets) or auto."),
+    device: Optional[str] = typer.Option(None, "--device", help="auto, cpu, cuda or cuda:N."),
+    precision: Optional[str] = typer.Option(None, "--precision", help="auto (bf16 or fp16 on GPU, fp32 on CPU), fp32, bf16, fp16."),
+    compile: Optional[bool] = typer.Option(None, "--compile/--no-compile", help="torch.compile the model (GPU; pays off on long runs)."),
+    tiny_layers: Optional[int] = typer.Option(None, "--tiny-layers", help="Layers of --model tiny (default 2)."),
+    tiny_hidden: Optional[int] = typer.Option(None, "--tiny-hidden", help="Hidden size of --model tiny (default 128)."),
+    tiny_heads: Optional[int] = typer.Option(None, "--tiny-heads", help="Attention heads of --model tiny (default 2)."),
+    log_every: Optional[int] = typer.Option(None, "--log-every", help="Steps between loss logs (default 20)."),
+    save_every: Optional[int] = typer.Option(None, "--save-every", help="Also save a resumable checkpoint every N steps."),
+    num_threads: Optional[int] = typer.Option(None, "--num-threads", help="CPU threads for torch (0: torch's default)."),
+    resume: bool = typer.Option(False, "--resume", help="Continue the interrupted run in --output."),
+    force: bool = typer.Option(False, "--force", help="Replace a run already in --output."),
+) -> None:
+    """Fine-tune an encoder (+ optional GRU) with a softmax or CRF head; writes a run directory.
+
+    Examples: `bertner train` (tiny model on data/processed), `bertner train --crf --gru --crf-lr-mult 100`,
+    `bertner train data/processed --model models/bert-base-chinese --epochs 3 -o runs/bert-crf --crf`.
+    """
+    flags = {k: v for k, v in locals().items() if k not in ("config_file", "resume", "force", "data", "output")}
+    from bertner.config import build_config, load_yaml
+    from bertner.engine.tracking import print_train_summary
+    from bertner.engine.trainer import train as run_train
+
+    flags["data"] = str(data) if data is not None else None
+    flags["output"] = str(output) if output is not None else None
+    file_values = load_yaml(config_file) if config_file else {}
+    config = build_config(file_values, flags)
+    if resume and not config.output:
+        raise BertnerError("--resume needs --output RUN_DIR: the run to continue")
+    summary = run_train(config, resume=resume, force=force)
+    print_train_summary(summary)
 
 
 @app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})

@@ -1,0 +1,125 @@
+"""Training settings: one dataclass, loadable from YAML, overridable by flags, saved with each run."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from bertner.errors import BertnerError
+
+PRETRAINED_LR = 5e-5  # the study's base rate for pretrained encoders
+TINY_LR = 1e-3  # a from-scratch tiny encoder needs a much larger rate to learn in minutes
+
+
+@dataclass
+class TrainConfig:
+    # data and model
+    data: str = "data/processed"
+    model: str = "tiny"
+    alignment: str = "auto"  # char | subword | auto (char for Chinese vocabularies)
+    output: str | None = None  # default: runs/<variant>-<time>
+    # variant
+    crf: bool = False
+    gru: bool = False
+    gru_hidden: int | None = None  # None: the encoder's hidden size, as in the study
+    gru_layers: int = 1
+    gru_bidirectional: bool = False
+    dropout: float = 0.1
+    # tiny encoder size (only for --model tiny)
+    tiny_layers: int = 2
+    tiny_hidden: int = 128
+    tiny_heads: int = 2
+    # optimisation
+    lr: float | None = None  # None: 5e-5 for pretrained encoders, 1e-3 for tiny
+    head_lr_mult: float = 1.0
+    crf_lr_mult: float = 1.0
+    weight_decay: float = 0.01
+    warmup_ratio: float = 0.1
+    max_grad_norm: float = 1.0
+    epochs: int = 3
+    max_steps: int = 0  # stop after this many optimiser steps (0: no limit)
+    batch_size: int = 16
+    grad_accum: int = 1
+    max_length: int = 512  # tokens per model input, [CLS] and [SEP] included; longer windows are chunked
+    # evaluation and stopping
+    eval_every: int = 0  # also evaluate every N steps (0: only at the end of each epoch)
+    patience: int = 0  # stop after N evaluations without a better dev F1 (0: never)
+    log_every: int = 20  # steps between loss logs (each log is one host sync)
+    # engine
+    seed: int = 13
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    precision: str = "auto"  # auto | fp32 | bf16 | fp16
+    compile: bool = False
+    num_threads: int = 0  # CPU threads for torch (0: torch's default)
+    save_every: int = 0  # also save a resumable checkpoint every N steps (0: at evaluations only)
+    scheme: str = "BIO"
+
+    @property
+    def variant(self) -> str:
+        """The study's name for the architecture, e.g. `bert+gru+crf`."""
+        return "bert" + ("+gru" if self.gru else "") + ("+crf" if self.crf else "+softmax")
+
+    def resolved_lr(self) -> float:
+        if self.lr is not None:
+            return self.lr
+        return TINY_LR if self.model == "tiny" else PRETRAINED_LR
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def validate(self) -> None:
+        checks = [
+            (self.epochs >= 1 or self.max_steps > 0, "--epochs must be at least 1"),
+            (self.batch_size >= 1, "--batch-size must be at least 1"),
+            (self.grad_accum >= 1, "--grad-accum must be at least 1"),
+            (self.max_length >= 8, "--max-length must be at least 8"),
+            (self.lr is None or self.lr > 0, "--lr must be positive"),
+            (self.crf_lr_mult > 0 and self.head_lr_mult > 0, "learning-rate multipliers must be positive"),
+            (0 <= self.warmup_ratio < 1, "--warmup-ratio must be in [0, 1)"),
+            (0 <= self.dropout < 1, "--dropout must be in [0, 1)"),
+            (self.alignment in ("auto", "char", "subword"), "--alignment must be auto, char or subword"),
+            (self.precision in ("auto", "fp32", "bf16", "fp16"), "--precision must be auto, fp32, bf16 or fp16"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise BertnerError(message)
+
+
+def config_keys() -> set[str]:
+    return {f.name for f in fields(TrainConfig)}
+
+
+def load_yaml(path: str | Path) -> dict[str, Any]:
+    """Read a YAML mapping of settings (safe_load: a config file can never run code)."""
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except FileNotFoundError:
+        raise BertnerError(f"config file {path} does not exist") from None
+    except yaml.YAMLError as e:
+        raise BertnerError(f"{path}: not valid YAML ({str(e).splitlines()[0]})") from None
+    if not isinstance(data, dict):
+        raise BertnerError(f"{path}: expected a mapping of option: value")
+    return {str(k).replace("-", "_"): v for k, v in data.items()}
+
+
+def build_config(file_values: dict[str, Any], flag_values: dict[str, Any]) -> TrainConfig:
+    """Defaults, then the config file, then the flags the user actually gave."""
+    known = config_keys()
+    unknown = sorted(set(file_values) - known)
+    if unknown:
+        raise BertnerError(f"unknown option(s) in config file: {', '.join(unknown)}")
+    merged = {**file_values, **{k: v for k, v in flag_values.items() if v is not None}}
+    config = TrainConfig(**merged)
+    config.validate()
+    return config
+
+
+def save_config(config: TrainConfig, path: str | Path) -> None:
+    from bertner.fileio import write_text
+
+    write_text(path, yaml.safe_dump(config.to_dict(), sort_keys=False, allow_unicode=True))

@@ -1,0 +1,1 @@
+"""The training engine: batching, optimiser, loop, checkpoints, tracking."""

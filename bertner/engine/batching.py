@@ -1,0 +1,148 @@
+"""From windows to padded tensor batches: tokenise once, group similar lengths, pad to a multiple of 8."""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from typing import Iterator, Sequence
+
+import torch
+from torch import Tensor
+
+from bertner.align import chunk_ranges, token_tags
+from bertner.models.tagger import IGNORE
+from bertner.spans import Window
+
+PAD_MULTIPLE = 8  # tensor cores and vectorised CPU kernels like lengths that are multiples of 8
+
+
+@dataclass
+class Example:
+    """One model input: a window, or a chunk of a window longer than the encoder's limit."""
+
+    window: int  # index into the list of windows it came from
+    token_start: int  # first token of this chunk within the window's tokens
+    ids: list[int]  # text token ids, no special tokens
+    tags: list[int]  # one tag id per text token (empty when unlabelled)
+
+    def __len__(self) -> int:
+        return len(self.ids) + 2
+
+
+@dataclass
+class EncodedWindows:
+    """Windows after tokenisation: their token offsets and the examples cut from them."""
+
+    windows: list[Window]
+    offsets: list[list[tuple[int, int]]]  # per window, the char span of each token
+    examples: list[Example]
+    inexact_entities: int  # gold entities with a boundary inside a token (subword mode)
+
+
+def encode_windows(
+    windows: Sequence[Window],
+    aligner,
+    max_length: int,
+    tag_to_id: dict[str, int] | None = None,
+    scheme: str = "BIO",
+    stride: int | None = None,
+) -> EncodedWindows:
+    """Tokenise every window once; label it when `tag_to_id` is given; chunk long ones with overlap."""
+    max_tokens = max_length - 2
+    stride = stride or max(1, max_tokens // 2)
+    offsets_all: list[list[tuple[int, int]]] = []
+    examples: list[Example] = []
+    inexact = 0
+    for index, window in enumerate(windows):
+        tokenized = aligner.encode(window.text)
+        offsets_all.append(tokenized.offsets)
+        tag_ids: list[int] = []
+        if tag_to_id is not None:
+            tags, bad = token_tags(tokenized, window.spans, scheme)
+            inexact += bad
+            tag_ids = [tag_to_id[t] for t in tags]
+        n = len(tokenized.ids)
+        if n == 0:
+            continue  # nothing to tag; callers treat a window without examples as having no spans
+        for start, end in chunk_ranges(n, max_tokens, stride):
+            examples.append(Example(index, start, tokenized.ids[start:end], tag_ids[start:end]))
+    return EncodedWindows(list(windows), offsets_all, examples, inexact)
+
+
+def length_grouped_batches(
+    lengths: Sequence[int], batch_size: int, seed: int, epoch: int, group_factor: int = 50
+) -> list[list[int]]:
+    """Shuffle, sort within mega-batches by length, cut into batches, shuffle the batches.
+
+    Similar lengths in a batch waste little padding; the shuffles keep epochs random. The order
+    depends only on (seed, epoch), so a resumed run sees the same batches.
+    """
+    rng = random.Random(seed * 100_003 + epoch)
+    order = list(range(len(lengths)))
+    rng.shuffle(order)
+    mega = batch_size * group_factor
+    batches: list[list[int]] = []
+    for i in range(0, len(order), mega):
+        group = sorted(order[i : i + mega], key=lambda j: lengths[j], reverse=True)
+        batches.extend(group[k : k + batch_size] for k in range(0, len(group), batch_size))
+    rng.shuffle(batches)
+    return batches
+
+
+def sorted_batches(lengths: Sequence[int], batch_size: int) -> list[list[int]]:
+    """For evaluation and prediction: longest first, so padding is minimal and order is fixed."""
+    order = sorted(range(len(lengths)), key=lambda j: lengths[j], reverse=True)
+    return [order[k : k + batch_size] for k in range(0, len(order), batch_size)]
+
+
+@dataclass
+class Batch:
+    input_ids: Tensor
+    attention_mask: Tensor
+    label_mask: Tensor  # true on text tokens
+    labels: Tensor | None  # IGNORE off the text tokens
+    examples: list[int]  # indices of the examples in this batch
+    tokens: int  # real (unpadded) tokens, for throughput
+
+    def to(self, device: torch.device) -> "Batch":
+        non_blocking = device.type == "cuda"
+        move = lambda t: None if t is None else t.to(device, non_blocking=non_blocking)  # noqa: E731
+        return Batch(
+            move(self.input_ids), move(self.attention_mask), move(self.label_mask), move(self.labels),
+            self.examples, self.tokens,
+        )
+
+
+def collate(
+    examples: Sequence[Example], indices: Sequence[int], cls_id: int, sep_id: int, pad_id: int,
+    with_labels: bool, pin: bool = False,
+) -> Batch:
+    """Pad the chosen examples to the longest, rounded up to a multiple of 8."""
+    chosen = [examples[i] for i in indices]
+    longest = max(len(e) for e in chosen)
+    width = -(-longest // PAD_MULTIPLE) * PAD_MULTIPLE
+    ids = torch.full((len(chosen), width), pad_id, dtype=torch.long)
+    attention = torch.zeros((len(chosen), width), dtype=torch.long)
+    label_mask = torch.zeros((len(chosen), width), dtype=torch.bool)
+    labels = torch.full((len(chosen), width), IGNORE, dtype=torch.long) if with_labels else None
+    for row, e in enumerate(chosen):
+        n = len(e.ids)
+        ids[row, 0] = cls_id
+        ids[row, 1 : n + 1] = torch.tensor(e.ids, dtype=torch.long)
+        ids[row, n + 1] = sep_id
+        attention[row, : n + 2] = 1
+        label_mask[row, 1 : n + 1] = True
+        if labels is not None:
+            labels[row, 1 : n + 1] = torch.tensor(e.tags, dtype=torch.long)
+    batch = Batch(ids, attention, label_mask, labels, list(indices), sum(len(e) for e in chosen))
+    if pin:
+        batch = Batch(*(t.pin_memory() if isinstance(t, Tensor) else t for t in (
+            batch.input_ids, batch.attention_mask, batch.label_mask, batch.labels)), batch.examples, batch.tokens)
+    return batch
+
+
+def iterate_batches(
+    encoded: EncodedWindows, batches: list[list[int]], aligner, with_labels: bool, pin: bool = False
+) -> Iterator[Batch]:
+    for indices in batches:
+        yield collate(encoded.examples, indices, aligner.cls_id, aligner.sep_id, aligner.pad_id, with_labels, pin)

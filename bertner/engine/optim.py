@@ -1,0 +1,72 @@
+"""AdamW with one parameter group per role, and a linear warm-up then decay schedule.
+
+Groups: the encoder at the base rate (no weight decay on biases and LayerNorm), the GRU and
+classifier at `head_lr_mult` x base, the CRF transitions at `crf_lr_mult` x base. Every trainable
+parameter lands in exactly one group; `build_optimizer` checks it, because a parameter missing
+from every group is silently frozen (the classic way CRF multipliers stop the CRF from learning).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from torch.optim.lr_scheduler import LambdaLR
+
+NO_DECAY_MARKERS = ("bias", "LayerNorm.weight", "layer_norm.weight", "LayerNorm.bias", "norm.weight")
+
+
+@dataclass
+class GroupInfo:
+    name: str
+    lr: float
+    weight_decay: float
+    parameters: int
+
+
+def _role(name: str) -> str:
+    if name.startswith("crf."):
+        return "crf"
+    if name.startswith("encoder."):
+        return "encoder"
+    return "head"  # gru and classifier
+
+
+def build_optimizer(
+    model: nn.Module, lr: float, weight_decay: float, head_lr_mult: float = 1.0, crf_lr_mult: float = 1.0
+) -> tuple[torch.optim.AdamW, list[GroupInfo]]:
+    rates = {"encoder": lr, "head": lr * head_lr_mult, "crf": lr * crf_lr_mult}
+    buckets: dict[tuple[str, bool], list[nn.Parameter]] = {}
+    for name, param in model.named_parameters():
+        if not param.requires_grad:
+            continue
+        role = _role(name)
+        decay = role != "crf" and not any(marker in name for marker in NO_DECAY_MARKERS) and param.ndim > 1
+        buckets.setdefault((role, decay), []).append(param)
+    groups, infos = [], []
+    for (role, decay), params in buckets.items():
+        name = f"{role}" + ("" if decay or role == "crf" else "-no-decay")
+        groups.append({"params": params, "lr": rates[role], "weight_decay": weight_decay if decay else 0.0, "name": name})
+        infos.append(GroupInfo(name, rates[role], weight_decay if decay else 0.0, sum(p.numel() for p in params)))
+    grouped = sum(len(g["params"]) for g in groups)
+    trainable = sum(1 for p in model.parameters() if p.requires_grad)
+    assert grouped == trainable, "every trainable parameter must be in exactly one optimiser group"
+    fused = all(p.is_cuda for g in groups for p in g["params"])
+    optimizer = torch.optim.AdamW(groups, lr=lr, fused=fused or None)
+    return optimizer, infos
+
+
+def linear_schedule(optimizer: torch.optim.Optimizer, total_steps: int, warmup_ratio: float) -> LambdaLR:
+    """Each group's rate rises linearly for the warm-up, then falls linearly to zero at the end.
+
+    LambdaLR multiplies each group's own initial rate, so the per-group multipliers survive.
+    """
+    warmup = int(total_steps * warmup_ratio)
+
+    def factor(step: int) -> float:
+        if warmup and step < warmup:
+            return (step + 1) / warmup
+        return max(0.0, (total_steps - step) / max(1, total_steps - warmup))
+
+    return LambdaLR(optimizer, factor)

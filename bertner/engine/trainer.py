@@ -1,0 +1,429 @@
+"""The training loop: windows in, a run directory out.
+
+Read top to bottom: set up (device, data, model, optimiser), then the loop (forward, backward,
+step, log, evaluate, checkpoint), then the summary. Each engine feature is a few lines with a
+name: precision, gradient accumulation, evaluation, early stopping, checkpoints, resume.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import signal
+import time
+from contextlib import nullcontext
+from dataclasses import dataclass
+from datetime import datetime
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from bertner.config import TrainConfig, save_config
+from bertner.console import err, info
+from bertner.engine.batching import EncodedWindows, encode_windows, iterate_batches, length_grouped_batches
+from bertner.engine.checkpoint import load_checkpoint, save_checkpoint, save_weights
+from bertner.engine.optim import build_optimizer, linear_schedule
+from bertner.engine.tracking import Tracker
+from bertner.errors import BertnerError, DataError, TrainingError
+from bertner.fileio import write_json
+from bertner.inference import char_tags, tag_windows
+from bertner.models.tagger import HeadSpec, Tagger
+from bertner.runs import RUN_FORMAT, prepare_run_dir
+from bertner.spans import Window
+from bertner.tags import label_set_to_tags
+
+
+# ----------------------------------------------------------------------------- set-up helpers
+
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise BertnerError(f"--device {name} asked for, but no CUDA GPU is visible")
+    return torch.device(name)
+
+
+def pick_precision(name: str, device: torch.device) -> str:
+    if name != "auto":
+        if name != "fp32" and device.type != "cuda":
+            raise BertnerError(f"--precision {name} needs a CUDA GPU; on CPU bertner trains in fp32")
+        return name
+    if device.type != "cuda":
+        return "fp32"
+    return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+
+
+def autocast_for(precision: str, device: torch.device):
+    if precision == "fp32":
+        return nullcontext
+    dtype = torch.bfloat16 if precision == "bf16" else torch.float16
+    return partial(torch.autocast, device_type=device.type, dtype=dtype)
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def default_run_name(config: TrainConfig) -> str:
+    variant = config.variant.replace("+", "-")
+    mult = f"-x{config.crf_lr_mult:g}" if config.crf and config.crf_lr_mult != 1 else ""
+    return f"runs/{variant}{mult}-{datetime.now():%Y%m%d-%H%M%S}"
+
+
+@dataclass
+class Datasets:
+    train: list[Window]
+    dev: list[Window]
+    labels: list[str]
+
+
+def load_datasets(data_dir: Path) -> Datasets:
+    from bertner.data.jsonl import read_windows
+
+    if not data_dir.is_dir():
+        hint = " (run `bertner preprocess RAW_DIR` first; it writes data/processed/)" if str(data_dir) == "data/processed" else ""
+        raise DataError(f"no preprocessed data folder here{hint}", path=data_dir)
+    train_path, dev_path = data_dir / "train.jsonl", data_dir / "dev.jsonl"
+    if not train_path.exists():
+        raise DataError("no train.jsonl in this folder; point to what `bertner preprocess` wrote", path=data_dir)
+    train = read_windows(train_path)
+    if not train or not any(w.text.strip() for w in train):
+        raise DataError("the training set is empty", path=train_path)
+    dev = read_windows(dev_path) if dev_path.exists() else []
+    train_labels = sorted({s.label for w in train for s in w.spans})
+    if not train_labels:
+        raise DataError("the training set has no entities to learn from", path=train_path)
+    unseen = sorted({s.label for w in dev for s in w.spans} - set(train_labels))
+    if unseen:
+        raise DataError(
+            f"dev has labels that train never saw: {', '.join(unseen)}; re-split with another --seed or larger --dev-ratio",
+            path=dev_path,
+        )
+    return Datasets(train, dev, train_labels)
+
+
+def build_encoder(config: TrainConfig, train: list[Window]):
+    from bertner.models.encoder import build_tiny_encoder, load_encoder
+
+    if config.model == "tiny":
+        return build_tiny_encoder(
+            (w.text for w in train), layers=config.tiny_layers, hidden=config.tiny_hidden, heads=config.tiny_heads,
+        )
+    return load_encoder(config.model, alignment=config.alignment)
+
+
+def count_parameters(model: torch.nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+# ----------------------------------------------------------------------------- the loop
+
+class Trainer:
+    def __init__(self, config: TrainConfig, resume: bool = False, force: bool = False, show: bool = True):
+        config.validate()
+        self.config = config
+        self.resume = resume
+        self.show = show
+        self.run_dir = Path(config.output or default_run_name(config))
+        config.output = str(self.run_dir)
+        self.force = force
+        self._stop_signal: str | None = None
+
+    # -- set-up -------------------------------------------------------------------------------
+    def setup(self) -> None:
+        c = self.config
+        seed_everything(c.seed)
+        if c.num_threads:
+            torch.set_num_threads(c.num_threads)
+        self.device = pick_device(c.device)
+        self.precision = pick_precision(c.precision, self.device)
+        self.autocast = autocast_for(self.precision, self.device)
+
+        data = load_datasets(Path(c.data))
+        prepare_run_dir(self.run_dir, force=self.force, resume=self.resume)
+        if self.resume:
+            self._check_resume_config()
+        self.data = data
+        self.tags = label_set_to_tags(data.labels, c.scheme)
+        self.tag_to_id = {t: i for i, t in enumerate(self.tags)}
+
+        self.bundle = build_encoder(c, data.train)
+        self.aligner = self.bundle.aligner
+        max_length = min(c.max_length, self.bundle.max_positions)
+        self.train_set = encode_windows(data.train, self.aligner, max_length, self.tag_to_id, c.scheme)
+        self.dev_set = encode_windows(data.dev, self.aligner, max_length, self.tag_to_id, c.scheme)
+        if self.train_set.inexact_entities:
+            info(
+                f"{self.train_set.inexact_entities} training entities have a boundary inside a token "
+                "and cannot be tagged exactly with --alignment subword"
+            )
+
+        spec = HeadSpec(len(self.tags), c.crf, c.gru, c.gru_hidden, c.gru_layers, c.gru_bidirectional, c.dropout)
+        self.model = Tagger(self.bundle.model, self.bundle.hidden_size, spec).to(self.device)
+        self.optimizer, self.groups = build_optimizer(
+            self.model, c.resolved_lr(), c.weight_decay, c.head_lr_mult, c.crf_lr_mult
+        )
+        self.batches_per_epoch = math.ceil(len(self.train_set.examples) / c.batch_size)
+        steps_per_epoch = math.ceil(self.batches_per_epoch / c.grad_accum)
+        self.total_steps = c.max_steps or steps_per_epoch * c.epochs
+        if c.max_steps:
+            self.total_steps = min(c.max_steps, steps_per_epoch * c.epochs) if c.epochs else c.max_steps
+        self.scheduler = linear_schedule(self.optimizer, self.total_steps, c.warmup_ratio)
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.precision == "fp16")
+        self.forward_model = torch.compile(self.model, dynamic=True) if c.compile else self.model
+
+        self.state: dict[str, Any] = {
+            "step": 0, "epoch": 0, "batch_in_epoch": 0, "best_f1": -1.0, "best_step": 0,
+            "evals_without_gain": 0, "train_seconds": 0.0, "tokens": 0,
+        }
+        if self.resume:
+            self._load_resume_state()
+        else:
+            save_config(c, self.run_dir / "config.yaml")
+            write_json(self.run_dir / "labels.json", {"labels": data.labels, "tags": self.tags, "scheme": c.scheme})
+            from bertner.models.encoder import save_encoder
+
+            save_encoder(self.bundle, self.run_dir / "encoder")
+            (self.run_dir / "metrics.jsonl").write_text("", encoding="utf-8")
+
+    def _check_resume_config(self) -> None:
+        from bertner.runs import load_config
+
+        if not (self.run_dir / "config.yaml").exists():
+            return
+        saved = load_config(self.run_dir)
+        # The saved settings win: a resumed run is the same run.
+        saved.output = str(self.run_dir)
+        self.config = saved
+
+    def _load_resume_state(self) -> None:
+        state = load_checkpoint(self.run_dir, self.model)
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.scaler.load_state_dict(state["scaler"])
+        from bertner.engine.checkpoint import set_rng_state
+
+        set_rng_state(state["rng"])
+        self.state = state["loop"]
+        info(f"resuming {self.run_dir} at step {self.state['step']} (epoch {self.state['epoch'] + 1})")
+
+    def describe(self) -> None:
+        """What is about to happen: variant, data, parameters and the optimiser groups' rates."""
+        from rich.table import Table
+
+        c = self.config
+        err.print(
+            f"[bold]{c.variant}[/bold] on {self.bundle.name} ({self.aligner.mode} alignment), "
+            f"{count_parameters(self.model):,} parameters, device {self.device} ({self.precision})",
+            highlight=False,
+        )
+        err.print(
+            f"train {len(self.data.train):,} windows -> {len(self.train_set.examples):,} inputs, "
+            f"dev {len(self.data.dev):,} windows; {len(self.data.labels)} labels; "
+            f"{self.total_steps:,} steps of {c.batch_size}x{c.grad_accum}; run directory {self.run_dir}",
+            highlight=False,
+        )
+        table = Table(title="optimiser groups", title_justify="left")
+        for column in ("group", "learning rate", "weight decay", "parameters"):
+            table.add_column(column, justify="right" if column != "group" else "left")
+        for g in self.groups:
+            table.add_row(g.name, f"{g.lr:.2e}", f"{g.weight_decay:g}", f"{g.parameters:,}")
+        err.print(table)
+
+    # -- evaluation ---------------------------------------------------------------------------
+    def evaluate(self) -> dict[str, Any]:
+        from bertner.metrics import entity_scores
+
+        tagged = tag_windows(
+            self.model, self.dev_set, self.tags, self.aligner, self.config.batch_size * 2,
+            self.device, self.autocast, with_loss=True,
+        )
+        texts = [w.text for w in self.data.dev]
+        gold = char_tags(texts, [w.spans for w in self.data.dev])
+        pred = char_tags(texts, tagged.spans)
+        scores = entity_scores(gold, pred).to_dict()
+        return {"dev_loss": tagged.loss, **scores}
+
+    def _evaluate_and_keep_best(self, epoch: int, tracker: Tracker) -> bool:
+        """Evaluate on the whole dev set; keep the best weights; return True to stop early."""
+        s = self.state
+        if not self.data.dev:
+            save_weights(self.model, self.run_dir / "model.safetensors")
+            s["best_step"] = s["step"]
+            return False
+        record = {"step": s["step"], "epoch": epoch + 1, **self.evaluate()}
+        f1 = record["micro"]["f1"]
+        record["is_best"] = f1 > s["best_f1"]
+        if record["is_best"]:
+            s.update(best_f1=f1, best_step=s["step"], evals_without_gain=0, best_record=record)
+            save_weights(self.model, self.run_dir / "model.safetensors")
+        else:
+            s["evals_without_gain"] += 1
+        tracker.log_eval(record)
+        self._save_resumable()
+        return bool(self.config.patience) and s["evals_without_gain"] >= self.config.patience
+
+    def _save_resumable(self) -> None:
+        save_checkpoint(
+            self.run_dir,
+            self.model,
+            {
+                "optimizer": self.optimizer.state_dict(),
+                "scheduler": self.scheduler.state_dict(),
+                "scaler": self.scaler.state_dict(),
+                "loop": dict(self.state),
+            },
+        )
+
+    # -- the loop -----------------------------------------------------------------------------
+    def _on_signal(self, signum, frame) -> None:  # noqa: ARG002
+        self._stop_signal = signal.Signals(signum).name
+
+    def fit(self) -> dict[str, Any]:
+        self.setup()
+        if self.show:
+            self.describe()
+        c, s = self.config, self.state
+        tracker = Tracker(self.run_dir, self.total_steps, enabled=True, start_step=s["step"])
+        previous = {sig: signal.signal(sig, self._on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            self._loop(tracker)
+        except torch.cuda.OutOfMemoryError:
+            raise TrainingError(
+                f"out of GPU memory at step {s['step']}: lower --batch-size (now {c.batch_size}) or "
+                f"--max-length (now {c.max_length}), and raise --grad-accum to keep the effective batch"
+            ) from None
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+            tracker.close()
+        return self._finish()
+
+    def _loop(self, tracker: Tracker) -> None:
+        c, s = self.config, self.state
+        model, optimizer = self.forward_model, self.optimizer
+        model.train()
+        lengths = [len(e) for e in self.train_set.examples]
+        pin = self.device.type == "cuda"
+        check_every = 1 if self.device.type == "cpu" else c.log_every  # a .item() is free on CPU
+        loss_sum = torch.zeros((), device=self.device)
+        loss_count, window_tokens, window_start = 0, 0, time.perf_counter()
+        stop = s["step"] >= self.total_steps
+        start_epoch = s["epoch"]
+        for epoch in range(start_epoch, max(c.epochs, start_epoch + 1)):
+            if stop:
+                break
+            s["epoch"] = epoch
+            batches = length_grouped_batches(lengths, c.batch_size, c.seed, epoch)
+            skip = s["batch_in_epoch"]  # resuming mid-epoch: the same order, minus what was done
+            micro = 0
+            for b_index, batch in enumerate(iterate_batches(self.train_set, batches[skip:], self.aligner, True, pin)):
+                step_start = time.perf_counter()
+                batch = batch.to(self.device)
+                with self.autocast():
+                    emissions = model.emissions(batch.input_ids, batch.attention_mask)
+                    loss = self.model.loss(emissions, batch.labels) / c.grad_accum
+                self.scaler.scale(loss).backward()
+                loss_sum += loss.detach()
+                loss_count += 1
+                window_tokens += batch.tokens
+                s["tokens"] += batch.tokens
+                micro += 1
+                s["batch_in_epoch"] = skip + b_index + 1
+                last_batch = s["batch_in_epoch"] == len(batches)
+                if micro % c.grad_accum and not last_batch:
+                    s["train_seconds"] += time.perf_counter() - step_start
+                    continue
+                self.scaler.unscale_(optimizer)
+                torch.nn.utils.clip_grad_norm_(self.model.parameters(), c.max_grad_norm)
+                self.scaler.step(optimizer)
+                self.scaler.update()
+                optimizer.zero_grad(set_to_none=True)
+                self.scheduler.step()
+                s["step"] += 1
+                s["train_seconds"] += time.perf_counter() - step_start
+                tracker.step(s["step"], epoch + 1)
+
+                if s["step"] % check_every == 0 and not torch.isfinite(loss_sum):
+                    raise TrainingError(
+                        f"the loss became {loss_sum.item()} by step {s['step']}; training stopped. "
+                        f"The best weights so far are kept in {self.run_dir}/model.safetensors; "
+                        "try a lower --lr or --crf-lr-mult"
+                    )
+                if s["step"] % c.log_every == 0 or s["step"] == self.total_steps:
+                    elapsed = time.perf_counter() - window_start
+                    lrs = {g["name"]: g["lr"] for g in optimizer.param_groups}
+                    tracker.log_train(s["step"], (loss_sum / max(1, loss_count)).item() * c.grad_accum, lrs,
+                                      window_tokens / max(elapsed, 1e-9))
+                    loss_sum.zero_()
+                    loss_count, window_tokens, window_start = 0, 0, time.perf_counter()
+                if self._stop_signal:
+                    self._save_resumable()
+                    raise TrainingError(
+                        f"stopped by {self._stop_signal} at step {s['step']}; checkpoint saved. "
+                        f"Continue with: bertner train --output {self.run_dir} --resume"
+                    )
+                if c.eval_every and s["step"] % c.eval_every == 0:
+                    if self._evaluate_and_keep_best(epoch, tracker):
+                        info(f"early stopping: no better dev F1 in {c.patience} evaluations")
+                        return
+                    model.train()
+                elif c.save_every and s["step"] % c.save_every == 0:
+                    self._save_resumable()
+                if s["step"] >= self.total_steps:
+                    stop = True
+                    break
+            if s["batch_in_epoch"] >= len(batches):
+                # Mark the epoch done before the evaluation saves a checkpoint, so a resume
+                # from it starts the next epoch instead of repeating this one.
+                s["epoch"], s["batch_in_epoch"] = epoch + 1, 0
+            if not (c.eval_every and s["step"] % c.eval_every == 0):
+                if self._evaluate_and_keep_best(epoch, tracker):
+                    info(f"early stopping: no better dev F1 in {c.patience} evaluations")
+                    return
+                model.train()
+
+    def _finish(self) -> dict[str, Any]:
+        s = self.state
+        c = self.config
+        best = s.get("best_record", {})
+        summary = {
+            "format": RUN_FORMAT,
+            "variant": c.variant,
+            "encoder": self.bundle.name,
+            "alignment": self.aligner.mode,
+            "crf": c.crf,
+            "gru": c.gru,
+            "crf_lr_mult": c.crf_lr_mult,
+            "head_lr_mult": c.head_lr_mult,
+            "lr": c.resolved_lr(),
+            "seed": c.seed,
+            "epochs": c.epochs,
+            "steps": s["step"],
+            "best_f1": max(s["best_f1"], 0.0) if self.data.dev else None,
+            "best_step": s["best_step"],
+            "best_precision": best.get("micro", {}).get("precision"),
+            "best_recall": best.get("micro", {}).get("recall"),
+            "best_per_type": best.get("per_type", {}),
+            "train_seconds": round(s["train_seconds"], 2),
+            "tokens_per_second": round(s["tokens"] / max(s["train_seconds"], 1e-9), 1),
+            "parameters": count_parameters(self.model),
+            "device": str(self.device),
+            "precision": self.precision,
+            "train_windows": len(self.data.train),
+            "dev_windows": len(self.data.dev),
+            "run_dir": str(self.run_dir),
+        }
+        write_json(self.run_dir / "summary.json", summary)
+        import shutil
+
+        shutil.rmtree(self.run_dir / "checkpoint", ignore_errors=True)
+        return summary
+
+
+def train(config: TrainConfig, resume: bool = False, force: bool = False, show: bool = True) -> dict[str, Any]:
+    """Train one model as configured and return its summary (also written to the run directory)."""
+    return Trainer(config, resume=resume, force=force, show=show).fit()

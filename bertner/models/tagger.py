@@ -1,0 +1,91 @@
+"""The tagger: encoder, optional GRU, then a softmax or CRF head over the text's tokens.
+
+Input layout per row: `[CLS] t1 .. tn [SEP] [PAD]...`. `label_mask` is true on t1..tn, so the
+heads see exactly the text's tokens and nothing of the special or padding positions.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+
+IGNORE = -100
+
+
+@dataclass
+class HeadSpec:
+    num_tags: int
+    crf: bool = False
+    gru: bool = False
+    gru_hidden: int | None = None
+    gru_layers: int = 1
+    gru_bidirectional: bool = False
+    dropout: float = 0.1
+
+
+class Tagger(nn.Module):
+    def __init__(self, encoder: nn.Module, hidden_size: int, spec: HeadSpec):
+        super().__init__()
+        self.spec = spec
+        self.encoder = encoder
+        features = hidden_size
+        self.gru: nn.GRU | None = None
+        if spec.gru:
+            gru_hidden = spec.gru_hidden or hidden_size
+            self.gru = nn.GRU(
+                hidden_size,
+                gru_hidden,
+                num_layers=spec.gru_layers,
+                batch_first=True,
+                bidirectional=spec.gru_bidirectional,
+            )
+            features = gru_hidden * (2 if spec.gru_bidirectional else 1)
+        self.dropout = nn.Dropout(spec.dropout)
+        self.classifier = nn.Linear(features, spec.num_tags)
+        self.crf = None
+        if spec.crf:
+            from bertner.models.crf import CRF
+
+            self.crf = CRF(spec.num_tags)
+
+    def emissions(self, input_ids: Tensor, attention_mask: Tensor) -> Tensor:
+        """Per-token tag scores for the text tokens, shifted left past [CLS]: `[B, T-1, K]`."""
+        hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+        hidden = hidden[:, 1:]
+        if self.gru is not None:
+            hidden = self._run_gru(hidden, attention_mask[:, 1:])
+        return self.classifier(self.dropout(hidden)).float()
+
+    def _run_gru(self, hidden: Tensor, mask: Tensor) -> Tensor:
+        if not self.gru.bidirectional:
+            # A forward GRU never looks right, so trailing padding cannot change real outputs;
+            # skipping packing saves a host sync and a copy.
+            return self.gru(hidden)[0]
+        lengths = mask.sum(1).cpu()
+        packed = pack_padded_sequence(hidden, lengths, batch_first=True, enforce_sorted=False)
+        out, _ = self.gru(packed)
+        return pad_packed_sequence(out, batch_first=True, total_length=hidden.shape[1])[0]
+
+    def loss(self, emissions: Tensor, labels: Tensor) -> Tensor:
+        """Mean loss per text token. `labels` is `[B, T]` with IGNORE on special and pad positions."""
+        labels = labels[:, 1:]
+        mask = labels != IGNORE
+        if self.crf is None:
+            return nn.functional.cross_entropy(
+                emissions.reshape(-1, emissions.shape[-1]), labels.reshape(-1), ignore_index=IGNORE
+            )
+        tags = labels.masked_fill(~mask, 0)
+        # Sum of sentence NLLs divided by tokens, so the scale matches softmax and does not
+        # depend on how long the batch's sentences are.
+        nll = -self.crf.log_likelihood(emissions, tags, mask, reduction="sum")
+        return nll / mask.sum().clamp(min=1)
+
+    def decode(self, emissions: Tensor, label_mask: Tensor) -> Tensor:
+        """Best tag id per text token, `[B, T-1]` aligned with `label_mask[:, 1:]`; 0 elsewhere."""
+        mask = label_mask[:, 1:]
+        if self.crf is None:
+            return emissions.argmax(-1).masked_fill(~mask, 0)
+        return self.crf.viterbi(emissions, mask)

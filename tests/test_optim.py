@@ -1,0 +1,80 @@
+import pytest
+import torch
+from torch import nn
+
+from bertner.engine.optim import build_optimizer, linear_schedule
+from bertner.models.tagger import HeadSpec, Tagger
+
+
+class FakeEncoder(nn.Module):
+    """Enough of a Hugging Face encoder for the head tests: embeddings plus a LayerNorm."""
+
+    def __init__(self, vocab: int = 30, hidden: int = 8):
+        super().__init__()
+        self.embeddings = nn.Embedding(vocab, hidden)
+        self.LayerNorm = nn.LayerNorm(hidden)
+
+    def forward(self, input_ids, attention_mask):
+        return type("Out", (), {"last_hidden_state": self.LayerNorm(self.embeddings(input_ids))})()
+
+
+def tagger(crf=True, gru=True):
+    return Tagger(FakeEncoder(), 8, HeadSpec(num_tags=5, crf=crf, gru=gru))
+
+
+def rates(optimizer):
+    return {g["name"]: g["lr"] for g in optimizer.param_groups}
+
+
+def test_crf_multiplier_applies_to_crf_group_only():
+    model = tagger()
+    optimizer, infos = build_optimizer(model, lr=5e-5, weight_decay=0.01, crf_lr_mult=100)
+    r = rates(optimizer)
+    assert r["crf"] == pytest.approx(5e-3)
+    assert r["encoder"] == pytest.approx(5e-5)
+    assert r["head"] == pytest.approx(5e-5)
+    crf_group = next(g for g in optimizer.param_groups if g["name"] == "crf")
+    assert crf_group["weight_decay"] == 0.0
+    assert {id(p) for p in crf_group["params"]} == {id(p) for p in model.crf.parameters()}
+    assert sum(i.parameters for i in infos) == sum(p.numel() for p in model.parameters())
+
+
+def test_bias_and_layernorm_have_no_decay():
+    model = tagger()
+    optimizer, _ = build_optimizer(model, lr=1e-3, weight_decay=0.01)
+    names = {id(p): n for n, p in model.named_parameters()}
+    for group in optimizer.param_groups:
+        for p in group["params"]:
+            if "bias" in names[id(p)] or "LayerNorm" in names[id(p)]:
+                assert group["weight_decay"] == 0.0, names[id(p)]
+
+
+def test_schedule_keeps_group_multipliers_and_warms_up():
+    optimizer, _ = build_optimizer(tagger(), lr=1e-3, weight_decay=0.0, crf_lr_mult=10)
+    scheduler = linear_schedule(optimizer, total_steps=10, warmup_ratio=0.2)
+    seen = []
+    for _ in range(10):
+        seen.append(rates(optimizer))
+        optimizer.step()
+        scheduler.step()
+    assert seen[0]["encoder"] == pytest.approx(5e-4)
+    assert seen[1]["encoder"] == pytest.approx(1e-3)
+    for r in seen:
+        assert r["crf"] == pytest.approx(10 * r["encoder"])
+    assert rates(optimizer)["encoder"] == pytest.approx(0.0)
+
+
+def test_crf_transitions_move_with_multiplier():
+    """The transitions must actually learn (a multiplier that drops them from the optimiser freezes them)."""
+    torch.manual_seed(0)
+    model = tagger(gru=False)
+    before = model.crf.transitions.detach().clone()
+    optimizer, _ = build_optimizer(model, lr=1e-4, weight_decay=0.0, crf_lr_mult=100)
+    ids = torch.randint(1, 30, (4, 10))
+    labels = torch.randint(0, 5, (4, 10))
+    labels[:, 0] = -100
+    emissions = model.emissions(ids, torch.ones_like(ids))
+    model.loss(emissions, labels).backward()
+    optimizer.step()
+    moved = (model.crf.transitions - before).abs().max().item()
+    assert moved == pytest.approx(1e-2, rel=0.05)  # Adam's first step moves each weight by ~lr
