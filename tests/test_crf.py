@@ -127,3 +127,14 @@ def test_shapes_are_checked_and_empty_time_is_fine() -> None:
     with pytest.raises(ValueError):
         crf.viterbi(torch.zeros(2, 4, 3), torch.ones(2, 3, dtype=torch.bool))
     assert crf.viterbi(torch.zeros(2, 0, 3), torch.ones(2, 0, dtype=torch.bool)).shape == (2, 0)
+
+
+def test_padding_labels_are_ignored() -> None:
+    torch.manual_seed(2)
+    crf = CRF(4)
+    emissions = torch.randn(2, 5, 4)
+    mask = torch.tensor([[1, 1, 1, 1, 1], [1, 1, 0, 0, 0]], dtype=torch.bool)
+    tags = torch.randint(0, 4, (2, 5))
+    padded = tags.masked_fill(~mask, -100)
+    assert torch.allclose(crf.log_likelihood(emissions, padded, mask, "none"),
+                          crf.log_likelihood(emissions, tags, mask, "none"))

@@ -3,7 +3,8 @@
 pytorch-crf's `CRF.decode` back-traces each sentence in Python with one `.item()` (a host sync)
 per token; `CRF.viterbi` below does the same recursion but back-traces the whole batch with
 `torch.gather`, so the only loop is over time steps and nothing leaves the device.
-Parameters and the likelihood are pytorch-crf's, so checkpoints stay interchangeable.
+Parameters are pytorch-crf's (checkpoints stay interchangeable) and `log_likelihood` equals its
+`forward`, with the gold-path score vectorised over time.
 """
 
 from __future__ import annotations
@@ -73,13 +74,49 @@ class CRF(torchcrf.CRF):
         return out
 
     def log_likelihood(self, emissions: Tensor, tags: Tensor, mask: Tensor, reduction: str = "sum") -> Tensor:
-        """pytorch-crf's log-likelihood, computed in float32 (or float64) even under autocast."""
+        """log p(tags | emissions), as pytorch-crf's `forward`, in float32 (or float64) even under autocast.
+
+        The gold-path score is computed without a time loop (pytorch-crf loops and indexes per
+        step, which dominates its backward pass); the normaliser is pytorch-crf's recursion.
+        """
         self._check(emissions, mask, tags)
         if reduction not in REDUCTIONS:
             raise ValueError(f"invalid reduction {reduction!r}; use one of {', '.join(REDUCTIONS)}")
+        if emissions.size(1) == 0:
+            raise ValueError("cannot score empty sequences")
         with torch.autocast(emissions.device.type, enabled=False):
             emissions = emissions.to(self._compute_dtype(emissions))
-            return super().forward(emissions, tags.long(), mask.bool(), reduction=reduction)
+            mask = mask.bool()
+            tags = tags.long().masked_fill(~mask, 0)  # padding labels (e.g. -100) are never scored
+            llh = self._path_score(emissions, tags, mask) - self._log_partition(emissions, mask)
+        if reduction == "none":
+            return llh
+        if reduction == "sum":
+            return llh.sum()
+        if reduction == "mean":
+            return llh.mean()
+        return llh.sum() / mask.sum()
+
+    def _path_score(self, emissions: Tensor, tags: Tensor, mask: Tensor) -> Tensor:
+        """Unnormalised score of the given tag paths, (B,)."""
+        dtype = emissions.dtype
+        keep = mask.to(dtype)
+        emitted = emissions.gather(2, tags.unsqueeze(2)).squeeze(2) * keep
+        moves = self.transitions.to(dtype)[tags[:, :-1], tags[:, 1:]] * keep[:, 1:]
+        last = (mask.long().sum(dim=1) - 1).clamp_min(0)
+        last_tags = tags.gather(1, last.unsqueeze(1)).squeeze(1)
+        return (self.start_transitions.to(dtype)[tags[:, 0]] + emitted.sum(dim=1) + moves.sum(dim=1)
+                + self.end_transitions.to(dtype)[last_tags])
+
+    def _log_partition(self, emissions: Tensor, mask: Tensor) -> Tensor:
+        """log Z by the forward algorithm, (B,); same recursion as pytorch-crf, batch-first."""
+        dtype = emissions.dtype
+        trans = self.transitions.to(dtype)
+        score = self.start_transitions.to(dtype) + emissions[:, 0]
+        for t in range(1, emissions.size(1)):
+            nxt = torch.logsumexp(score.unsqueeze(2) + trans + emissions[:, t].unsqueeze(1), dim=1)
+            score = torch.where(mask[:, t].unsqueeze(1), nxt, score)
+        return torch.logsumexp(score + self.end_transitions.to(dtype), dim=1)
 
     def nll(self, emissions: Tensor, tags: Tensor, mask: Tensor, reduction: str = "mean") -> Tensor:
         """Negative log-likelihood: the training loss."""
