@@ -1,0 +1,433 @@
+"""Encoders: load any BERT-family model (local folder or hub name), or build our tiny one.
+
+An `EncoderBundle` holds the transformers model, its fast tokenizer and the aligner that maps
+characters to tokens. `save_encoder` / `encoder_from_folder` store and rebuild the architecture
+and tokenizer of a run without weights (the trainer saves the whole tagger's weights itself).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import re
+import socket
+import unicodedata
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable, Iterator
+from urllib.parse import urlparse
+
+from bertner.align import make_aligner
+from bertner.errors import ModelError
+
+ENCODER_META = "bertner_encoder.json"
+TINY_SPECIALS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "[SPACE]")
+WEIGHT_FILES = (
+    "model.safetensors",
+    "model.safetensors.index.json",
+    "pytorch_model.bin",
+    "pytorch_model.bin.index.json",
+)
+# Models whose position ids start after the padding index (usable positions = table - pad - 1).
+OFFSET_POSITION_MODELS = {"roberta", "xlm-roberta", "camembert", "longformer", "xlm-roberta-xl", "data2vec-text"}
+_REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
+
+
+@dataclass
+class EncoderBundle:
+    model: Any  # transformers.PreTrainedModel (AutoModel: BERT, ALBERT, RoBERTa, ELECTRA, ...)
+    tokenizer: Any  # a fast tokenizer
+    aligner: Any  # bertner.align.CharAligner | SubwordAligner
+    name: str  # what the user asked for: a folder, a hub name, or "tiny"
+    hidden_size: int
+    max_positions: int  # usable positions, [CLS] and [SEP] included
+
+    @property
+    def alignment(self) -> str:
+        return self.aligner.mode
+
+
+@contextlib.contextmanager
+def quiet_transformers() -> Iterator[None]:
+    """Keep harmless transformers / hub warnings and progress bars off the user's screen."""
+    import transformers
+
+    tlog = transformers.utils.logging
+    verbosity = tlog.get_verbosity()
+    bars = tlog.is_progress_bar_enabled()
+    hub_logger = logging.getLogger("huggingface_hub")
+    hub_level = hub_logger.level
+    tlog.set_verbosity_error()
+    tlog.disable_progress_bar()
+    hub_logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        tlog.set_verbosity(verbosity)
+        if bars:
+            tlog.enable_progress_bar()
+        hub_logger.setLevel(hub_level)
+
+
+# ---------------------------------------------------------------------------------------------
+# helpers
+
+
+def _hidden_size(config: Any) -> int:
+    for key in ("hidden_size", "dim", "d_model"):
+        value = getattr(config, key, None)
+        if isinstance(value, int):
+            return value
+    raise ModelError(f"cannot tell the hidden size of a {type(config).__name__}")
+
+
+def _max_positions(config: Any, tokenizer: Any) -> int:
+    positions = getattr(config, "max_position_embeddings", None) or 512
+    if getattr(config, "model_type", "") in OFFSET_POSITION_MODELS:
+        positions -= (getattr(config, "pad_token_id", None) or 1) + 1
+    limit = getattr(tokenizer, "model_max_length", None)
+    if isinstance(limit, int) and 0 < limit < 100_000:
+        positions = min(positions, limit)
+    return positions
+
+
+def _read_vocab_txt(path: Path) -> dict[str, int]:
+    with open(path, encoding="utf-8") as handle:
+        return {line.rstrip("\n"): i for i, line in enumerate(handle)}
+
+
+def _load_tokenizer(folder: Path, trust_remote_code: bool = False) -> Any:
+    """The folder's tokenizer as a fast one; a BERT tokenizer from vocab.txt when that is all there is."""
+    from transformers import AutoTokenizer, BertTokenizerFast
+
+    error: Exception | None = None
+    tokenizer = None
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(str(folder), trust_remote_code=trust_remote_code)
+    except (OSError, ValueError, TypeError, KeyError, ImportError) as exc:
+        error = exc
+    if tokenizer is not None and getattr(tokenizer, "is_fast", False):
+        return tokenizer
+    vocab_file = folder / "vocab.txt"
+    if vocab_file.is_file():
+        lower = True
+        config_file = folder / "tokenizer_config.json"
+        if config_file.is_file():
+            with contextlib.suppress(ValueError, OSError):
+                lower = bool(json.loads(config_file.read_text(encoding="utf-8")).get("do_lower_case", True))
+        return BertTokenizerFast(vocab=_read_vocab_txt(vocab_file), do_lower_case=lower)
+    why = f": {error}" if error is not None else f" ({type(tokenizer).__name__} is not a fast tokenizer)"
+    raise ModelError(f"{folder}: cannot load a fast tokenizer{why}")
+
+
+def _pick_aligner(alignment: str, tokenizer: Any) -> Any:
+    if alignment not in ("auto", "char", "subword"):
+        raise ModelError(f"unknown alignment {alignment!r}; use auto, char or subword")
+    return make_aligner(alignment, tokenizer)
+
+
+def _model_from_pretrained(folder: str, attn_implementation: str, trust_remote_code: bool, **kwargs: Any) -> Any:
+    from transformers import AutoModel
+
+    try:
+        return AutoModel.from_pretrained(
+            folder, attn_implementation=attn_implementation, trust_remote_code=trust_remote_code, **kwargs
+        )
+    except ValueError as exc:
+        if attn_implementation == "eager" or "attention" not in str(exc).lower():
+            raise
+    return AutoModel.from_pretrained(folder, attn_implementation="eager", trust_remote_code=trust_remote_code, **kwargs)
+
+
+def _model_from_config(config: Any, attn_implementation: str, trust_remote_code: bool = False) -> Any:
+    from transformers import AutoModel
+
+    try:
+        return AutoModel.from_config(
+            config, attn_implementation=attn_implementation, trust_remote_code=trust_remote_code
+        )
+    except ValueError as exc:
+        if attn_implementation == "eager" or "attention" not in str(exc).lower():
+            raise
+    return AutoModel.from_config(config, attn_implementation="eager", trust_remote_code=trust_remote_code)
+
+
+def _config_of(folder: str, trust_remote_code: bool, **kwargs: Any) -> Any:
+    from transformers import AutoConfig
+
+    return AutoConfig.from_pretrained(folder, trust_remote_code=trust_remote_code, **kwargs)
+
+
+def _unknown_model_type(folder: Path, exc: Exception) -> ModelError:
+    return ModelError(f"{folder}: transformers cannot build this model ({exc})".splitlines()[0])
+
+
+# ---------------------------------------------------------------------------------------------
+# loading
+
+
+def load_encoder(
+    name_or_path: str,
+    alignment: str = "auto",
+    attn_implementation: str = "sdpa",
+    from_config: bool = False,
+    trust_remote_code: bool = False,
+) -> EncoderBundle:
+    """Load a pretrained encoder from a local Hugging Face folder or a hub name.
+
+    `from_config=True` builds the folder's architecture with random weights (for a folder that
+    holds a config and tokenizer but no weights). SDPA attention is used where the model class
+    supports it, eager attention otherwise.
+    """
+    name = str(name_or_path)
+    path = Path(name).expanduser()
+    if path.exists():
+        return _load_folder(path, name, alignment, attn_implementation, from_config, trust_remote_code)
+    if not _REPO_ID.match(name) or name.startswith((".", "~")):
+        raise ModelError(f"{name}: no such model folder")
+    return _load_hub(name, alignment, attn_implementation, from_config, trust_remote_code)
+
+
+def _load_folder(
+    path: Path, name: str, alignment: str, attn_implementation: str, from_config: bool, trust_remote_code: bool
+) -> EncoderBundle:
+    if not path.is_dir():
+        raise ModelError(f"{path} is not a model folder: it is a file; pass the folder that holds config.json")
+    if not (path / "config.json").is_file():
+        raise ModelError(
+            f"{path} is not a model folder: no config.json in it "
+            "(pass a folder saved by transformers, e.g. from huggingface-cli download, or --model tiny)"
+        )
+    has_weights = any((path / f).is_file() for f in WEIGHT_FILES)
+    if not has_weights and not from_config:
+        raise ModelError(
+            f"{path} has a config.json but no weights (model.safetensors or pytorch_model.bin); "
+            "download the full model, or build it untrained from its config on purpose"
+        )
+    with quiet_transformers():
+        try:
+            config = _config_of(str(path), trust_remote_code)
+        except (ValueError, KeyError) as exc:
+            raise _unknown_model_type(path, exc) from exc
+        except OSError as exc:
+            raise ModelError(f"{path}: cannot read config.json ({exc})".splitlines()[0]) from exc
+        tokenizer = _load_tokenizer(path, trust_remote_code)
+        try:
+            if has_weights and not from_config:
+                model = _model_from_pretrained(str(path), attn_implementation, trust_remote_code)
+            else:
+                model = _model_from_config(config, attn_implementation, trust_remote_code)
+        except (ValueError, KeyError) as exc:
+            raise _unknown_model_type(path, exc) from exc
+        except OSError as exc:
+            raise ModelError(f"{path}: cannot load the weights ({exc})".splitlines()[0]) from exc
+    return _bundle(model, tokenizer, alignment, name)
+
+
+def _bundle(model: Any, tokenizer: Any, alignment: str, name: str) -> EncoderBundle:
+    config = model.config
+    return EncoderBundle(
+        model=model,
+        tokenizer=tokenizer,
+        aligner=_pick_aligner(alignment, tokenizer),
+        name=name,
+        hidden_size=_hidden_size(config),
+        max_positions=_max_positions(config, tokenizer),
+    )
+
+
+def _offline_advice(name: str, reason: str) -> ModelError:
+    local = "models/" + name.split("/")[-1]
+    return ModelError(
+        f"cannot download {name!r} from the Hugging Face hub ({reason}) and there is no such local folder; "
+        f"download it where you are online (hf download {name} --local-dir {local}; "
+        f"with an older huggingface_hub: huggingface-cli download {name} --local-dir {local}), "
+        f"copy that folder here and pass --model {local}; or train without it: --model tiny"
+    )
+
+
+def _hub_offline() -> bool:
+    from huggingface_hub import constants
+
+    env = lambda key: os.environ.get(key, "").strip().upper() in ("1", "ON", "YES", "TRUE")  # noqa: E731
+    return bool(getattr(constants, "HF_HUB_OFFLINE", False)) or env("HF_HUB_OFFLINE") or env("TRANSFORMERS_OFFLINE")
+
+
+def _hub_reachable(timeout: float = 3.0) -> bool:
+    """A quick check before transformers retries for half a minute against an unreachable hub."""
+    if any(os.environ.get(key) for key in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy")):
+        return True  # behind a proxy a direct connection says nothing; let the download try
+    from huggingface_hub import constants
+
+    url = urlparse(getattr(constants, "ENDPOINT", None) or "https://huggingface.co")
+    host = url.hostname or "huggingface.co"
+    port = url.port or (80 if url.scheme == "http" else 443)
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def _load_hub(
+    name: str, alignment: str, attn_implementation: str, from_config: bool, trust_remote_code: bool
+) -> EncoderBundle:
+    from huggingface_hub import snapshot_download
+
+    patterns = ["config.json", "tokenizer*", "vocab*", "special_tokens_map.json", "*.model", "merges.txt"]
+    weight_patterns = [] if from_config else ["model.safetensors", "model.safetensors.index.json", "model-*.safetensors"]
+    with quiet_transformers():
+        folder: str | None = None
+        with contextlib.suppress(Exception):  # already in the local cache?
+            folder = snapshot_download(name, allow_patterns=patterns + weight_patterns, local_files_only=True)
+            if not from_config and not any(Path(folder, f).is_file() for f in WEIGHT_FILES):
+                folder = None
+        if folder is None:
+            if _hub_offline():
+                raise _offline_advice(name, "offline mode is on: HF_HUB_OFFLINE")
+            if not _hub_reachable():
+                raise _offline_advice(name, "the hub cannot be reached")
+            try:
+                folder = snapshot_download(name, allow_patterns=patterns + weight_patterns)
+                if not from_config and not any(Path(folder, f).is_file() for f in WEIGHT_FILES):
+                    # an older repository with only pytorch_model.bin weights
+                    folder = snapshot_download(name, allow_patterns=patterns + ["pytorch_model.bin*"])
+            except Exception as exc:  # network, HTTP, missing repository: all mean the same to the user
+                reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+                raise _offline_advice(name, reason[:200]) from exc
+    return _load_folder(Path(folder), name, alignment, attn_implementation, from_config, trust_remote_code)
+
+
+# ---------------------------------------------------------------------------------------------
+# the tiny encoder
+
+
+def tiny_vocabulary(texts: Iterable[str], min_char_count: int = 1) -> dict[str, int]:
+    """Special tokens, then the texts' characters by frequency (then code point); no whitespace.
+
+    The lower-case (and NFKC) forms of kept characters are included too, so that an upper-case
+    character unseen in training falls back to a known lower-case one.
+    """
+    counts: Counter[str] = Counter()
+    for text in texts:
+        counts.update(text)
+    kept = {char: n for char, n in counts.items() if n >= min_char_count and not char.isspace()}
+    for char in list(kept):
+        for form in (char.lower(), unicodedata.normalize("NFKC", char).lower()):
+            if len(form) == 1 and not form.isspace() and form not in kept:
+                kept[form] = counts.get(form, 0)
+    vocab = {token: i for i, token in enumerate(TINY_SPECIALS)}
+    for char in sorted(kept, key=lambda c: (-kept[c], ord(c))):
+        if char not in vocab:
+            vocab[char] = len(vocab)
+    return vocab
+
+
+def _tiny_tokenizer(vocab: dict[str, int], max_positions: int) -> Any:
+    from transformers import BertTokenizerFast
+
+    tokenizer = BertTokenizerFast(vocab=dict(vocab), do_lower_case=False, tokenize_chinese_chars=True)
+    tokenizer.model_max_length = max_positions
+    return tokenizer
+
+
+def build_tiny_encoder(
+    texts: Iterable[str],
+    layers: int = 2,
+    hidden: int = 128,
+    heads: int = 2,
+    intermediate: int | None = None,
+    max_positions: int = 512,
+    min_char_count: int = 1,
+    attn_implementation: str = "sdpa",
+) -> EncoderBundle:
+    """A small randomly initialised BERT whose vocabulary is the characters of `texts`."""
+    from transformers import BertConfig
+
+    if hidden % heads:
+        raise ModelError(f"the tiny encoder's hidden size {hidden} must be a multiple of its {heads} heads")
+    vocab = tiny_vocabulary(texts, min_char_count)
+    if len(vocab) == len(TINY_SPECIALS):
+        raise ModelError("cannot build a tiny encoder: the training texts have no characters")
+    config = BertConfig(
+        vocab_size=len(vocab),
+        hidden_size=hidden,
+        num_hidden_layers=layers,
+        num_attention_heads=heads,
+        intermediate_size=intermediate or 4 * hidden,
+        max_position_embeddings=max_positions,
+        pad_token_id=vocab["[PAD]"],
+    )
+    with quiet_transformers():
+        model = _model_from_config(config, attn_implementation)
+    tokenizer = _tiny_tokenizer(vocab, max_positions)
+    return EncoderBundle(
+        model=model,
+        tokenizer=tokenizer,
+        aligner=make_aligner("char", tokenizer),
+        name="tiny",
+        hidden_size=hidden,
+        max_positions=max_positions,
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# run folders: architecture + tokenizer, no weights
+
+
+def save_encoder(bundle: EncoderBundle, folder: str | os.PathLike[str]) -> Path:
+    """Write the encoder's config, tokenizer files and `bertner_encoder.json` (no weights)."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    with quiet_transformers():
+        bundle.model.config.save_pretrained(str(folder))
+        bundle.tokenizer.save_pretrained(str(folder))
+    meta = {
+        "format": 1,
+        "alignment": bundle.aligner.mode,
+        "name": bundle.name,
+        "max_positions": bundle.max_positions,
+        "hidden_size": bundle.hidden_size,
+    }
+    (folder / ENCODER_META).write_text(json.dumps(meta, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    return folder
+
+
+def encoder_from_folder(
+    folder: str | os.PathLike[str], attn_implementation: str = "sdpa", trust_remote_code: bool = False
+) -> EncoderBundle:
+    """Rebuild a saved encoder's architecture (random weights) and tokenizer, offline."""
+    folder = Path(folder)
+    meta_file = folder / ENCODER_META
+    if not (folder / "config.json").is_file() or not meta_file.is_file():
+        raise ModelError(f"{folder} is not a saved encoder: config.json or {ENCODER_META} is missing")
+    try:
+        meta = json.loads(meta_file.read_text(encoding="utf-8"))
+    except (ValueError, OSError) as exc:
+        raise ModelError(f"{meta_file}: unreadable ({exc})") from exc
+    with quiet_transformers():
+        try:
+            config = _config_of(str(folder), trust_remote_code, local_files_only=True)
+            model = _model_from_config(config, attn_implementation, trust_remote_code)
+        except (ValueError, KeyError, OSError) as exc:
+            raise _unknown_model_type(folder, exc) from exc
+        tokenizer = _load_tokenizer(folder, trust_remote_code)
+    alignment = meta.get("alignment", "auto")
+    bundle = _bundle(model, tokenizer, alignment, str(meta.get("name", folder)))
+    if isinstance(meta.get("max_positions"), int):
+        bundle.max_positions = meta["max_positions"]
+    return bundle
+
+
+__all__ = [
+    "EncoderBundle",
+    "build_tiny_encoder",
+    "encoder_from_folder",
+    "load_encoder",
+    "quiet_transformers",
+    "save_encoder",
+    "tiny_vocabulary",
+]
