@@ -107,7 +107,7 @@ def _load_tokenizer(folder: Path, trust_remote_code: bool = False) -> Any:
     tokenizer = None
     try:
         tokenizer = AutoTokenizer.from_pretrained(str(folder), trust_remote_code=trust_remote_code)
-    except (OSError, ValueError, TypeError, KeyError, ImportError) as exc:
+    except Exception as exc:  # any failure: fall back to vocab.txt below, else report it
         error = exc
     if tokenizer is not None and getattr(tokenizer, "is_fast", False):
         return tokenizer
