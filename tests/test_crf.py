@@ -11,6 +11,16 @@ import torchcrf
 from bertner.models.crf import CRF
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    # Tiny tensors gain nothing from intra-op threads, and on a shared 2-core machine
+    # contended OpenMP threads made one chunk take 60x longer.
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 def random_case(gen: torch.Generator, dtype: torch.dtype = torch.float32):
     """A CRF with random (sometimes huge, sometimes tie-prone integer) weights and a ragged batch."""
     k = int(torch.randint(1, 32, (1,), generator=gen))
