@@ -94,6 +94,8 @@ class LoadedRun:
     model: torch.nn.Module
     aligner: Any
     summary: dict[str, Any]
+    max_positions: int
+    data_info: dict[str, Any]  # how the training data was made: discontinuous policy, max_chars
 
 
 def load_run(path: str | Path, device: torch.device | str = "cpu") -> LoadedRun:
@@ -116,5 +118,6 @@ def load_run(path: str | Path, device: torch.device | str = "cpu") -> LoadedRun:
     model.to(device).eval()
     return LoadedRun(
         path, config, label_info["labels"], label_info["tags"], label_info.get("scheme", "BIO"),
-        model, bundle.aligner, read_json(path / "summary.json"),
+        model, bundle.aligner, read_json(path / "summary.json"), bundle.max_positions,
+        label_info.get("data", {}),
     )

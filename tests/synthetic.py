@@ -1,6 +1,6 @@
 """A small synthetic NER task: entity words from fixed lists inside random filler text.
 
-Entities are recognisable from their characters and context, so a tiny model learns the task
+Entities are recognisable from their characters and context (血压 is a Test, 高血压 a Disease), so a tiny model learns the task
 in seconds; a model that does not learn scores near zero. Used by the training tests.
 """
 
@@ -14,9 +14,9 @@ from bertner.fileio import write_json
 from bertner.spans import Span, Window
 
 LEXICON = {
-    "Drug": ["二甲双胍", "胰岛素", "阿卡波糖", "格列美脲"],
+    "Drug": ["二甲双胍", "胰岛素", "阿司匹林", "格列美脲"],
     "Disease": ["糖尿病", "高血压", "肾病", "冠心病"],
-    "Test": ["空腹血糖", "HbA1c", "血压"],
+    "Test": ["肌酐", "HbA1c", "血压"],
 }
 FILLER = list("患者今日复诊自述良好无不适建议继续观察饮食控制运动每周次")
 
@@ -33,7 +33,7 @@ def make_window(rng: random.Random, index: int, prefix: str) -> Window:
     return Window(f"{prefix}{index}#0", f"{prefix}{index}", 0, text, spans)
 
 
-def write_synthetic(folder: Path, n_train: int = 300, n_dev: int = 60, seed: int = 0) -> Path:
+def write_synthetic(folder: Path, n_train: int = 400, n_dev: int = 60, seed: int = 0) -> Path:
     rng = random.Random(seed)
     folder.mkdir(parents=True, exist_ok=True)
     write_windows(folder / "train.jsonl", [make_window(rng, i, "t") for i in range(n_train)])

@@ -7,6 +7,7 @@ name: precision, gradient accumulation, evaluation, early stopping, checkpoints,
 
 from __future__ import annotations
 
+import json
 import math
 import random
 import signal
@@ -78,6 +79,7 @@ class Datasets:
     train: list[Window]
     dev: list[Window]
     labels: list[str]
+    info: dict[str, Any]  # how preprocess made them (discontinuous policy, max_chars), kept with the run
 
 
 def load_datasets(data_dir: Path) -> Datasets:
@@ -102,7 +104,15 @@ def load_datasets(data_dir: Path) -> Datasets:
             f"dev has labels that train never saw: {', '.join(unseen)}; re-split with another --seed or larger --dev-ratio",
             path=dev_path,
         )
-    return Datasets(train, dev, train_labels)
+    info: dict[str, Any] = {}
+    if (data_dir / "labels.json").exists():
+        made = json.loads((data_dir / "labels.json").read_text(encoding="utf-8"))
+        info = {k: made[k] for k in ("discontinuous", "format", "max_chars") if k in made}
+    if (data_dir / "stats.json").exists() and "max_chars" not in info:
+        stats = json.loads((data_dir / "stats.json").read_text(encoding="utf-8"))
+        if "max_chars" in stats:
+            info["max_chars"] = stats["max_chars"]
+    return Datasets(train, dev, train_labels, info)
 
 
 def build_encoder(config: TrainConfig, train: list[Window]):
@@ -183,7 +193,10 @@ class Trainer:
             self._load_resume_state()
         else:
             save_config(c, self.run_dir / "config.yaml")
-            write_json(self.run_dir / "labels.json", {"labels": data.labels, "tags": self.tags, "scheme": c.scheme})
+            write_json(
+                self.run_dir / "labels.json",
+                {"labels": data.labels, "tags": self.tags, "scheme": c.scheme, "data": data.info},
+            )
             from bertner.models.encoder import save_encoder
 
             save_encoder(self.bundle, self.run_dir / "encoder")

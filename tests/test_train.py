@@ -1,0 +1,85 @@
+"""Training end to end on a synthetic task: every variant must really learn, and the run directory is complete."""
+
+import json
+
+import pytest
+import torch
+import yaml
+
+from bertner.config import TrainConfig
+from bertner.engine.trainer import train
+from bertner.errors import BertnerError, OutputExistsError
+from bertner.runs import load_run
+
+from synthetic import write_synthetic
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory):
+    return write_synthetic(tmp_path_factory.mktemp("synthetic"))
+
+
+def small_config(data_dir, output, **overrides):
+    values = dict(
+        data=str(data_dir), output=str(output), model="tiny", epochs=6, batch_size=16, warmup_ratio=0.05,
+        tiny_layers=1, tiny_hidden=64, tiny_heads=2, lr=5e-3, log_every=5, seed=1, num_threads=2,
+    )
+    values.update(overrides)
+    return TrainConfig(**values)
+
+
+@pytest.mark.parametrize("crf,gru", [(False, False), (True, False), (False, True), (True, True)])
+def test_every_variant_learns_the_synthetic_task(data_dir, tmp_path, crf, gru):
+    summary = train(small_config(data_dir, tmp_path / "run", crf=crf, gru=gru, crf_lr_mult=10 if crf else 1), show=False)
+    assert summary["best_f1"] > 0.9, summary
+    assert summary["variant"] == "bert" + ("+gru" if gru else "") + ("+crf" if crf else "+softmax")
+
+
+def test_run_directory_is_complete_and_reloads(data_dir, tmp_path):
+    run = tmp_path / "run"
+    summary = train(small_config(data_dir, run, crf=True, epochs=2), show=False)
+    for name in ("config.yaml", "labels.json", "encoder/config.json", "model.safetensors", "metrics.jsonl", "summary.json"):
+        assert (run / name).exists(), name
+    assert list((run / "tensorboard").glob("events.out.tfevents.*"))
+    assert not (run / "checkpoint").exists()  # a completed run leaves no resumable state behind
+    saved = json.loads((run / "summary.json").read_text())
+    for key in ("variant", "crf_lr_mult", "seed", "best_f1", "best_step", "train_seconds", "tokens_per_second", "parameters"):
+        assert key in saved
+    metrics = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert len(metrics) == 2 and max(m["micro"]["f1"] for m in metrics) == pytest.approx(summary["best_f1"])
+    assert yaml.safe_load((run / "config.yaml").read_text())["crf"] is True
+    loaded = load_run(run)
+    assert loaded.config.crf and loaded.labels == ["Disease", "Drug", "Test"]
+
+
+def test_seeded_cpu_runs_repeat_exactly(data_dir, tmp_path):
+    a = train(small_config(data_dir, tmp_path / "a", epochs=1), show=False)
+    b = train(small_config(data_dir, tmp_path / "b", epochs=1), show=False)
+    assert a["best_f1"] == b["best_f1"]
+    wa, wb = load_run(tmp_path / "a").model.state_dict(), load_run(tmp_path / "b").model.state_dict()
+    assert all(torch.equal(wa[k], wb[k]) for k in wa)
+
+
+def test_refuses_to_overwrite_a_run(data_dir, tmp_path):
+    train(small_config(data_dir, tmp_path / "run", epochs=1, max_steps=2), show=False)
+    with pytest.raises(OutputExistsError, match="--resume"):
+        train(small_config(data_dir, tmp_path / "run", epochs=1, max_steps=2), show=False)
+    train(small_config(data_dir, tmp_path / "run", epochs=1, max_steps=2), show=False, force=True)
+
+
+def test_unknown_dev_labels_and_empty_train_are_clear_errors(data_dir, tmp_path):
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "train.jsonl").write_text(
+        json.dumps({"id": "a#0", "doc": "a", "offset": 0, "text": "甲乙", "entities": [{"start": 0, "end": 1, "label": "X", "text": "甲"}]}) + "\n",
+        encoding="utf-8",
+    )
+    (bad / "dev.jsonl").write_text(
+        json.dumps({"id": "b#0", "doc": "b", "offset": 0, "text": "丙丁", "entities": [{"start": 0, "end": 1, "label": "Y", "text": "丙"}]}) + "\n",
+        encoding="utf-8",
+    )
+    with pytest.raises(BertnerError, match="labels that train never saw: Y"):
+        train(small_config(bad, tmp_path / "r1"), show=False)
+    (bad / "train.jsonl").write_text("", encoding="utf-8")
+    with pytest.raises(BertnerError, match="empty"):
+        train(small_config(bad, tmp_path / "r2"), show=False)
