@@ -1,0 +1,411 @@
+"""Compare finished runs: one table sorted by dev F1, runs that differ only in seed grouped with mean and std.
+
+Only what the run directories hold is read (config.yaml, summary.json, metrics.jsonl), never TensorBoard, so a
+folder of runs copied off a GPU machine compares anywhere. Computing (`compare_runs`) is separate from output
+(`print_comparison`, `plot_comparison`); every result is a plain dataclass with `to_dict()`.
+
+    comparison = compare_runs("runs/study", by=["variant", "crf_lr_mult"])
+    comparison.groups[0].mean_f1, comparison.groups[0].std_f1, comparison.groups[0].count
+
+Grouping: by default runs are grouped by every setting except the seed and pure bookkeeping (output folder, device,
+threads, logging), and the table shows the variant plus whichever of those settings differ between the runs.
+`by` picks the grouping columns instead; any training setting or summary field (variant, encoder, ...) is allowed.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import statistics
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from bertner.config import TrainConfig
+from bertner.errors import BertnerError, RunError
+from bertner.runs import RUN_FORMAT, is_run_dir, read_json
+
+# Summary fields that describe the run's settings as actually resolved (lr None -> the real rate, alignment auto ->
+# char/subword, ...); they take precedence over config.yaml's values of the same name.
+SUMMARY_SETTINGS = ("variant", "encoder", "alignment", "crf", "gru", "crf_lr_mult", "head_lr_mult", "lr", "seed",
+                    "epochs", "device", "precision")
+# Never part of the default grouping: the seed (that is the point) and settings that do not change the result.
+NOT_GROUPED = {"seed", "output", "device", "num_threads", "compile", "log_every", "save_every"}
+# Covered by another column in the default display: variant spells crf and gru, encoder spells model.
+IMPLIED = {"crf", "gru", "model"}
+# Folders that belong to a run and never hold other runs.
+RUN_PARTS = {"encoder", "tensorboard", "checkpoint"}
+
+
+@dataclass
+class RunResult:
+    name: str  # path relative to the compared folder
+    path: str
+    settings: dict[str, Any]  # config.yaml merged with the summary's resolved settings
+    best_f1: float | None
+    best_step: int | None
+    steps: int | None
+    train_seconds: float | None
+    tokens_per_second: float | None
+    per_type_f1: dict[str, float]
+    curve: list[tuple[int, float]]  # (step, dev micro F1) of every evaluation, from metrics.jsonl
+
+    @property
+    def variant(self) -> str:
+        return self.settings.get("variant", "?")
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["curve"] = [list(point) for point in self.curve]
+        return d
+
+
+@dataclass
+class GroupResult:
+    key: dict[str, Any]  # grouping column -> value
+    runs: list[str]  # run names, best first
+    count: int
+    mean_f1: float | None
+    std_f1: float | None  # sample standard deviation (n-1); None for a single run
+    min_f1: float | None
+    max_f1: float | None
+    per_type_mean_f1: dict[str, float]
+
+    def label(self) -> str:
+        return ", ".join(f"{format_value(k, v)}" if k == "variant" else f"{k}={format_value(k, v)}"
+                         for k, v in self.key.items())
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class IncompleteRun:
+    name: str
+    path: str
+    reason: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class Comparison:
+    runs_dir: str
+    by: list[str]  # the grouping columns
+    runs: list[RunResult]  # best dev F1 first
+    groups: list[GroupResult]  # best mean F1 first
+    incomplete: list[IncompleteRun] = field(default_factory=list)
+    by_default: bool = True  # `by` was chosen automatically
+
+    @property
+    def labels(self) -> list[str]:
+        return sorted({label for run in self.runs for label in run.per_type_f1})
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "runs_dir": self.runs_dir,
+            "by": list(self.by),
+            "runs": [r.to_dict() for r in self.runs],
+            "groups": [g.to_dict() for g in self.groups],
+            "incomplete": [i.to_dict() for i in self.incomplete],
+        }
+
+
+# -- reading -------------------------------------------------------------------------------------
+def find_run_dirs(root: Path) -> tuple[list[Path], list[IncompleteRun]]:
+    """Every run directory under root (root itself included), and folders that look like runs but are not complete."""
+    found: list[Path] = []
+    incomplete: list[IncompleteRun] = []
+    for folder, subdirs, files in os.walk(root):
+        here = Path(folder)
+        subdirs[:] = sorted(d for d in subdirs if not d.startswith("."))
+        if is_run_dir(here):
+            found.append(here)
+            subdirs[:] = []
+            continue
+        names = set(files) | set(subdirs)
+        if names & {"config.yaml", "summary.json", "metrics.jsonl", "model.safetensors", "checkpoint"}:
+            incomplete.append(IncompleteRun(_name(here, root), str(here), _incomplete_reason(here, names)))
+            subdirs[:] = []
+    return found, incomplete
+
+
+def _name(path: Path, root: Path) -> str:
+    rel = path.relative_to(root).as_posix()
+    return path.name if rel == "." else rel
+
+
+def _incomplete_reason(path: Path, names: set[str]) -> str:
+    if "summary.json" not in names:
+        if "checkpoint" in names:
+            return f"no summary.json: interrupted (continue with: bertner train --output {path} --resume)"
+        return "no summary.json: crashed, stopped or still training"
+    return "no config.yaml"
+
+
+def read_run(path: Path, root: Path) -> RunResult:
+    summary = read_json(path / "summary.json")
+    if not isinstance(summary, dict):
+        raise RunError(f"{path / 'summary.json'} is corrupt (not a mapping)")
+    if summary.get("format", RUN_FORMAT) > RUN_FORMAT:
+        raise RunError(f"written by a newer bertner (run format {summary['format']})")
+    try:
+        config = yaml.safe_load((path / "config.yaml").read_text(encoding="utf-8")) or {}
+    except (yaml.YAMLError, UnicodeDecodeError) as e:
+        raise RunError(f"{path / 'config.yaml'} is corrupt ({str(e).splitlines()[0]})") from None
+    if not isinstance(config, dict):
+        raise RunError(f"{path / 'config.yaml'} is corrupt (not a mapping)")
+    settings = {k: v for k, v in config.items() if k in TrainConfig.__dataclass_fields__}
+    settings.update({k: summary[k] for k in SUMMARY_SETTINGS if k in summary})
+    if "variant" not in settings:
+        settings["variant"] = TrainConfig(crf=bool(settings.get("crf")), gru=bool(settings.get("gru"))).variant
+    per_type = {label: scores.get("f1") for label, scores in (summary.get("best_per_type") or {}).items()
+                if isinstance(scores, dict) and scores.get("f1") is not None}
+    return RunResult(
+        name=_name(path, root), path=str(path), settings=settings, best_f1=summary.get("best_f1"),
+        best_step=summary.get("best_step"), steps=summary.get("steps"), train_seconds=summary.get("train_seconds"),
+        tokens_per_second=summary.get("tokens_per_second"), per_type_f1=per_type, curve=read_curve(path),
+    )
+
+
+def read_curve(path: Path) -> list[tuple[int, float]]:
+    """(step, dev micro F1) per evaluation; a line cut short by a crash is skipped."""
+    curve = []
+    try:
+        lines = (path / "metrics.jsonl").read_text(encoding="utf-8").splitlines()
+    except (FileNotFoundError, UnicodeDecodeError):
+        return []
+    for line in lines:
+        try:
+            row = json.loads(line)
+            curve.append((int(row["step"]), float(row["micro"]["f1"])))
+        except (json.JSONDecodeError, KeyError, TypeError, ValueError):
+            continue
+    return curve
+
+
+# -- grouping ------------------------------------------------------------------------------------
+def valid_columns(runs: list[RunResult]) -> list[str]:
+    return sorted(set(TrainConfig.__dataclass_fields__) | set(SUMMARY_SETTINGS) | {k for r in runs for k in r.settings})
+
+
+def default_by(runs: list[RunResult]) -> list[str]:
+    """The variant, then every other setting whose value differs between the runs (seed and bookkeeping excepted)."""
+    columns = ["variant"]
+    keys = [k for k in dict.fromkeys(k for r in runs for k in r.settings)]
+    for key in keys:
+        if key in columns or key in NOT_GROUPED or key in IMPLIED:
+            continue
+        values = {_hashable(r.settings.get(key)) for r in runs}
+        if len(values) > 1:
+            columns.append(key)
+    # The study's own order first, then the rest as they appear in config.yaml.
+    preferred = ["variant", "encoder", "crf_lr_mult"]
+    return [c for c in preferred if c in columns] + [c for c in columns if c not in preferred]
+
+
+def _hashable(value: Any) -> Any:
+    if isinstance(value, (list, dict)):
+        return json.dumps(value, sort_keys=True)
+    return value
+
+
+def _mean(values: list[float]) -> float | None:
+    return statistics.fmean(values) if values else None
+
+
+def group_runs(runs: list[RunResult], by: list[str]) -> list[GroupResult]:
+    buckets: dict[tuple, list[RunResult]] = {}
+    for run in runs:  # runs are sorted best first, so each group's run list is too
+        key = tuple(_hashable(run.settings.get(column)) for column in by)
+        buckets.setdefault(key, []).append(run)
+    groups = []
+    for key, members in buckets.items():
+        scores = [r.best_f1 for r in members if r.best_f1 is not None]
+        labels = sorted({label for r in members for label in r.per_type_f1})
+        groups.append(GroupResult(
+            key={column: members[0].settings.get(column) for column in by},
+            runs=[r.name for r in members],
+            count=len(members),
+            mean_f1=_mean(scores),
+            std_f1=statistics.stdev(scores) if len(scores) >= 2 else None,
+            min_f1=min(scores) if scores else None,
+            max_f1=max(scores) if scores else None,
+            per_type_mean_f1={label: _mean([r.per_type_f1[label] for r in members if label in r.per_type_f1])
+                              for label in labels},
+        ))
+    groups.sort(key=lambda g: (g.mean_f1 is None, -(g.mean_f1 or 0.0)))
+    return groups
+
+
+def compare_runs(runs_dir: str | Path, by: list[str] | None = None) -> Comparison:
+    """Read every run under runs_dir (recursively), sort by best dev F1 and group runs that differ only in seed."""
+    root = Path(runs_dir)
+    if not root.is_dir():
+        raise RunError(f"{root} is not a folder; pass the folder holding your run directories (default: runs/)")
+    paths, incomplete = find_run_dirs(root)
+    runs = []
+    for path in paths:
+        try:
+            runs.append(read_run(path, root))
+        except RunError as e:
+            incomplete.append(IncompleteRun(_name(path, root), str(path), str(e)))
+    if not runs:
+        hint = f" ({len(incomplete)} incomplete run folder(s) skipped)" if incomplete else ""
+        raise RunError(f"no finished runs found under {root}{hint}; train one with `bertner train` or `bertner sweep`")
+    runs.sort(key=lambda r: (r.best_f1 is None, -(r.best_f1 or 0.0), r.name))
+    by_default = not by
+    if by:
+        by = [c for c in by if c]
+        valid = valid_columns(runs)
+        unknown = [c for c in by if c not in valid]
+        if unknown or not by:
+            raise BertnerError(f"unknown --by column(s): {', '.join(unknown) or '(empty)'}; valid: {', '.join(valid)}")
+    else:
+        by = default_by(runs)
+    return Comparison(str(root), list(by), runs, group_runs(runs, by), incomplete, by_default)
+
+
+# -- output --------------------------------------------------------------------------------------
+def format_value(column: str, value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if column.endswith("_mult") and isinstance(value, (int, float)):
+        return f"x{value:g}"
+    if isinstance(value, float):
+        return f"{value:g}"
+    return str(value)
+
+
+def _f1(value: float | None) -> str:
+    return "-" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.4f}"
+
+
+def _seconds(value: float | None) -> str:
+    if value is None:
+        return "-"
+    minutes, seconds = divmod(int(round(value)), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{seconds:02d}s" if minutes else f"{value:.1f}s"
+
+
+def _group_cell(group: GroupResult, column: str, value: Any) -> str:
+    if column == "crf_lr_mult" and str(group.key.get("variant", "")).endswith("softmax"):
+        return "-"  # no CRF, so its learning-rate multiplier means nothing
+    return format_value(column, value)
+
+
+def print_comparison(comparison: Comparison, per_type: bool = False, as_json: bool = False) -> None:
+    """The runs table, then the groups table (when some runs were grouped or --by was given); or JSON."""
+    from rich.table import Table
+
+    from bertner.console import out, warn
+
+    for skipped in comparison.incomplete:
+        warn(f"skipped {skipped.name}: {skipped.reason}")
+    if as_json:
+        out.print(json.dumps(comparison.to_dict(), ensure_ascii=False, indent=2), markup=False, highlight=False,
+                  soft_wrap=True)
+        return
+    labels = comparison.labels if per_type else []
+    if not out.is_terminal:  # piped to a file or a script: full rows, never squeezed to 80 columns
+        from rich.console import Console
+
+        out = Console(file=out.file, width=1000, highlight=False)
+
+    table = Table(title=f"runs in {comparison.runs_dir}, best dev F1 first", title_justify="left")
+    table.add_column("run", overflow="fold")
+    for column in ("variant", "encoder", "crf lr", "seed", "epochs", "dev F1", "best step", "train time", "tokens/s"):
+        table.add_column(column, justify="left" if column in ("variant", "encoder") else "right")
+    for label in labels:
+        table.add_column(label, justify="right")
+    for run in comparison.runs:
+        s = run.settings
+        crf_mult = format_value("crf_lr_mult", s.get("crf_lr_mult")) if s.get("crf") else "-"
+        tps = run.tokens_per_second
+        table.add_row(
+            run.name, run.variant, str(s.get("encoder", s.get("model", "-"))), crf_mult, format_value("seed", s.get("seed")),
+            format_value("epochs", s.get("epochs")), _f1(run.best_f1), format_value("step", run.best_step),
+            _seconds(run.train_seconds), "-" if tps is None else f"{tps:,.0f}",
+            *[_f1(run.per_type_f1.get(label)) for label in labels],
+        )
+    out.print(table)
+
+    grouped = any(g.count > 1 for g in comparison.groups)
+    if not (grouped or not comparison.by_default):
+        return
+    table = Table(title=f"grouped by {', '.join(comparison.by)}", title_justify="left")
+    for column in comparison.by:
+        table.add_column(column, overflow="fold")
+    for column in ("runs", "mean F1", "std", "min", "max"):
+        table.add_column(column, justify="right")
+    for label in labels:
+        table.add_column(label, justify="right")
+    for g in comparison.groups:
+        table.add_row(
+            *[_group_cell(g, column, value) for column, value in g.key.items()], str(g.count), _f1(g.mean_f1),
+            _f1(g.std_f1), _f1(g.min_f1), _f1(g.max_f1), *[_f1(g.per_type_mean_f1.get(label)) for label in labels],
+        )
+    out.print(table)
+
+
+def plot_comparison(comparison: Comparison, png_path: str | Path) -> Path:
+    """Two panels: dev F1 against step for each run, and each group's mean F1 with std error bars. Atomic write."""
+    try:
+        import matplotlib
+    except ImportError:
+        # Escaped because the CLI prints errors as rich markup, where a bare [plot] would vanish.
+        raise BertnerError('--plot needs matplotlib: pip install "bertner\\[plot]"') from None
+    matplotlib.use("Agg", force=True)
+    import matplotlib.pyplot as plt
+
+    from bertner.fileio import atomic_path
+
+    png_path = Path(png_path)
+    if png_path.suffix.lower() != ".png":
+        raise BertnerError(f"--plot writes a PNG; give a file name ending in .png (got {png_path})")
+    groups = comparison.groups
+    fig, (curves, bars) = plt.subplots(1, 2, figsize=(13, 5 + 0.1 * len(groups)), gridspec_kw={"width_ratios": [3, 2]})
+    try:
+        # One colour per group, so the seeds of one setting read as one family of curves.
+        cmap = plt.get_cmap("tab10" if len(groups) <= 10 else "tab20")
+        colour = {name: cmap(i % cmap.N) for i, g in enumerate(groups) for name in g.runs}
+        for run in comparison.runs:
+            if run.curve:
+                steps, f1 = zip(*run.curve)
+                curves.plot(steps, f1, marker="o", markersize=3, linewidth=1.2, color=colour.get(run.name),
+                            label=run.name if len(comparison.runs) <= 12 else None)
+        curves.set_xlabel("step")
+        curves.set_ylabel("dev micro F1")
+        curves.set_title("dev F1 during training")
+        curves.grid(alpha=0.3)
+        if len(comparison.runs) <= 12:
+            curves.legend(fontsize=7)
+
+        names = [g.label() for g in groups]
+        means = [g.mean_f1 or 0.0 for g in groups]
+        errors = [g.std_f1 or 0.0 for g in groups]
+        positions = list(range(len(groups)))
+        bars.barh(positions, means, xerr=errors, capsize=3, color=[cmap(i % cmap.N) for i in positions])
+        bars.set_yticks(positions, labels=names, fontsize=7)
+        bars.invert_yaxis()  # best on top
+        low = min((g.min_f1 for g in groups if g.min_f1 is not None), default=0.0)
+        left = max(0.0, low - 0.1) if low > 0.2 else 0.0
+        bars.set_xlim(left, 1.0)
+        for y, g in zip(positions, groups):
+            bars.text(left + 0.01, y, f"{_f1(g.mean_f1)} (n={g.count})", va="center", fontsize=7)
+        bars.set_xlabel("best dev F1: mean and std over runs")
+        bars.set_title(f"grouped by {', '.join(comparison.by)}")
+        bars.grid(axis="x", alpha=0.3)
+        fig.tight_layout()
+        with atomic_path(png_path) as tmp:
+            fig.savefig(tmp, format="png", dpi=120)
+    finally:
+        plt.close(fig)
+    return png_path
