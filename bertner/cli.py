@@ -9,7 +9,7 @@ from typing import Callable, Optional
 import typer
 
 from bertner.console import err
-from bertner.errors import BertnerError, NotBuiltYet
+from bertner.errors import BertnerError
 
 app = typer.Typer(
     help="Fine-tune BERT-family encoders for named-entity recognition.\n\n"
@@ -71,10 +71,6 @@ def preprocess(
     print_preprocess_report(result)
 
 
-def _not_built(name: str) -> None:
-    raise NotBuiltYet(f"`bertner {name}` is not built yet in this version")
-
-
 @app.command()
 @user_errors
 def train(
@@ -134,25 +130,85 @@ def train(
     print_train_summary(summary)
 
 
-@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+@app.command()
 @user_errors
-def evaluate() -> None:
-    """Score a trained run on a dataset."""
-    _not_built("evaluate")
+def evaluate(
+    run: Path = typer.Argument(..., help="A run directory written by `bertner train` (or a folder of .ann files that `bertner predict --format brat` wrote, to score those)."),
+    data: Path = typer.Argument(..., help="Labelled data: a preprocessed .jsonl, a CoNLL file or folder, or a brat folder."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object (micro, macro, per_type; document for brat) instead of tables."),
+    errors: int = typer.Option(0, "--errors", help="Also list the N most frequent error kinds with examples in context."),
+    batch_size: int = typer.Option(32, "--batch-size", "-b", help="Inputs per batch."),
+    device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N."),
+) -> None:
+    """Score a run on labelled data: entity-level strict P/R/F1 (micro, macro, per type).
+
+    For a brat folder it also gives the document-level exact-span score (document, start, end,
+    type) against the .ann gold, with the discontinuous policy the run was trained with.
+    """
+    from bertner.evaluate import evaluate as run_evaluate, evaluate_predicted_brat
+    from bertner.predict import Predictor
+    from bertner.report import print_evaluation
+    from bertner.runs import is_run_dir
+
+    if run.is_dir() and not is_run_dir(run) and any(run.glob("*.ann")):
+        # RUN is a folder of .ann files that `bertner predict --format brat` wrote: score them.
+        result = evaluate_predicted_brat(run, data, n_errors=errors)
+    else:
+        predictor = Predictor.from_run(run, device=device, batch_size=batch_size)
+        result = run_evaluate(predictor, data, n_errors=errors)
+    print_evaluation(result, as_json=as_json)
 
 
-@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+@app.command()
 @user_errors
-def predict() -> None:
-    """Tag raw text with a trained run."""
-    _not_built("predict")
+def predict(
+    inputs: list[str] = typer.Argument(..., help="[RUN] INPUT...: .txt files, folders of them, or - for standard input. A first argument that is a run directory chooses the run; otherwise the best run under runs/ is used."),
+    output_format: Optional[str] = typer.Option(None, "--format", "-f", help="pretty (default on a terminal), jsonl (default otherwise), brat, conll."),
+    output: Optional[Path] = typer.Option(None, "--output", "-o", help="Output folder (brat: one .ann per .txt; required) or file (jsonl, conll)."),
+    runs_dir: Path = typer.Option(Path("runs"), "--runs", help="Where to look for the best run when no run is given."),
+    batch_size: int = typer.Option(32, "--batch-size", "-b", help="Inputs per batch."),
+    device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N."),
+    force: bool = typer.Option(False, "--force", help="Overwrite existing output files."),
+) -> None:
+    """Tag raw text with a trained run; offsets are exact in the original files.
+
+    Examples: `bertner predict notes.txt`, `bertner predict runs/bert-crf notes/ -f brat -o pred/`,
+    `echo 患者有2型糖尿病 | bertner predict -`.
+    """
+    from bertner.predict_cli import run_predict
+
+    run_predict(inputs, output_format, output, runs_dir, batch_size, device, force)
 
 
-@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+@app.command()
 @user_errors
-def compare() -> None:
-    """Compare the runs in a folder."""
-    _not_built("compare")
+def compare(
+    runs_dir: Path = typer.Argument(Path("runs"), help="Folder holding run directories (searched recursively)."),
+    by: Optional[str] = typer.Option(None, "--by", help="Comma-separated columns to group by (default: every setting but the seed)."),
+    per_type: bool = typer.Option(False, "--per-type", help="Add per-type dev F1 columns."),
+    plot: Optional[Path] = typer.Option(None, "--plot", help="Write a PNG: dev F1 against step per run, and grouped F1 with error bars (needs matplotlib)."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON for scripts."),
+) -> None:
+    """Compare the runs in a folder: a table sorted by dev F1, seeds grouped with mean and std."""
+    from bertner.compare import compare_runs, plot_comparison, print_comparison
+
+    comparison = compare_runs(runs_dir, by=[c.strip() for c in by.split(",")] if by else None)
+    if plot is not None:
+        plot_comparison(comparison, plot)
+    print_comparison(comparison, per_type=per_type, as_json=as_json)
+
+
+@app.command()
+@user_errors
+def sweep(
+    config_file: Path = typer.Argument(..., help="YAML grid: base settings plus lists of values to try (see examples/quickstart.yaml)."),
+    output: Optional[Path] = typer.Option(None, "--output", "-o", help="Folder for the runs (default: the file's `output`, else runs/<file name>)."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="List the runs without training."),
+) -> None:
+    """Train every combination of a grid one after another, skip finished runs, then compare."""
+    from bertner.sweep import run_sweep
+
+    run_sweep(config_file, output=output, dry_run=dry_run)
 
 
 if __name__ == "__main__":

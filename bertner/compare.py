@@ -75,7 +75,7 @@ class GroupResult:
     per_type_mean_f1: dict[str, float]
 
     def label(self) -> str:
-        return ", ".join(f"{format_value(k, v)}" if k == "variant" else f"{k}={format_value(k, v)}"
+        return ", ".join(_group_cell(self, k, v) if k == "variant" else f"{k}={_group_cell(self, k, v)}"
                          for k, v in self.key.items())
 
     def to_dict(self) -> dict[str, Any]:

@@ -18,6 +18,7 @@ from bertner.tags import spans_to_tags, tags_to_spans
 @dataclass
 class TaggedWindows:
     spans: list[list[Span]]  # per window, relative to the window's text
+    scores: list[list[float]]  # per window, one confidence per span (see `tag_windows`)
     loss: float | None  # mean loss per batch when the windows were labelled
 
 
@@ -33,10 +34,16 @@ def tag_windows(
     with_loss: bool = False,
     on_batch: Callable[[int], None] | None = None,
 ) -> TaggedWindows:
+    """Decode every example and map the tags back to character spans per window.
+
+    Each span's score is the mean, over its tokens, of the probability the emission softmax
+    gives the chosen tag: exact for softmax heads, an approximation of the marginal for CRF.
+    """
     was_training = model.training
     model.eval()
     lengths = [len(e) for e in encoded.examples]
     predictions: list[list[int] | None] = [None] * len(encoded.examples)
+    confidences: list[list[float] | None] = [None] * len(encoded.examples)
     loss_sum = torch.zeros((), device=device)
     n_batches = 0
     for batch in iterate_batches(encoded, sorted_batches(lengths, batch_size), aligner, with_labels=with_loss):
@@ -46,33 +53,42 @@ def tag_windows(
         if with_loss:
             loss_sum += model.loss(emissions, batch.labels).detach()
             n_batches += 1
-        best = model.decode(emissions, batch.label_mask).cpu()  # one transfer per batch
+        best = model.decode(emissions, batch.label_mask)
+        probability = emissions.softmax(-1).gather(-1, best.unsqueeze(-1)).squeeze(-1)
+        best, probability = best.cpu(), probability.cpu()  # one transfer per batch
         for row, index in enumerate(batch.examples):
-            predictions[index] = best[row, : len(encoded.examples[index].ids)].tolist()
+            n = len(encoded.examples[index].ids)
+            predictions[index] = best[row, :n].tolist()
+            confidences[index] = probability[row, :n].tolist()
         if on_batch is not None:
             on_batch(len(batch.examples))
     model.train(was_training)
 
     # Gather the chunks of each window and keep each token's prediction from its best chunk.
-    chunks: dict[int, list[tuple[tuple[int, int], list[int]]]] = {}
-    for example, predicted in zip(encoded.examples, predictions):
+    chunks: dict[int, list[tuple[tuple[int, int], list[tuple[int, float]]]]] = {}
+    for example, predicted, confidence in zip(encoded.examples, predictions, confidences):
         start = example.token_start
-        chunks.setdefault(example.window, []).append(((start, start + len(example.ids)), predicted))
+        chunk = ((start, start + len(example.ids)), list(zip(predicted, confidence)))
+        chunks.setdefault(example.window, []).append(chunk)
     spans: list[list[Span]] = []
+    scores: list[list[float]] = []
     for index, offsets in enumerate(encoded.offsets):
         pieces = chunks.get(index)
         if not pieces:
             spans.append([])
+            scores.append([])
             continue
         if len(pieces) == 1:
-            token_ids = pieces[0][1]
+            per_token = pieces[0][1]
         else:
-            ranges = [r for r, _ in pieces]
-            token_ids = merge_chunk_predictions(len(offsets), ranges, [p for _, p in pieces])
-        token_spans = tags_to_spans([tags[i] for i in token_ids])
+            per_token = merge_chunk_predictions(len(offsets), [r for r, _ in pieces], [p for _, p in pieces])
+        token_spans = tags_to_spans([tags[tag] for tag, _ in per_token])
         spans.append(token_spans_to_spans(offsets, token_spans))
+        scores.append([
+            sum(per_token[i][1] for i in range(t.start, t.end)) / (t.end - t.start) for t in token_spans
+        ])
     loss = (loss_sum / max(1, n_batches)).item() if with_loss else None
-    return TaggedWindows(spans, loss)
+    return TaggedWindows(spans, scores, loss)
 
 
 def char_tags(texts: list[str], spans: list[list[Span]]) -> list[list[str]]:

@@ -24,7 +24,9 @@ class Tracker:
             return
         from torch.utils.tensorboard import SummaryWriter
 
-        self.writer = SummaryWriter(log_dir=str(run_dir / "tensorboard"))
+        self.writer = SummaryWriter(log_dir=str(run_dir / "tensorboard"), flush_secs=30)
+        # Redirected to a file, a progress bar shows nothing until the end: print log lines instead.
+        self.plain = not err.is_terminal
         self.progress = Progress(
             TextColumn("[bold]epoch {task.fields[epoch]}"),
             BarColumn(),
@@ -54,6 +56,14 @@ class Tracker:
         self.writer.add_scalar("train/tokens_per_second", tokens_per_second, step)
         encoder_lr = lrs.get("encoder", next(iter(lrs.values())))
         self.progress.update(self.task, loss=f"{loss:.4f}", lr=f"{encoder_lr:.2e}", speed=f"{tokens_per_second:,.0f}")
+        if self.plain:
+            task = self.progress.tasks[0]
+            eta = task.time_remaining
+            err.print(
+                f"step {step}/{task.total:.0f}  loss {loss:.4f}  lr {encoder_lr:.2e}  {tokens_per_second:,.0f} tok/s"
+                + (f"  eta {eta / 60:.1f} min" if eta else ""),
+                highlight=False,
+            )
 
     def log_eval(self, record: dict[str, Any]) -> None:
         """Append one evaluation to metrics.jsonl and TensorBoard, and print its one-line summary."""

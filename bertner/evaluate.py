@@ -1,0 +1,150 @@
+"""Scoring a run on labelled data: preprocessed JSONL, a CoNLL file or folder, or a brat folder.
+
+Every score is computed over characters, whatever the model's tokens were, so runs with
+different tokenizers are comparable and an entity a tokenizer cannot split counts as an error.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bertner.console import warn
+from bertner.errors import DataError
+from bertner.inference import char_tags
+from bertner.predict import Predictor
+from bertner.spans import Document, Span
+
+
+@dataclass
+class Evaluation:
+    data: str
+    kind: str  # jsonl | brat | conll
+    scores: dict[str, Any]  # micro, macro, per_type (seqeval strict, characters)
+    document_scores: dict[str, Any] | None = None  # exact (doc, start, end, type) spans, brat only
+    errors: list[dict[str, Any]] = field(default_factory=list)
+    unknown_labels: dict[str, int] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        result = {"data": self.data, "kind": self.kind, **self.scores}
+        if self.document_scores is not None:
+            result["document"] = self.document_scores
+        if self.errors:
+            result["errors"] = self.errors
+        if self.unknown_labels:
+            result["unknown_labels"] = self.unknown_labels
+        return result
+
+
+def data_kind(path: Path) -> str:
+    if not path.exists():
+        raise DataError("no such file or folder", path=path)
+    if path.is_file():
+        return "jsonl" if path.suffix == ".jsonl" else "conll"
+    if any(path.glob("*.ann")):
+        return "brat"
+    if any(path.glob("*.jsonl")):
+        raise DataError("a folder of JSONL files: name one file, e.g. dev.jsonl", path=path)
+    return "conll"
+
+
+def gold_documents(path: Path, kind: str, policy: str) -> list[Document]:
+    """Documents whose `entities` hold the gold spans after the run's discontinuous policy."""
+    from bertner.data.policies import apply_policy
+    from bertner.spans import Entity
+
+    if kind == "brat":
+        from bertner.data.brat import read_brat_folder
+
+        documents, _ = read_brat_folder(path)
+    else:
+        from bertner.data.conll import read_conll
+
+        splits, _ = read_conll(path)
+        documents = [d for docs in splits.values() for d in docs]
+    resolved = []
+    for doc in documents:
+        spans, _ = apply_policy(doc.entities, policy)
+        entities = [Entity(f"T{i}", s.label, ((s.start, s.end),)) for i, s in enumerate(spans)]
+        resolved.append(Document(doc.id, doc.text, entities, doc.source))
+    return resolved
+
+
+def _spans_of(doc: Document) -> list[Span]:
+    return sorted(Span(e.start, e.end, e.label) for e in doc.entities)
+
+
+def count_unknown(gold: list[list[Span]], known: set[str]) -> dict[str, int]:
+    unknown: dict[str, int] = {}
+    for spans in gold:
+        for s in spans:
+            if s.label not in known:
+                unknown[s.label] = unknown.get(s.label, 0) + 1
+    return unknown
+
+
+def evaluate(predictor: Predictor, data: str | Path, n_errors: int = 0) -> Evaluation:
+    from bertner.metrics import entity_scores, error_kinds, span_scores
+
+    path = Path(data)
+    kind = data_kind(path)
+    policy = predictor.run.data_info.get("discontinuous", "merge")
+    if kind == "jsonl":
+        from bertner.data.jsonl import read_windows
+
+        windows = read_windows(path)
+        if not windows:
+            raise DataError("no windows to evaluate on", path=path)
+        ids, texts, gold = [w.id for w in windows], [w.text for w in windows], [w.spans for w in windows]
+        predicted = predictor.tag_windows(windows).spans
+    else:
+        documents = gold_documents(path, kind, policy)
+        if not documents:
+            raise DataError("no documents to evaluate on", path=path)
+        ids, texts, gold = [d.id for d in documents], [d.text for d in documents], [_spans_of(d) for d in documents]
+        predicted = [p.spans for p in predictor.predict(documents)]
+
+    unknown = count_unknown(gold, set(predictor.run.labels))
+    if unknown:
+        listed = ", ".join(f"{label} ({n})" for label, n in sorted(unknown.items()))
+        warn(f"labels this run was not trained on are scored as misses: {listed}")
+    scores = entity_scores(char_tags(texts, gold), char_tags(texts, predicted)).to_dict()
+    document_scores = None
+    if kind == "brat":
+        gold_set = [(d, s.start, s.end, s.label) for d, spans in zip(ids, gold) for s in spans]
+        pred_set = [(d, s.start, s.end, s.label) for d, spans in zip(ids, predicted) for s in spans]
+        document_scores = span_scores(gold_set, pred_set).to_dict()
+    errors = []
+    if n_errors:
+        errors = error_kinds(dict(zip(ids, gold)), dict(zip(ids, predicted)), dict(zip(ids, texts)), n_errors)
+    return Evaluation(str(path), kind, scores, document_scores, errors, unknown)
+
+
+def evaluate_predicted_brat(predicted: str | Path, gold: str | Path, policy: str = "merge", n_errors: int = 0) -> Evaluation:
+    """Score `.ann` files written by `bertner predict --format brat` against a gold brat folder.
+
+    Uses exactly the scoring of `evaluate` on a run, so the two numbers can be compared.
+    """
+    from bertner.metrics import entity_scores, error_kinds, span_scores
+
+    gold_docs = {d.id: d for d in gold_documents(Path(gold), "brat", policy)}
+    pred_docs = {d.id: d for d in gold_documents(Path(predicted), "brat", "merge")}
+    missing = sorted(set(gold_docs) - set(pred_docs))
+    if missing:
+        warn(f"{len(missing)} gold documents have no prediction (scored as all missed), e.g. {missing[0]}")
+    extra = sorted(set(pred_docs) - set(gold_docs))
+    if extra:
+        warn(f"{len(extra)} predicted documents are not in the gold folder and are ignored, e.g. {extra[0]}")
+    ids = sorted(gold_docs)
+    texts = [gold_docs[i].text for i in ids]
+    for i in ids:
+        if i in pred_docs and pred_docs[i].text != gold_docs[i].text:
+            raise DataError(f"the text of {i} differs from the gold text; predictions must be made on the same files", path=predicted)
+    gold = [_spans_of(gold_docs[i]) for i in ids]
+    pred = [_spans_of(pred_docs[i]) if i in pred_docs else [] for i in ids]
+    scores = entity_scores(char_tags(texts, gold), char_tags(texts, pred)).to_dict()
+    gold_set = [(d, s.start, s.end, s.label) for d, spans in zip(ids, gold) for s in spans]
+    pred_set = [(d, s.start, s.end, s.label) for d, spans in zip(ids, pred) for s in spans]
+    errors = error_kinds(dict(zip(ids, gold)), dict(zip(ids, pred)), dict(zip(ids, texts)), n_errors) if n_errors else []
+    return Evaluation(str(predicted), "brat", scores, span_scores(gold_set, pred_set).to_dict(), errors)

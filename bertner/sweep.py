@@ -1,0 +1,336 @@
+"""Sweeps: train every combination of a grid of settings, one run after another, resumably; then compare.
+
+The sweep file is YAML:
+
+    # base settings: any `bertner train` setting (the TrainConfig field names; - or _ both work)
+    data: data/processed
+    model: tiny
+    epochs: 2
+    output: runs/quickstart      # the folder holding the runs (default: runs/<file name>; --output wins)
+    grid:                        # setting -> list of values; every combination is one run
+      crf: [false, true]
+      crf_lr_mult: [1, 10, 100]
+      seed: [1, 2, 3]
+
+Rules:
+- Every key, at the top level and in `grid`, must be a training setting (or `output`/`grid` at the top level);
+  unknown keys are an error naming them. A setting may be in the base or in the grid, not both.
+- Paths (`data`, `output`, a local `model`) are relative to the folder you run `bertner sweep` from, as with
+  `bertner train`.
+- Combinations in which a setting has no effect are collapsed into one run: `crf_lr_mult` without `crf`,
+  `gru_hidden`/`gru_layers`/`gru_bidirectional` without `gru`, `tiny_*` without `model: tiny` are reset to their
+  defaults, and duplicates dropped. So `crf: [false, true]` x `crf_lr_mult: [1, 10]` gives 3 runs, not 4.
+- Each run's folder is named from its grid values, stably: the variant (`bert-softmax`, `bert-gru-crf`, ...), then
+  every other grid setting in file order: `x100` for crf_lr_mult, `seed2` for seed, `lr5e-05` for others,
+  `key`/`no_key` for true/false. Example: `runs/study/bert-gru-crf-x100-seed2`.
+- A run whose folder already holds a finished run is skipped, so running the same sweep again continues where it
+  stopped. A folder with an unfinished run (crashed or interrupted) is trained again from scratch (`force`).
+- A run that stops on a training error (e.g. the loss became NaN at a large crf_lr_mult) is reported and the sweep
+  goes on; the command then exits non-zero. Any other error stops the sweep.
+- At the end the compare table of the output folder is printed (`bertner compare OUTPUT` shows it again).
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import re
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from bertner.config import TrainConfig, build_config, config_keys, load_yaml
+from bertner.errors import BertnerError, TrainingError
+from bertner.runs import is_run_dir
+
+SWEEP_KEYS = {"grid", "output"}
+DEFAULTS = TrainConfig()
+# setting -> (when it has an effect, why it is dropped otherwise)
+CONDITIONAL: dict[str, tuple[Any, str]] = {
+    "crf_lr_mult": (lambda c: c["crf"], "crf_lr_mult without crf"),
+    "gru_hidden": (lambda c: c["gru"], "gru settings without gru"),
+    "gru_layers": (lambda c: c["gru"], "gru settings without gru"),
+    "gru_bidirectional": (lambda c: c["gru"], "gru settings without gru"),
+    "tiny_layers": (lambda c: c["model"] == "tiny", "tiny_* settings without model tiny"),
+    "tiny_hidden": (lambda c: c["model"] == "tiny", "tiny_* settings without model tiny"),
+    "tiny_heads": (lambda c: c["model"] == "tiny", "tiny_* settings without model tiny"),
+}
+DONE, TODO, RESTART = "done", "to train", "restart"
+
+
+@dataclass
+class SweepRun:
+    name: str
+    run_dir: Path
+    config: TrainConfig
+    grid_values: dict[str, Any]  # this run's value of each grid setting that has an effect
+
+    def status(self) -> str:
+        if is_run_dir(self.run_dir):
+            return DONE
+        if self.run_dir.is_dir() and any(self.run_dir.iterdir()):
+            return RESTART
+        return TODO
+
+    def settings_changed(self) -> dict[str, tuple[Any, Any]]:
+        """For a finished run: settings it was trained with that differ from the sweep's (saved, now)."""
+        from bertner.runs import load_config
+
+        try:
+            saved = load_config(self.run_dir).to_dict()
+        except BertnerError:
+            return {}
+        now = self.config.to_dict()
+        return {k: (saved.get(k), v) for k, v in now.items() if k != "output" and saved.get(k) != v}
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "run_dir": str(self.run_dir), "status": self.status(), "grid": self.grid_values}
+
+
+@dataclass
+class Sweep:
+    source: Path
+    output: Path
+    base: dict[str, Any]
+    grid: dict[str, list[Any]]
+    runs: list[SweepRun]
+    collapsed: int = 0  # grid combinations dropped because a setting had no effect in them
+    collapse_reasons: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "source": str(self.source), "output": str(self.output), "base": self.base, "grid": self.grid,
+            "runs": [r.to_dict() for r in self.runs], "collapsed": self.collapsed,
+            "collapse_reasons": self.collapse_reasons,
+        }
+
+
+@dataclass
+class SweepResult:
+    sweep: Sweep
+    trained: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)  # already finished
+    failed: dict[str, str] = field(default_factory=dict)  # name -> error message
+    comparison: Any = None  # bertner.compare.Comparison of the output folder, when any run is finished
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "sweep": self.sweep.to_dict(), "trained": self.trained, "skipped": self.skipped, "failed": self.failed,
+            "comparison": self.comparison.to_dict() if self.comparison is not None else None,
+        }
+
+
+# -- reading and expanding -----------------------------------------------------------------------
+_FIELD_TYPES = {f.name: str(f.type) for f in fields(TrainConfig)}
+
+
+def _check_value(where: str, key: str, value: Any) -> Any:
+    """Coerce what YAML gives to the setting's type (YAML 1.1 reads 5e-5 as a string), or fail clearly."""
+    kind = _FIELD_TYPES[key]
+    if value is None:
+        if "None" in kind:
+            return None
+        raise BertnerError(f"{where}: {key} cannot be empty")
+    if kind.startswith("bool"):
+        if not isinstance(value, bool):
+            raise BertnerError(f"{where}: {key} must be true or false, got {value!r}")
+        return value
+    if kind.startswith(("float", "int")):
+        if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+            raise BertnerError(f"{where}: {key} must be a number, got {value!r}")
+        try:
+            number = float(value)
+        except ValueError:
+            raise BertnerError(f"{where}: {key} must be a number, got {value!r}") from None
+        if kind.startswith("int"):
+            if number != int(number):
+                raise BertnerError(f"{where}: {key} must be a whole number, got {value!r}")
+            return int(number)
+        return number
+    if kind.startswith("str"):
+        if isinstance(value, (list, dict)):
+            raise BertnerError(f"{where}: {key} must be a single value, got {value!r}")
+        return str(value)
+    return value
+
+
+def _format_part(key: str, value: Any) -> str:
+    if key == "crf_lr_mult":
+        text = f"x{value:g}"
+    elif key == "seed":
+        text = f"seed{value}"
+    elif key == "model":
+        text = Path(str(value)).name or str(value)
+    elif isinstance(value, bool):
+        text = key if value else f"no_{key}"
+    elif isinstance(value, float):
+        text = f"{key}{value:g}"
+    else:
+        text = f"{key}{value}"
+    return re.sub(r"[^A-Za-z0-9._+-]+", "_", text)
+
+
+def run_name(values: dict[str, Any], grid_keys: list[str]) -> str:
+    """`bert-gru-crf-x100-seed2`: the variant, then each other grid setting (in file order) that has an effect."""
+    variant = TrainConfig(crf=bool(values["crf"]), gru=bool(values["gru"])).variant.replace("+", "-")
+    parts = [variant]
+    for key in grid_keys:
+        if key in ("crf", "gru"):
+            continue
+        condition = CONDITIONAL.get(key)
+        if condition and not condition[0](values):
+            continue
+        parts.append(_format_part(key, values[key]))
+    return "-".join(parts)
+
+
+def expand_grid(base: dict[str, Any], grid: dict[str, list[Any]], output: Path,
+                source: str = "sweep") -> tuple[list[SweepRun], int, list[str]]:
+    """Every combination of the grid over the base settings, with meaningless settings collapsed."""
+    keys = list(grid)
+    runs: list[SweepRun] = []
+    seen: dict[str, str] = {}  # settings -> run name
+    names: dict[str, str] = {}  # run name -> settings
+    collapsed, reasons = 0, []
+    for combination in itertools.product(*(grid[k] for k in keys)):
+        values = {**DEFAULTS.to_dict(), **base, **dict(zip(keys, combination))}
+        for key, (applies, reason) in CONDITIONAL.items():
+            if not applies(values) and values[key] != getattr(DEFAULTS, key):
+                values[key] = getattr(DEFAULTS, key)
+                if key in grid and reason not in reasons:
+                    reasons.append(reason)
+        identity = json.dumps({k: v for k, v in values.items() if k != "output"}, sort_keys=True, default=str)
+        if identity in seen:
+            collapsed += 1
+            continue
+        name = run_name(values, keys)
+        if name in names:
+            raise BertnerError(f"{source}: two different runs would both be named {name}; make the grid values distinct")
+        seen[identity], names[name] = name, identity
+        run_dir = output / name
+        config = build_config({**values, "output": str(run_dir)}, {})
+        grid_values = {k: values[k] for k in keys if not (k in CONDITIONAL and not CONDITIONAL[k][0](values))}
+        runs.append(SweepRun(name, run_dir, config, grid_values))
+    return runs, collapsed, reasons
+
+
+def load_sweep(config_file: str | Path, output: str | Path | None = None) -> Sweep:
+    """Read and check a sweep file and expand its grid (nothing is trained)."""
+    source = Path(config_file)
+    values = load_yaml(source)
+    known = config_keys()
+    unknown = sorted(set(values) - known - SWEEP_KEYS)
+    if unknown:
+        raise BertnerError(f"{source}: unknown setting(s): {', '.join(unknown)} (valid: grid, output and the "
+                           f"`bertner train` settings: {', '.join(sorted(known - {'output'}))})")
+    grid_raw = values.pop("grid", None)
+    if not isinstance(grid_raw, dict) or not grid_raw:
+        raise BertnerError(f"{source}: needs a `grid:` mapping of setting -> list of values, e.g. `seed: [1, 2, 3]`")
+    grid_raw = {str(k).replace("-", "_"): v for k, v in grid_raw.items()}
+    unknown = sorted(set(grid_raw) - known)
+    if unknown:
+        raise BertnerError(f"{source}: unknown setting(s) in grid: {', '.join(unknown)}")
+    if "output" in grid_raw:
+        raise BertnerError(f"{source}: `output` cannot be in the grid: each run's folder is named from its grid values")
+    both = sorted(set(grid_raw) & set(values))
+    if both:
+        raise BertnerError(f"{source}: {', '.join(both)} set both at the top level and in grid; keep one")
+
+    file_output = values.pop("output", None)
+    base = {k: _check_value(str(source), k, v) for k, v in values.items()}
+    grid: dict[str, list[Any]] = {}
+    for key, options in grid_raw.items():
+        options = options if isinstance(options, list) else [options]
+        if not options:
+            raise BertnerError(f"{source}: grid.{key} is an empty list")
+        checked = [_check_value(f"{source}: grid", key, v) for v in options]
+        if len(set(map(repr, checked))) != len(checked):
+            raise BertnerError(f"{source}: grid.{key} lists a value twice")
+        grid[key] = checked
+    out_dir = Path(output) if output is not None else Path(file_output) if file_output else Path("runs") / source.stem
+    runs, collapsed, reasons = expand_grid(base, grid, out_dir, str(source))
+    return Sweep(source, out_dir, base, grid, runs, collapsed, reasons)
+
+
+# -- running -------------------------------------------------------------------------------------
+def print_plan(sweep: Sweep) -> None:
+    from bertner.console import out
+    from bertner.runs import read_json
+
+    statuses = [r.status() for r in sweep.runs]
+    note = ""
+    if sweep.collapsed:
+        note = f" ({sweep.collapsed} combination(s) collapsed: {'; '.join(sweep.collapse_reasons)})"
+    out.print(f"sweep {sweep.source}: {len(sweep.runs)} runs in {sweep.output}{note}", markup=False, highlight=False,
+              soft_wrap=True)
+    width = max(len(r.name) for r in sweep.runs)
+    for run, status in zip(sweep.runs, statuses):
+        detail = ""
+        if status == DONE:
+            try:
+                f1 = read_json(run.run_dir / "summary.json").get("best_f1")
+                detail = f"dev F1 {f1:.4f}" if isinstance(f1, (int, float)) else ""
+            except BertnerError:
+                pass
+        elif status == RESTART:
+            detail = "unfinished: will be trained again from scratch"
+        out.print(f"  {status:<9} {run.name:<{width}}  {detail}".rstrip(), markup=False, highlight=False, soft_wrap=True)
+    counts = {s: statuses.count(s) for s in (TODO, RESTART, DONE)}
+    out.print(f"{counts[TODO] + counts[RESTART]} to train ({counts[RESTART]} restarted), {counts[DONE]} done",
+              markup=False, highlight=False)
+
+
+def run_sweep(config_file: str | Path, output: str | Path | None = None, dry_run: bool = False,
+              show: bool = True) -> SweepResult:
+    """Train the sweep's runs one after another (finished ones skipped), then print the compare table."""
+    from bertner.console import info, warn
+    from bertner.engine.trainer import Trainer
+
+    sweep = load_sweep(config_file, output)
+    result = SweepResult(sweep)
+    if dry_run:
+        print_plan(sweep)
+        return result
+
+    total = len(sweep.runs)
+    for index, run in enumerate(sweep.runs, 1):
+        status = run.status()
+        if status == DONE:
+            changed = run.settings_changed()
+            if changed:
+                diff = ", ".join(f"{k}: {a!r} -> {b!r}" for k, (a, b) in changed.items())
+                warn(f"{run.name} is finished but was trained with other settings ({diff}); "
+                     f"kept as it is: delete {run.run_dir} to train it again")
+            info(f"[{index}/{total}] {run.name}: already finished, skipped")
+            result.skipped.append(run.name)
+            continue
+        if status == RESTART:
+            info(f"[{index}/{total}] {run.name}: {run.run_dir} holds an unfinished run; training it again from scratch")
+        else:
+            info(f"[{index}/{total}] {run.name}: training")
+        trainer = Trainer(run.config, force=status == RESTART, show=show)
+        try:
+            summary = trainer.fit()
+        except TrainingError as e:
+            if getattr(trainer, "_stop_signal", None):
+                raise TrainingError(
+                    f"sweep stopped during {run.name} ({index}/{total}); run the same command again to go on: "
+                    f"finished runs are skipped, {run.name} starts again"
+                ) from None
+            warn(f"{run.name} failed: {e}")
+            result.failed[run.name] = str(e)
+            continue
+        result.trained.append(run.name)
+        f1 = summary.get("best_f1")
+        info(f"[{index}/{total}] {run.name}: best dev F1 {f1:.4f}" if f1 is not None else f"[{index}/{total}] {run.name}: done")
+
+    if any(r.status() == DONE for r in sweep.runs):
+        from bertner.compare import compare_runs, print_comparison
+
+        result.comparison = compare_runs(sweep.output)
+        print_comparison(result.comparison)
+    if result.failed:
+        raise TrainingError(
+            f"{len(result.failed)} of {total} runs failed: {', '.join(result.failed)}; the rest are in {sweep.output}"
+        )
+    return result
