@@ -200,7 +200,7 @@ def preprocess(options: PreprocessOptions) -> PreprocessResult:
         for name in SPLITS:
             if name in split_stats:
                 write_jsonl(tmp / f"{name}.jsonl", rows[name])
-        write_json(tmp / "labels.json", {"labels": labels, "source": str(options.input), "format": input_format, "discontinuous": policy})
+        write_json(tmp / "labels.json", {"labels": labels, "source": str(options.input), "format": input_format, "discontinuous": policy, "max_chars": options.max_chars})
         write_json(tmp / "stats.json", stats_json)
 
     warnings = list(corpus.warnings)
