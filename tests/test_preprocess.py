@@ -54,7 +54,7 @@ def test_good_corpus_writes_everything(tmp_path):
     assert sorted(p.name for p in out.iterdir()) == ["dev.jsonl", "labels.json", "stats.json", "test.jsonl", "train.jsonl"]
     assert f"to {out}" in result.output
     labels = json.loads((out / "labels.json").read_text())
-    assert labels == {"labels": ["Disease", "Drug"], "source": str(tmp_path / "raw"), "format": "brat", "discontinuous": "merge"}
+    assert labels == {"labels": ["Disease", "Drug"], "source": str(tmp_path / "raw"), "format": "brat", "discontinuous": "merge", "max_chars": 256}
     stats = json.loads((out / "stats.json").read_text())
     assert stats["check"]["adds_up"] and stats["read"]["files"] == 8
     assert {n: s["documents"] for n, s in stats["splits"].items()} == {"train": 4, "dev": 2, "test": 2}
