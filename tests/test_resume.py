@@ -177,3 +177,94 @@ def test_stop_at_an_evaluation_or_the_last_step(data_dir, reference_runs, tmp_pa
     run = interrupt_and_resume(data_dir, tmp_path, monkeypatch, step, **overrides)
     assert f1s(run) == f1s(reference)
     assert_same_weights(reference, run)
+
+
+def test_sigint_stops_the_same_way(data_dir, reference_runs, tmp_path, monkeypatch):
+    run = interrupt_and_resume(data_dir, tmp_path, monkeypatch, 4, sig=signal.SIGINT)
+    assert_same_weights(reference_runs(), run)
+
+
+def test_bare_resume_uses_the_saved_settings(data_dir, reference_runs, tmp_path, monkeypatch):
+    """Exactly the command the stop message suggests: no data folder, no settings, in another cwd."""
+    monkeypatch.chdir(tmp_path)
+    run = interrupt_and_resume(
+        data_dir, tmp_path, monkeypatch, 3, resume_args=["train", "--output", str(tmp_path / "run"), "--resume"]
+    )
+    assert_same_weights(reference_runs(), run)
+
+
+def test_resume_without_output_is_a_clear_error(data_dir):
+    result = runner.invoke(app, ["train", str(data_dir), "--resume"])
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert "error: --resume needs --output RUN_DIR" in result.output
+
+
+def test_resume_without_a_checkpoint_is_a_clear_error(data_dir, reference_runs, tmp_path):
+    # A finished run keeps no checkpoint; a folder that was never a run has none either.
+    for run in (reference_runs(), tmp_path / "empty"):
+        before = sorted(p.name for p in run.rglob("*")) if run.exists() else None
+        result = runner.invoke(app, [*cli_args(data_dir, run), "--resume"])
+        assert result.exit_code == 1 and "Traceback" not in result.output, result.output
+        expected = "has no checkpoint to resume from" if run.exists() else "holds no run to resume (no config.yaml)"
+        assert f"error: {run} {expected}" in result.output
+        assert len(result.output.strip().splitlines()) == 1
+        if before is not None:
+            assert sorted(p.name for p in run.rglob("*")) == before  # nothing touched
+        else:
+            assert not run.exists()  # and nothing created
+
+
+class RunsCode:
+    def __reduce__(self):
+        return (os.system, ("touch PWNED",))
+
+
+@pytest.mark.parametrize("kind", ["random-bytes", "pickle-with-code"])
+def test_corrupt_or_hostile_checkpoint_is_refused(data_dir, tmp_path, monkeypatch, kind):
+    run = tmp_path / "run"
+    with monkeypatch.context() as m:
+        stop_at(m, 2)
+        assert runner.invoke(app, cli_args(data_dir, run)).exit_code == 1
+    state = run / "checkpoint" / "trainer_state.pt"
+    if kind == "random-bytes":
+        state.write_bytes(os.urandom(2000))
+    else:
+        torch.save({"loop": RunsCode()}, state)
+    monkeypatch.chdir(tmp_path)
+    result = runner.invoke(app, [*cli_args(data_dir, run), "--resume"])
+    assert result.exit_code == 1 and "Traceback" not in result.output, result.output
+    assert f"error: {state}: cannot read checkpoint" in result.output
+    assert not (tmp_path / "PWNED").exists()
+
+
+def test_real_sigterm_from_another_process(data_dir, reference_runs, tmp_path):
+    """`kill` a real `bertner train` once it has saved a checkpoint, then resume it in-process."""
+    overrides = dict(epochs=8, save_every=1)  # 48 steps: long enough to be caught mid-run
+    reference = reference_runs(**overrides)
+    run = tmp_path / "run"
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "COLUMNS": "400"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "bertner", *cli_args(data_dir, run, **overrides)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while not (run / "checkpoint" / "trainer_state.pt").exists() and proc.poll() is None:
+            assert time.monotonic() < deadline, "no checkpoint after 120 s"
+            time.sleep(0.02)
+        proc.send_signal(signal.SIGTERM)
+        _, stderr = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    if proc.returncode == 0:
+        pytest.skip("the run finished before the signal arrived")
+    assert proc.returncode == 1, stderr
+    assert "Traceback" not in stderr
+    message = [line for line in stderr.splitlines() if line.startswith("error:")]
+    assert len(message) == 1 and "stopped by SIGTERM at step" in message[0], stderr
+    assert message[0].endswith(f"Continue with: bertner train --output {run} --resume")
+    resumed = runner.invoke(app, [*cli_args(data_dir, run, **overrides), "--resume"])
+    assert resumed.exit_code == 0, resumed.output
+    assert f1s(run) == f1s(reference)
+    assert_same_weights(reference, run)
