@@ -2,7 +2,8 @@
 
 Offsets count characters (code points) of the `.txt` as decoded, `\\r` included (the brat
 convention), so text is decoded from bytes and never newline-translated: CRLF stays two characters.
-Only `T` lines become entities; every fragment of a discontinuous entity is kept.
+Only `T` lines become entities; every fragment of a discontinuous entity is kept. An entity id used
+twice in one `.ann`, a label with a space and a file holding NUL bytes (binary) are errors.
 """
 
 from __future__ import annotations
@@ -40,8 +41,13 @@ class BratReport:
 
 
 def decode_utf8(path: Path) -> str:
-    """The file's text exactly as stored (no newline translation); DataError if not UTF-8."""
+    """The file's text exactly as stored (no newline translation); DataError if not UTF-8 or binary."""
     data = path.read_bytes()
+    nul = data.find(b"\x00")
+    if nul >= 0:
+        # Valid UTF-8 can hold NUL bytes, but no text file does: this is a binary file with a text name.
+        line = data[:nul].count(b"\n") + 1
+        raise DataError(f"looks like a binary file, not text (a NUL byte at byte {nul}); pass UTF-8 text files", path, line)
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as e:
@@ -72,6 +78,7 @@ def parse_fragments(field_text: str, path: Path, line: int) -> tuple[tuple[int, 
 def parse_ann(text: str, path: Path, ignored: Counter) -> list[AnnEntity]:
     """Entities of one `.ann`; other annotation lines are counted in `ignored` by kind."""
     entities: list[AnnEntity] = []
+    first_line: dict[str, int] = {}  # entity id -> line that defined it
     for number, raw in enumerate(text.split("\n"), start=1):
         line = raw.rstrip("\r")
         if not line.strip():
@@ -86,6 +93,14 @@ def parse_ann(text: str, path: Path, ignored: Counter) -> list[AnnEntity]:
         label, _, offsets = parts[1].partition(" ")
         if not label or not offsets:
             raise DataError(f"malformed entity line {line[:60]!r}: missing label or offsets", path, number)
+        if not offsets.split()[0].lstrip("-").isdigit():
+            raise DataError(
+                f"malformed entity line {line[:60]!r}: a label is one word (no spaces) followed by 'START END' offsets",
+                path, number,
+            )
+        if parts[0] in first_line:
+            raise DataError(f"entity id {parts[0]} is used twice (first on line {first_line[parts[0]]}); ids must be unique", path, number)
+        first_line[parts[0]] = number
         fragments = parse_fragments(offsets, path, number)
         entities.append(AnnEntity(Entity(parts[0], label, fragments, number), parts[2] if len(parts) > 2 else None))
     return entities
