@@ -1,0 +1,42 @@
+"""Smoke test of the benchmarks: they import, the smallest training comparison runs, its JSON is complete."""
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import RUIJIN_TRAIN, need
+
+BENCH = Path(__file__).resolve().parents[1] / "bench"
+sys.path.insert(0, str(BENCH))
+
+
+def test_bench_modules_import():
+    import common  # noqa: F401
+    import gpu_bench  # noqa: F401
+    import predict_throughput  # noqa: F401
+    import run  # noqa: F401
+    import scaling
+
+    assert scaling.line_fit([1.0, 2.0, 4.0], [2.0, 4.0, 8.0])[1] == pytest.approx(2.0)
+    assert scaling.loglog_slope([1.0, 2.0, 4.0], [3.0, 6.0, 12.0]) == pytest.approx(1.0)
+    assert common.paired_ratio([2.0, 4.0, 6.0], [1.0, 2.0, 2.0]) == pytest.approx(2.0)
+    assert gpu_bench.peak_tflops("NVIDIA H100 80GB HBM3") == 989.0
+
+
+def test_smallest_training_comparison_writes_ratios(tmp_path):
+    need(RUIJIN_TRAIN)
+    import train_throughput
+
+    result = train_throughput.run(smoke=True, threads=1, out_dir=tmp_path, log=lambda *_: None)
+    saved = json.loads((tmp_path / "train_throughput.json").read_text())
+    assert saved["rows"] and saved["machine"]["loaded_machine"]
+    for key in ("cpu", "cores", "torch", "date"):
+        assert key in saved["machine"]
+    for row in result["rows"]:
+        for key in ("speedup", "bertner_tokens_per_s", "baseline_tokens_per_s", "bertner_f1", "baseline_f1", "f1_diff"):
+            assert key in row
+        assert row["speedup"] > 0 and row["bertner_tokens_per_s"] > 0 and row["baseline_tokens_per_s"] > 0
+        assert 0 <= row["bertner_f1"] <= 1 and 0 <= row["baseline_f1"] <= 1
+    assert set(saved["target"]) == {f"{r['encoder']}/{r['variant']}" for r in saved["rows"]}
