@@ -8,7 +8,7 @@ from pathlib import Path
 from bertner.console import info, warn
 from bertner.errors import BertnerError, DataError, OutputExistsError, RunError
 from bertner.fileio import atomic_dir, atomic_path
-from bertner.runs import is_run_dir, read_json
+from bertner.runs import check_run_dir, is_run_dir, looks_like_run, read_json
 from bertner.spans import Document
 
 BINARY_SNIFF = 8192
@@ -21,8 +21,14 @@ def best_run(runs_dir: Path) -> Path:
     candidates = []
     for summary in runs_dir.rglob("summary.json"):
         if is_run_dir(summary.parent):
-            f1 = read_json(summary).get("best_f1")
-            candidates.append((f1 if f1 is not None else -1.0, str(summary.parent)))
+            try:
+                f1 = read_json(summary).get("best_f1")
+            except RunError as e:
+                warn(f"{e}; skipped")
+                continue
+            if not isinstance(f1, (int, float)) or isinstance(f1, bool):
+                f1 = -1.0
+            candidates.append((f1, str(summary.parent)))
     if not candidates:
         raise RunError(f"no trained runs under {runs_dir}/; train one with `bertner train` or pass a run directory")
     return Path(max(candidates)[1])
@@ -88,8 +94,9 @@ def run_predict(
     from bertner.predict import Predictor
     from bertner.writers import FORMATS, brat_ann, conll_lines, jsonl_line, print_pretty
 
-    if inputs and Path(inputs[0]).is_dir() and is_run_dir(Path(inputs[0])):
+    if inputs and looks_like_run(Path(inputs[0])):
         run, inputs = Path(inputs[0]), inputs[1:]
+        check_run_dir(run)  # an incomplete or broken run is an error here, not a folder of inputs
     else:
         run = best_run(runs_dir)
         info(f"using {run} (best dev F1 under {runs_dir}/)")

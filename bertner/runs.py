@@ -28,17 +28,42 @@ RUN_FORMAT = 1
 REQUIRED_FILES = ("config.yaml", "labels.json", "encoder/config.json", "model.safetensors", "summary.json")
 
 
-def read_json(path: Path) -> Any:
+def read_json(path: Path) -> dict[str, Any]:
+    """A JSON object from a run directory (every JSON file there holds one); RunError otherwise."""
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        value = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise RunError(f"{path} is missing") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise RunError(f"{path} is corrupt ({e})") from None
+    except OSError as e:
+        raise RunError(f"{path} cannot be read ({e.strerror or e})") from None
+    if not isinstance(value, dict):
+        raise RunError(f"{path} is corrupt (expected a JSON object, found {type(value).__name__})")
+    return value
+
+
+def _one_line(error: Exception) -> str:
+    """A YAML error as one line: what went wrong and where."""
+    problem = getattr(error, "problem", None)
+    mark = getattr(error, "problem_mark", None)
+    if problem and mark is not None:
+        return f"{problem} at line {mark.line + 1}, column {mark.column + 1}"
+    return " ".join(str(error).split())
 
 
 def is_run_dir(path: Path) -> bool:
     return (path / "summary.json").exists() and (path / "config.yaml").exists()
+
+
+RUN_MARKERS = ("summary.json", "model.safetensors", "encoder/config.json", "checkpoint/trainer_state.pt")
+
+
+def looks_like_run(path: Path) -> bool:
+    """A folder `train` wrote, complete or not (so an incomplete run is reported, not read as input)."""
+    if not path.is_dir():
+        return False
+    return any((path / name).exists() for name in RUN_MARKERS) or all((path / n).exists() for n in ("config.yaml", "labels.json"))
 
 
 def prepare_run_dir(path: Path, force: bool, resume: bool) -> None:
@@ -64,24 +89,49 @@ def prepare_run_dir(path: Path, force: bool, resume: bool) -> None:
 
 def check_run_dir(path: Path) -> None:
     if not path.is_dir():
-        raise RunError(f"{path} is not a run directory (no such folder)")
+        reason = "not a folder" if path.exists() else "no such folder"
+        raise RunError(f"{path} is not a run directory ({reason})")
     missing = [name for name in REQUIRED_FILES if not (path / name).exists()]
     if missing:
-        raise RunError(f"{path} is not a complete run directory: missing {', '.join(missing)}")
+        unfinished = (path / "checkpoint").is_dir() and "summary.json" in missing
+        hint = f"; training did not finish: bertner train --output {path} --resume" if unfinished else ""
+        raise RunError(f"{path} is not a complete run directory: missing {', '.join(missing)}{hint}")
     summary = read_json(path / "summary.json")
-    if summary.get("format", RUN_FORMAT) > RUN_FORMAT:
+    run_format = summary.get("format", RUN_FORMAT)
+    if not isinstance(run_format, int) or isinstance(run_format, bool):
+        raise RunError(f"{path / 'summary.json'} is corrupt (format {run_format!r} is not a number)")
+    if run_format > RUN_FORMAT:
         raise RunError(
             f"{path} was written by a newer bertner (run format {summary['format']}, this one reads {RUN_FORMAT}); upgrade bertner"
         )
 
 
 def load_config(path: Path) -> TrainConfig:
+    file = path / "config.yaml"
     try:
-        values = yaml.safe_load((path / "config.yaml").read_text(encoding="utf-8")) or {}
-        known = {k: v for k, v in values.items() if k in TrainConfig.__dataclass_fields__}
+        values = yaml.safe_load(file.read_text(encoding="utf-8")) or {}
+    except FileNotFoundError:
+        raise RunError(f"{file} is missing") from None
+    except (yaml.YAMLError, UnicodeDecodeError) as e:
+        raise RunError(f"{file} is corrupt ({_one_line(e)})") from None
+    if not isinstance(values, dict):
+        raise RunError(f"{file} is corrupt (expected a mapping of settings, found {type(values).__name__})")
+    known = {k: v for k, v in values.items() if k in TrainConfig.__dataclass_fields__}
+    try:
         return TrainConfig(**known)
-    except (yaml.YAMLError, TypeError, AttributeError) as e:
-        raise RunError(f"{path / 'config.yaml'} is corrupt ({e})") from None
+    except TypeError as e:
+        raise RunError(f"{file} is corrupt ({e})") from None
+
+
+def load_labels(path: Path) -> dict[str, Any]:
+    """labels.json of a run: the entity labels and the tag inventory the model's outputs index."""
+    file = path / "labels.json"
+    info = read_json(file)
+    for key in ("labels", "tags"):
+        value = info.get(key)
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise RunError(f"{file} is corrupt (no list of {key})")
+    return info
 
 
 @dataclass
@@ -107,7 +157,7 @@ def load_run(path: str | Path, device: torch.device | str = "cpu") -> LoadedRun:
     path = Path(path)
     check_run_dir(path)
     config = load_config(path)
-    label_info = read_json(path / "labels.json")
+    label_info = load_labels(path)
     bundle = encoder_from_folder(path / "encoder")
     spec = HeadSpec(
         num_tags=len(label_info["tags"]), crf=config.crf, gru=config.gru, gru_hidden=config.gru_hidden,
