@@ -117,6 +117,7 @@ def train(
     """
     flags = {k: v for k, v in locals().items() if k not in ("config_file", "resume", "force", "data", "output")}
     from bertner.config import build_config, load_yaml
+    from bertner.engine.distributed import is_main_process
     from bertner.engine.tracking import print_train_summary
     from bertner.engine.trainer import train as run_train
 
@@ -127,7 +128,8 @@ def train(
     if resume and not config.output:
         raise BertnerError("--resume needs --output RUN_DIR: the run to continue")
     summary = run_train(config, resume=resume, force=force)
-    print_train_summary(summary)
+    if is_main_process():
+        print_train_summary(summary)
 
 
 @app.command()

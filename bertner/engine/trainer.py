@@ -25,6 +25,7 @@ from bertner.config import TrainConfig, save_config
 from bertner.console import err, info
 from bertner.engine.batching import EncodedWindows, encode_windows, iterate_batches, length_grouped_batches
 from bertner.engine.checkpoint import load_checkpoint, save_checkpoint, save_weights
+from bertner.engine.distributed import close_distributed, init_distributed
 from bertner.engine.optim import build_optimizer, linear_schedule
 from bertner.engine.tracking import Tracker
 from bertner.errors import BertnerError, DataError, TrainingError
@@ -144,18 +145,23 @@ class Trainer:
 
     # -- set-up -------------------------------------------------------------------------------
     def setup(self) -> None:
+        if self.resume:
+            self._check_resume_config()
         c = self.config
+        self.dist = init_distributed(c.device)
         seed_everything(c.seed)
         if c.num_threads:
             torch.set_num_threads(c.num_threads)
         self.device = pick_device(c.device)
+        if self.dist.enabled and self.device.type == "cuda":
+            self.device = torch.device("cuda", self.dist.local_rank)
         self.precision = pick_precision(c.precision, self.device)
         self.autocast = autocast_for(self.precision, self.device)
 
         data = load_datasets(Path(c.data))
-        prepare_run_dir(self.run_dir, force=self.force, resume=self.resume)
-        if self.resume:
-            self._check_resume_config()
+        if self.dist.main:
+            prepare_run_dir(self.run_dir, force=self.force, resume=self.resume)
+        self.dist.barrier()
         self.data = data
         self.tags = label_set_to_tags(data.labels, c.scheme)
         self.tag_to_id = {t: i for i, t in enumerate(self.tags)}
@@ -164,7 +170,8 @@ class Trainer:
         self.aligner = self.bundle.aligner
         max_length = min(c.max_length, self.bundle.max_positions)
         self.train_set = encode_windows(data.train, self.aligner, max_length, self.tag_to_id, c.scheme)
-        self.dev_set = encode_windows(data.dev, self.aligner, max_length, self.tag_to_id, c.scheme)
+        # Each process evaluates its share of the dev windows; the predictions are gathered.
+        self.dev_set = encode_windows(self.dist.shard(data.dev), self.aligner, max_length, self.tag_to_id, c.scheme)
         if self.train_set.inexact_entities:
             info(
                 f"{self.train_set.inexact_entities} training entities have a boundary inside a token "
@@ -176,14 +183,21 @@ class Trainer:
         self.optimizer, self.groups = build_optimizer(
             self.model, c.resolved_lr(), c.weight_decay, c.head_lr_mult, c.crf_lr_mult
         )
-        self.batches_per_epoch = math.ceil(len(self.train_set.examples) / c.batch_size)
+        self.batches_per_epoch = math.ceil(math.ceil(len(self.train_set.examples) / c.batch_size) / self.dist.world)
         steps_per_epoch = math.ceil(self.batches_per_epoch / c.grad_accum)
         self.total_steps = c.max_steps or steps_per_epoch * c.epochs
         if c.max_steps:
             self.total_steps = min(c.max_steps, steps_per_epoch * c.epochs) if c.epochs else c.max_steps
         self.scheduler = linear_schedule(self.optimizer, self.total_steps, c.warmup_ratio)
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.precision == "fp16")
-        self.forward_model = torch.compile(self.model, dynamic=True) if c.compile else self.model
+        self.forward_model = self.model
+        if self.dist.enabled:
+            from torch.nn.parallel import DistributedDataParallel
+
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            self.forward_model = DistributedDataParallel(self.model, device_ids=ids)
+        if c.compile:
+            self.forward_model = torch.compile(self.forward_model, dynamic=True)
 
         self.state: dict[str, Any] = {
             "step": 0, "epoch": 0, "batch_in_epoch": 0, "best_f1": -1.0, "best_step": 0,
@@ -191,7 +205,7 @@ class Trainer:
         }
         if self.resume:
             self._load_resume_state()
-        else:
+        elif self.dist.main:
             save_config(c, self.run_dir / "config.yaml")
             write_json(
                 self.run_dir / "labels.json",
@@ -206,7 +220,7 @@ class Trainer:
         from bertner.runs import load_config
 
         if not (self.run_dir / "config.yaml").exists():
-            return
+            raise BertnerError(f"{self.run_dir} holds no run to resume (no config.yaml)")
         saved = load_config(self.run_dir)
         # The saved settings win: a resumed run is the same run.
         saved.output = str(self.run_dir)
@@ -254,17 +268,23 @@ class Trainer:
             self.model, self.dev_set, self.tags, self.aligner, self.config.batch_size * 2,
             self.device, self.autocast, with_loss=True,
         )
+        shards = self.dist.gather((tagged.spans, tagged.loss))
+        # Shard k holds windows k, k + world, ...: interleave the shards back into order.
+        predicted = [None] * len(self.data.dev)
+        for rank, (spans, _) in enumerate(shards):
+            predicted[rank :: self.dist.world] = spans
+        losses = [loss for spans, loss in shards if spans]
         texts = [w.text for w in self.data.dev]
         gold = char_tags(texts, [w.spans for w in self.data.dev])
-        pred = char_tags(texts, tagged.spans)
-        scores = entity_scores(gold, pred).to_dict()
-        return {"dev_loss": tagged.loss, **scores}
+        scores = entity_scores(gold, char_tags(texts, predicted)).to_dict()
+        return {"dev_loss": sum(losses) / max(1, len(losses)), **scores}
 
     def _evaluate_and_keep_best(self, epoch: int, tracker: Tracker) -> bool:
         """Evaluate on the whole dev set; keep the best weights; return True to stop early."""
         s = self.state
         if not self.data.dev:
-            save_weights(self.model, self.run_dir / "model.safetensors")
+            if self.dist.main:
+                save_weights(self.model, self.run_dir / "model.safetensors")
             s["best_step"] = s["step"]
             return False
         record = {"step": s["step"], "epoch": epoch + 1, **self.evaluate()}
@@ -272,7 +292,8 @@ class Trainer:
         record["is_best"] = f1 > s["best_f1"]
         if record["is_best"]:
             s.update(best_f1=f1, best_step=s["step"], evals_without_gain=0, best_record=record)
-            save_weights(self.model, self.run_dir / "model.safetensors")
+            if self.dist.main:
+                save_weights(self.model, self.run_dir / "model.safetensors")
         else:
             s["evals_without_gain"] += 1
         tracker.log_eval(record)
@@ -280,6 +301,8 @@ class Trainer:
         return bool(self.config.patience) and s["evals_without_gain"] >= self.config.patience
 
     def _save_resumable(self) -> None:
+        if not self.dist.main:
+            return
         save_checkpoint(
             self.run_dir,
             self.model,
@@ -297,10 +320,10 @@ class Trainer:
 
     def fit(self) -> dict[str, Any]:
         self.setup()
-        if self.show:
+        if self.show and self.dist.main:
             self.describe()
         c, s = self.config, self.state
-        tracker = Tracker(self.run_dir, self.total_steps, enabled=True, start_step=s["step"])
+        tracker = Tracker(self.run_dir, self.total_steps, enabled=self.dist.main, start_step=s["step"])
         previous = {sig: signal.signal(sig, self._on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
         try:
             self._loop(tracker)
@@ -331,19 +354,23 @@ class Trainer:
                 break
             s["epoch"] = epoch
             batches = length_grouped_batches(lengths, c.batch_size, c.seed, epoch)
+            if self.dist.enabled:
+                # Every process computes the same order and takes its share; repeating a few
+                # batches gives every process the same count, so their steps stay in lockstep.
+                batches += batches[: (-len(batches)) % self.dist.world]
+                batches = self.dist.shard(batches)
             skip = s["batch_in_epoch"]  # resuming mid-epoch: the same order, minus what was done
             micro = 0
             for b_index, batch in enumerate(iterate_batches(self.train_set, batches[skip:], self.aligner, True, pin)):
                 step_start = time.perf_counter()
                 batch = batch.to(self.device)
                 with self.autocast():
-                    emissions = model.emissions(batch.input_ids, batch.attention_mask)
-                    loss = self.model.loss(emissions, batch.labels) / c.grad_accum
+                    loss = model(batch.input_ids, batch.attention_mask, batch.labels) / c.grad_accum
                 self.scaler.scale(loss).backward()
                 loss_sum += loss.detach()
                 loss_count += 1
-                window_tokens += batch.tokens
-                s["tokens"] += batch.tokens
+                window_tokens += batch.tokens * self.dist.world
+                s["tokens"] += batch.tokens * self.dist.world
                 micro += 1
                 s["batch_in_epoch"] = skip + b_index + 1
                 last_batch = s["batch_in_epoch"] == len(batches)
@@ -373,7 +400,8 @@ class Trainer:
                                       window_tokens / max(elapsed, 1e-9))
                     loss_sum.zero_()
                     loss_count, window_tokens, window_start = 0, 0, time.perf_counter()
-                if self._stop_signal:
+                if self.dist.any(self._stop_signal is not None, self.device):
+                    self._stop_signal = self._stop_signal or "a signal to another process"
                     self._save_resumable()
                     raise TrainingError(
                         f"stopped by {self._stop_signal} at step {s['step']}; checkpoint saved. "
@@ -430,13 +458,17 @@ class Trainer:
             "dev_windows": len(self.data.dev),
             "run_dir": str(self.run_dir),
         }
-        write_json(self.run_dir / "summary.json", summary)
-        import shutil
+        if self.dist.main:
+            write_json(self.run_dir / "summary.json", summary)
+            import shutil
 
-        shutil.rmtree(self.run_dir / "checkpoint", ignore_errors=True)
+            shutil.rmtree(self.run_dir / "checkpoint", ignore_errors=True)
         return summary
 
 
 def train(config: TrainConfig, resume: bool = False, force: bool = False, show: bool = True) -> dict[str, Any]:
     """Train one model as configured and return its summary (also written to the run directory)."""
-    return Trainer(config, resume=resume, force=force, show=show).fit()
+    try:
+        return Trainer(config, resume=resume, force=force, show=show).fit()
+    finally:
+        close_distributed()

@@ -30,6 +30,10 @@ class Tagger(nn.Module):
     def __init__(self, encoder: nn.Module, hidden_size: int, spec: HeadSpec):
         super().__init__()
         self.spec = spec
+        if getattr(encoder, "pooler", None) is not None:
+            # Tagging reads every token's hidden state; the [CLS] pooler would be dead weight
+            # (computed, never trained, and an unused parameter that DDP refuses).
+            encoder.pooler = None
         self.encoder = encoder
         features = hidden_size
         self.gru: nn.GRU | None = None
@@ -68,6 +72,10 @@ class Tagger(nn.Module):
         packed = pack_padded_sequence(hidden, lengths, batch_first=True, enforce_sorted=False)
         out, _ = self.gru(packed)
         return pad_packed_sequence(out, batch_first=True, total_length=hidden.shape[1])[0]
+
+    def forward(self, input_ids: Tensor, attention_mask: Tensor, labels: Tensor) -> Tensor:
+        """The training loss; a `forward` so that DistributedDataParallel can wrap the tagger."""
+        return self.loss(self.emissions(input_ids, attention_mask), labels)
 
     def loss(self, emissions: Tensor, labels: Tensor) -> Tensor:
         """Mean loss per text token. `labels` is `[B, T]` with IGNORE on special and pad positions."""
