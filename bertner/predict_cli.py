@@ -92,7 +92,7 @@ def run_predict(
     device: str, force: bool,
 ) -> None:
     from bertner.predict import Predictor
-    from bertner.writers import FORMATS, brat_ann, conll_lines, jsonl_line, print_pretty
+    from bertner.writers import FORMATS
 
     if inputs and looks_like_run(Path(inputs[0])):
         run, inputs = Path(inputs[0]), inputs[1:]
@@ -109,6 +109,8 @@ def run_predict(
         raise BertnerError("--format brat writes one .ann per input .txt: give the folder with -o DIR")
     if fmt == "pretty" and output is not None:
         raise BertnerError("--format pretty prints to the terminal; use jsonl, brat or conll with -o")
+    if fmt == "brat" and output.exists() and not output.is_dir():
+        raise OutputExistsError(f"{output} is a file; --format brat writes a folder of .ann files: give a folder with -o")
     if output is not None and output.exists() and not force:
         if output.is_file() or (output.is_dir() and any(output.iterdir())):
             raise OutputExistsError(f"{output} already exists; pass --force to overwrite it")
@@ -116,6 +118,17 @@ def run_predict(
     documents = gather_documents(inputs)
     predictor = Predictor.from_run(run, device=device, batch_size=batch_size)
     predictions = predictor.predict(documents)
+
+    try:
+        write_predictions(predictions, fmt, output)
+    except OSError as e:  # disk full, permissions: the atomic writers left nothing half-written
+        if output is None:
+            raise BertnerError(f"cannot write to standard output: {e.strerror or e}") from None
+        raise BertnerError(f"cannot write {output}: {e.strerror or e}; nothing was written") from None
+
+
+def write_predictions(predictions, fmt: str, output: Path | None) -> None:
+    from bertner.writers import brat_ann, conll_lines, jsonl_line, print_pretty
 
     if fmt == "pretty":
         print_pretty(predictions)
