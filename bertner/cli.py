@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Callable, Optional
 
 import typer
+from rich.markup import escape
 
 from bertner.console import err
 from bertner.errors import BertnerError
@@ -30,7 +31,7 @@ def user_errors(fn: Callable) -> Callable:
         try:
             return fn(*args, **kwargs)
         except BertnerError as e:
-            err.print(f"[red]error:[/red] {e}", highlight=False, soft_wrap=True)
+            err.print(f"[red]error:[/red] {escape(str(e))}", highlight=False, soft_wrap=True)
             raise typer.Exit(e.exit_code)
         except KeyboardInterrupt:
             err.print("[red]interrupted[/red]")

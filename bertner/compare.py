@@ -361,7 +361,7 @@ def plot_comparison(comparison: Comparison, png_path: str | Path) -> Path:
         import matplotlib
     except ImportError:
         # Escaped because the CLI prints errors as rich markup, where a bare [plot] would vanish.
-        raise BertnerError('--plot needs matplotlib: pip install "bertner\\[plot]"') from None
+        raise BertnerError('--plot needs matplotlib: pip install "bertner[plot]"') from None
     matplotlib.use("Agg", force=True)
     import matplotlib.pyplot as plt
 

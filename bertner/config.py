@@ -107,13 +107,44 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
     return {str(k).replace("-", "_"): v for k, v in data.items()}
 
 
+def coerce_setting(where: str, key: str, value: Any) -> Any:
+    """Coerce what YAML gives to the setting's type (YAML 1.1 reads 5e-5 as a string), or fail clearly."""
+    kind = str(TrainConfig.__dataclass_fields__[key].type)
+    if value is None:
+        if "None" in kind:
+            return None
+        raise BertnerError(f"{where}: {key} cannot be empty")
+    if kind.startswith("bool"):
+        if not isinstance(value, bool):
+            raise BertnerError(f"{where}: {key} must be true or false, got {value!r}")
+        return value
+    if kind.startswith(("float", "int")):
+        if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+            raise BertnerError(f"{where}: {key} must be a number, got {value!r}")
+        try:
+            number = float(value)
+        except ValueError:
+            raise BertnerError(f"{where}: {key} must be a number, got {value!r}") from None
+        if kind.startswith("int"):
+            if number != int(number):
+                raise BertnerError(f"{where}: {key} must be a whole number, got {value!r}")
+            return int(number)
+        return number
+    if kind.startswith("str"):
+        if isinstance(value, (list, dict)):
+            raise BertnerError(f"{where}: {key} must be a single value, got {value!r}")
+        return str(value)
+    return value
+
+
 def build_config(file_values: dict[str, Any], flag_values: dict[str, Any]) -> TrainConfig:
     """Defaults, then the config file, then the flags the user actually gave."""
     known = config_keys()
     unknown = sorted(set(file_values) - known)
     if unknown:
         raise BertnerError(f"unknown option(s) in config file: {', '.join(unknown)}")
-    merged = {**file_values, **{k: v for k, v in flag_values.items() if v is not None}}
+    checked = {k: coerce_setting("config file", k, v) for k, v in file_values.items()}
+    merged = {**checked, **{k: v for k, v in flag_values.items() if v is not None}}
     config = TrainConfig(**merged)
     config.validate()
     return config

@@ -35,11 +35,11 @@ from __future__ import annotations
 import itertools
 import json
 import re
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bertner.config import TrainConfig, build_config, config_keys, load_yaml
+from bertner.config import TrainConfig, build_config, coerce_setting, config_keys, load_yaml
 from bertner.errors import BertnerError, TrainingError
 from bertner.runs import is_run_dir
 
@@ -121,39 +121,6 @@ class SweepResult:
 
 
 # -- reading and expanding -----------------------------------------------------------------------
-_FIELD_TYPES = {f.name: str(f.type) for f in fields(TrainConfig)}
-
-
-def _check_value(where: str, key: str, value: Any) -> Any:
-    """Coerce what YAML gives to the setting's type (YAML 1.1 reads 5e-5 as a string), or fail clearly."""
-    kind = _FIELD_TYPES[key]
-    if value is None:
-        if "None" in kind:
-            return None
-        raise BertnerError(f"{where}: {key} cannot be empty")
-    if kind.startswith("bool"):
-        if not isinstance(value, bool):
-            raise BertnerError(f"{where}: {key} must be true or false, got {value!r}")
-        return value
-    if kind.startswith(("float", "int")):
-        if isinstance(value, bool) or not isinstance(value, (int, float, str)):
-            raise BertnerError(f"{where}: {key} must be a number, got {value!r}")
-        try:
-            number = float(value)
-        except ValueError:
-            raise BertnerError(f"{where}: {key} must be a number, got {value!r}") from None
-        if kind.startswith("int"):
-            if number != int(number):
-                raise BertnerError(f"{where}: {key} must be a whole number, got {value!r}")
-            return int(number)
-        return number
-    if kind.startswith("str"):
-        if isinstance(value, (list, dict)):
-            raise BertnerError(f"{where}: {key} must be a single value, got {value!r}")
-        return str(value)
-    return value
-
-
 def _format_part(key: str, value: Any) -> str:
     if key == "crf_lr_mult":
         text = f"x{value:g}"
@@ -237,13 +204,13 @@ def load_sweep(config_file: str | Path, output: str | Path | None = None) -> Swe
         raise BertnerError(f"{source}: {', '.join(both)} set both at the top level and in grid; keep one")
 
     file_output = values.pop("output", None)
-    base = {k: _check_value(str(source), k, v) for k, v in values.items()}
+    base = {k: coerce_setting(str(source), k, v) for k, v in values.items()}
     grid: dict[str, list[Any]] = {}
     for key, options in grid_raw.items():
         options = options if isinstance(options, list) else [options]
         if not options:
             raise BertnerError(f"{source}: grid.{key} is an empty list")
-        checked = [_check_value(f"{source}: grid", key, v) for v in options]
+        checked = [coerce_setting(f"{source}: grid", key, v) for v in options]
         if len(set(map(repr, checked))) != len(checked):
             raise BertnerError(f"{source}: grid.{key} lists a value twice")
         grid[key] = checked

@@ -78,3 +78,15 @@ def test_crf_transitions_move_with_multiplier():
     optimizer.step()
     moved = (model.crf.transitions - before).abs().max().item()
     assert moved == pytest.approx(1e-2, rel=0.05)  # Adam's first step moves each weight by ~lr
+
+
+def test_config_file_values_are_coerced_and_flags_win(tmp_path):
+    from bertner.config import build_config, load_yaml
+
+    path = tmp_path / "c.yaml"
+    path.write_text("lr: 5e-5\nepochs: 2\ncrf: true\nbatch-size: 8\n", encoding="utf-8")  # YAML 1.1 reads 5e-5 as a string
+    config = build_config(load_yaml(path), {"epochs": 5, "gru": None})
+    assert config.lr == 5e-5 and config.epochs == 5 and config.crf is True and config.batch_size == 8
+    path.write_text("lr: fast\n", encoding="utf-8")
+    with pytest.raises(Exception, match="lr must be a number"):
+        build_config(load_yaml(path), {})
