@@ -346,7 +346,17 @@ class Trainer:
         pin = self.device.type == "cuda"
         check_every = 1 if self.device.type == "cpu" else c.log_every  # a .item() is free on CPU
         loss_sum = torch.zeros((), device=self.device)
-        loss_count, window_tokens, window_start = 0, 0, time.perf_counter()
+        loss_count, window_tokens, window_seconds = 0, 0, 0.0
+        # Training time runs from batch to batch, collation included; evaluations and
+        # checkpoints are left out (the clock restarts after them).
+        tick = time.perf_counter()
+
+        def clock() -> None:
+            nonlocal tick, window_seconds
+            now = time.perf_counter()
+            s["train_seconds"] += now - tick
+            window_seconds += now - tick
+            tick = now
         stop = s["step"] >= self.total_steps
         start_epoch = s["epoch"]
         for epoch in range(start_epoch, max(c.epochs, start_epoch + 1)):
@@ -362,7 +372,6 @@ class Trainer:
             skip = s["batch_in_epoch"]  # resuming mid-epoch: the same order, minus what was done
             micro = 0
             for b_index, batch in enumerate(iterate_batches(self.train_set, batches[skip:], self.aligner, True, pin)):
-                step_start = time.perf_counter()
                 batch = batch.to(self.device)
                 with self.autocast():
                     loss = model(batch.input_ids, batch.attention_mask, batch.labels) / c.grad_accum
@@ -375,7 +384,6 @@ class Trainer:
                 s["batch_in_epoch"] = skip + b_index + 1
                 last_batch = s["batch_in_epoch"] == len(batches)
                 if micro % c.grad_accum and not last_batch:
-                    s["train_seconds"] += time.perf_counter() - step_start
                     continue
                 self.scaler.unscale_(optimizer)
                 torch.nn.utils.clip_grad_norm_(self.model.parameters(), c.max_grad_norm)
@@ -384,7 +392,7 @@ class Trainer:
                 optimizer.zero_grad(set_to_none=True)
                 self.scheduler.step()
                 s["step"] += 1
-                s["train_seconds"] += time.perf_counter() - step_start
+                clock()
                 tracker.step(s["step"], epoch + 1)
 
                 if s["step"] % check_every == 0 and not torch.isfinite(loss_sum):
@@ -394,12 +402,11 @@ class Trainer:
                         "try a lower --lr or --crf-lr-mult"
                     )
                 if s["step"] % c.log_every == 0 or s["step"] == self.total_steps:
-                    elapsed = time.perf_counter() - window_start
                     lrs = {g["name"]: g["lr"] for g in optimizer.param_groups}
                     tracker.log_train(s["step"], (loss_sum / max(1, loss_count)).item() * c.grad_accum, lrs,
-                                      window_tokens / max(elapsed, 1e-9))
+                                      window_tokens / max(window_seconds, 1e-9))
                     loss_sum.zero_()
-                    loss_count, window_tokens, window_start = 0, 0, time.perf_counter()
+                    loss_count, window_tokens, window_seconds = 0, 0, 0.0
                 if self.dist.any(self._stop_signal is not None, self.device):
                     self._stop_signal = self._stop_signal or "a signal to another process"
                     self._save_resumable()
@@ -412,8 +419,10 @@ class Trainer:
                         info(f"early stopping: no better dev F1 in {c.patience} evaluations")
                         return
                     model.train()
+                    tick = time.perf_counter()
                 elif c.save_every and s["step"] % c.save_every == 0:
                     self._save_resumable()
+                    tick = time.perf_counter()
                 if s["step"] >= self.total_steps:
                     stop = True
                     break
@@ -426,6 +435,7 @@ class Trainer:
                     info(f"early stopping: no better dev F1 in {c.patience} evaluations")
                     return
                 model.train()
+                tick = time.perf_counter()
 
     def _finish(self) -> dict[str, Any]:
         s = self.state
