@@ -178,7 +178,6 @@ def test_stop_and_resume_edge_cases(data_dir, reference_runs, tmp_path, monkeypa
     assert_same_weights(reference, run)
 
 
-@pytest.mark.xfail(strict=True, reason="trainer checks the stop flag before the step's evaluation / last-step exit")
 @pytest.mark.parametrize("case", sorted(KNOWN_BUGS))
 def test_stop_at_an_evaluation_or_the_last_step(data_dir, reference_runs, tmp_path, monkeypatch, case):
     step, overrides = KNOWN_BUGS[case]

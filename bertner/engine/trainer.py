@@ -407,13 +407,6 @@ class Trainer:
                                       window_tokens / max(window_seconds, 1e-9))
                     loss_sum.zero_()
                     loss_count, window_tokens, window_seconds = 0, 0, 0.0
-                if self.dist.any(self._stop_signal is not None, self.device):
-                    self._stop_signal = self._stop_signal or "a signal to another process"
-                    self._save_resumable()
-                    raise TrainingError(
-                        f"stopped by {self._stop_signal} at step {s['step']}; checkpoint saved. "
-                        f"Continue with: bertner train --output {self.run_dir} --resume"
-                    )
                 if c.eval_every and s["step"] % c.eval_every == 0:
                     if self._evaluate_and_keep_best(epoch, tracker):
                         info(f"early stopping: no better dev F1 in {c.patience} evaluations")
@@ -426,6 +419,15 @@ class Trainer:
                 if s["step"] >= self.total_steps:
                     stop = True
                     break
+                # Checked after this step's evaluation, so a resumed run never misses one; a
+                # signal at the very last step simply lets the run finish.
+                if self.dist.any(self._stop_signal is not None, self.device):
+                    self._stop_signal = self._stop_signal or "a signal to another process"
+                    self._save_resumable()
+                    raise TrainingError(
+                        f"stopped by {self._stop_signal} at step {s['step']}; checkpoint saved. "
+                        f"Continue with: bertner train --output {self.run_dir} --resume"
+                    )
             if s["batch_in_epoch"] >= len(batches):
                 # Mark the epoch done before the evaluation saves a checkpoint, so a resume
                 # from it starts the next epoch instead of repeating this one.

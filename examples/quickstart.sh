@@ -1,0 +1,9 @@
+#!/usr/bin/env sh
+# The quick start in one command, offline: preprocess the small example corpus, train the
+# embedded tiny encoder with a CRF head, and tag one of the notes. About a minute on 2 CPU cores.
+# Run it from anywhere; it writes data/processed/ and runs/quickstart/ in the current folder.
+set -e
+here=$(dirname "$0")
+bertner preprocess "$here/clinical" --max-chars 64 --dev-ratio 0.3 --force
+bertner train --crf --crf-lr-mult 10 --epochs 60 --batch-size 8 --output runs/quickstart --force
+bertner predict runs/quickstart "$here/clinical/note01.txt" --format pretty
