@@ -98,6 +98,8 @@ def train(
     eval_every: Optional[int] = typer.Option(None, "--eval-every", help="Also evaluate on the whole dev set every N steps (default: each epoch end only)."),
     patience: Optional[int] = typer.Option(None, "--patience", help="Stop after N evaluations without a better dev F1 (default 0: never)."),
     seed: Optional[int] = typer.Option(None, "--seed", help="Random seed; CPU runs with the same seed are repeatable (default 13)."),
+    random_init: Optional[bool] = typer.Option(None, "--random-init/--pretrained", help="Use --model's architecture with random weights: the baseline that shows what pretraining buys."),
+    trust_remote_code: Optional[bool] = typer.Option(None, "--trust-remote-code", help="Let the model folder run its own Python code. Only for folders you trust."),
     alignment: Optional[str] = typer.Option(None, "--alignment", help="char (one character, one token), subword (tokenizer offsets) or auto."),
     device: Optional[str] = typer.Option(None, "--device", help="auto, cpu, cuda or cuda:N."),
     precision: Optional[str] = typer.Option(None, "--precision", help="auto (bf16 or fp16 on GPU, fp32 on CPU), fp32, bf16, fp16."),

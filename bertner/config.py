@@ -21,6 +21,8 @@ class TrainConfig:
     data: str = "data/processed"
     model: str = "tiny"
     alignment: str = "auto"  # char | subword | auto (char for Chinese vocabularies)
+    random_init: bool = False  # the model's architecture with random weights (an ablation baseline)
+    trust_remote_code: bool = False  # let a model folder run its own Python code (only for folders you trust)
     output: str | None = None  # default: runs/<variant>-<time>
     # variant
     crf: bool = False

@@ -123,7 +123,10 @@ def build_encoder(config: TrainConfig, train: list[Window]):
         return build_tiny_encoder(
             (w.text for w in train), layers=config.tiny_layers, hidden=config.tiny_hidden, heads=config.tiny_heads,
         )
-    return load_encoder(config.model, alignment=config.alignment)
+    return load_encoder(
+        config.model, alignment=config.alignment, from_config=config.random_init,
+        trust_remote_code=config.trust_remote_code,
+    )
 
 
 def count_parameters(model: torch.nn.Module) -> int:
