@@ -20,3 +20,14 @@ def need(path: Path) -> Path:
     if not path.exists():
         pytest.skip(f"{path} is not available (../shared is absent)")
     return path
+
+
+@pytest.fixture(autouse=True)
+def wide_console():
+    """No line wrapping in captured messages, so `file:line: message` stays on one line."""
+    from bertner import console
+
+    saved = console.err._width, console.out._width
+    console.err._width = console.out._width = 400
+    yield
+    console.err._width, console.out._width = saved

@@ -8,7 +8,6 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from bertner import console
 from bertner.cli import app
 from bertner.data.jsonl import read_windows, write_windows
 from bertner.errors import DataError
@@ -17,14 +16,6 @@ from conftest import MSRA, RUIJIN_TRAIN, need
 
 runner = CliRunner()
 
-
-@pytest.fixture(autouse=True)
-def wide_console():
-    """No line wrapping in captured messages, so file:line stays on one line."""
-    saved = console.err._width, console.out._width
-    console.err._width = console.out._width = 400
-    yield
-    console.err._width, console.out._width = saved
 
 
 def brat(folder: Path, docs: dict[str, tuple[str, str]]) -> Path:

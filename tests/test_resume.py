@@ -20,7 +20,6 @@ import torch
 from safetensors.torch import load_file
 from typer.testing import CliRunner
 
-from bertner import console
 from bertner.cli import app
 from bertner.config import TrainConfig
 from bertner.engine import tracking
@@ -37,13 +36,6 @@ SETTINGS = dict(
 )
 STEPS_PER_EPOCH = 6
 
-
-@pytest.fixture(autouse=True)
-def wide_console():
-    saved = console.err._width, console.out._width
-    console.err._width = console.out._width = 400
-    yield
-    console.err._width, console.out._width = saved
 
 
 @pytest.fixture(scope="module")

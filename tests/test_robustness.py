@@ -16,7 +16,6 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from bertner import console
 from bertner.cli import app
 from bertner.config import TrainConfig
 from bertner.data.jsonl import read_windows
@@ -26,13 +25,6 @@ from synthetic import LEXICON, write_synthetic
 
 runner = CliRunner()
 
-
-@pytest.fixture(autouse=True)
-def wide_console():
-    saved = console.err._width, console.out._width
-    console.err._width = console.out._width = 400
-    yield
-    console.err._width, console.out._width = saved
 
 
 def invoke(*args):
