@@ -85,7 +85,7 @@ def count_unknown(gold: list[list[Span]], known: set[str]) -> dict[str, int]:
 
 
 def evaluate(predictor: Predictor, data: str | Path, n_errors: int = 0) -> Evaluation:
-    from bertner.metrics import entity_scores, error_kinds, span_scores
+    from bertner.metrics import entity_scores, span_scores
 
     path = Path(data)
     kind = data_kind(path)
@@ -115,10 +115,20 @@ def evaluate(predictor: Predictor, data: str | Path, n_errors: int = 0) -> Evalu
         gold_set = [(d, s.start, s.end, s.label) for d, spans in zip(ids, gold) for s in spans]
         pred_set = [(d, s.start, s.end, s.label) for d, spans in zip(ids, predicted) for s in spans]
         document_scores = span_scores(gold_set, pred_set).to_dict()
-    errors = []
-    if n_errors:
-        errors = error_kinds(dict(zip(ids, gold)), dict(zip(ids, predicted)), dict(zip(ids, texts)), n_errors)
+    errors = most_frequent_errors(ids, gold, predicted, texts, n_errors)
     return Evaluation(str(path), kind, scores, document_scores, errors, unknown)
+
+
+def most_frequent_errors(
+    ids: list[str], gold: list[list[Span]], predicted: list[list[Span]], texts: list[str], n: int, examples: int = 3
+) -> list[dict[str, Any]]:
+    """The `n` most frequent error kinds (wrong type, wrong boundary, missed, spurious), with examples."""
+    from bertner.metrics import error_kinds
+
+    if n <= 0:
+        return []
+    kinds = error_kinds(dict(zip(ids, gold)), dict(zip(ids, predicted)), dict(zip(ids, texts)), examples)
+    return sorted((k for k in kinds if k["count"]), key=lambda k: -k["count"])[:n]
 
 
 def evaluate_predicted_brat(predicted: str | Path, gold: str | Path, policy: str = "merge", n_errors: int = 0) -> Evaluation:
@@ -126,7 +136,7 @@ def evaluate_predicted_brat(predicted: str | Path, gold: str | Path, policy: str
 
     Uses exactly the scoring of `evaluate` on a run, so the two numbers can be compared.
     """
-    from bertner.metrics import entity_scores, error_kinds, span_scores
+    from bertner.metrics import entity_scores, span_scores
 
     gold_docs = {d.id: d for d in gold_documents(Path(gold), "brat", policy)}
     pred_docs = {d.id: d for d in gold_documents(Path(predicted), "brat", "merge")}
@@ -146,5 +156,5 @@ def evaluate_predicted_brat(predicted: str | Path, gold: str | Path, policy: str
     scores = entity_scores(char_tags(texts, gold), char_tags(texts, pred)).to_dict()
     gold_set = [(d, s.start, s.end, s.label) for d, spans in zip(ids, gold) for s in spans]
     pred_set = [(d, s.start, s.end, s.label) for d, spans in zip(ids, pred) for s in spans]
-    errors = error_kinds(dict(zip(ids, gold)), dict(zip(ids, pred)), dict(zip(ids, texts)), n_errors) if n_errors else []
+    errors = most_frequent_errors(ids, gold, pred, texts, n_errors)
     return Evaluation(str(predicted), "brat", scores, span_scores(gold_set, pred_set).to_dict(), errors)

@@ -47,22 +47,33 @@ class Predictor:
     def max_length(self) -> int:
         return min(self.run.config.max_length, self.run.max_positions)
 
-    def tag_windows(self, windows: Sequence[Window], on_batch: Callable[[int], None] | None = None) -> TaggedWindows:
-        """Spans (and their scores) per window, relative to each window's text."""
+    def tag_windows(
+        self, windows: Sequence[Window], on_batch: Callable[[int], None] | None = None,
+        on_start: Callable[[int], None] | None = None,
+    ) -> TaggedWindows:
+        """Spans (and their scores) per window, relative to each window's text.
+
+        `on_start(n)` is told how many model inputs there are, `on_batch(k)` each batch's size.
+        """
         encoded = encode_windows(windows, self.run.aligner, self.max_length())
+        if on_start is not None:
+            on_start(len(encoded.examples))
         return tag_windows(
             self.run.model, encoded, self.run.tags, self.run.aligner, self.batch_size, self.device,
             self.autocast, on_batch=on_batch,
         )
 
-    def predict(self, documents: Sequence[Document], on_batch: Callable[[int], None] | None = None) -> list[Prediction]:
+    def predict(
+        self, documents: Sequence[Document], on_batch: Callable[[int], None] | None = None,
+        on_start: Callable[[int], None] | None = None,
+    ) -> list[Prediction]:
         windows: list[Window] = []
         owner: list[int] = []
         for index, doc in enumerate(documents):
             doc_windows, _ = make_windows(doc.id, doc.text, (), self.max_chars)
             windows.extend(doc_windows)
             owner.extend([index] * len(doc_windows))
-        tagged = self.tag_windows(windows, on_batch)
+        tagged = self.tag_windows(windows, on_batch, on_start)
         found: list[list[tuple[Span, float]]] = [[] for _ in documents]
         for window, window_spans, window_scores, index in zip(windows, tagged.spans, tagged.scores, owner):
             found[index].extend((s.shifted(window.offset), score) for s, score in zip(window_spans, window_scores))

@@ -87,6 +87,25 @@ def gather_documents(inputs: list[str]) -> list[Document]:
     return documents
 
 
+def predict_with_progress(predictor, documents: list[Document]):
+    """Predict, with a progress bar on stderr when there is enough text to wait for."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from bertner.console import err
+
+    characters = sum(len(d.text) for d in documents)
+    if characters < 50_000 or not err.is_terminal:
+        return predictor.predict(documents)
+    with Progress(TextColumn("tagging"), BarColumn(), MofNCompleteColumn(), TextColumn("inputs"),
+                  TimeRemainingColumn(), console=err, transient=True) as progress:
+        task = progress.add_task("tag", total=None)
+
+        def advance(n: int) -> None:
+            progress.update(task, advance=n)
+
+        return predictor.predict(documents, on_batch=advance, on_start=lambda total: progress.update(task, total=total))
+
+
 def run_predict(
     inputs: list[str], output_format: str | None, output: Path | None, runs_dir: Path, batch_size: int,
     device: str, force: bool,
@@ -117,7 +136,7 @@ def run_predict(
 
     documents = gather_documents(inputs)
     predictor = Predictor.from_run(run, device=device, batch_size=batch_size)
-    predictions = predictor.predict(documents)
+    predictions = predict_with_progress(predictor, documents)
 
     try:
         write_predictions(predictions, fmt, output)

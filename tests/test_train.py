@@ -83,3 +83,11 @@ def test_unknown_dev_labels_and_empty_train_are_clear_errors(data_dir, tmp_path)
     (bad / "train.jsonl").write_text("", encoding="utf-8")
     with pytest.raises(BertnerError, match="empty"):
         train(small_config(bad, tmp_path / "r2"), show=False)
+
+
+def test_nan_loss_stops_with_the_step(data_dir, tmp_path):
+    from bertner.errors import TrainingError
+
+    # A learning rate this large blows the weights up within a few steps.
+    with pytest.raises(TrainingError, match=r"the loss became (nan|inf) by step \d+; training stopped"):
+        train(small_config(data_dir, tmp_path / "run", lr=1e12, warmup_ratio=0.0, max_grad_norm=1e30), show=False)

@@ -129,6 +129,12 @@ def build_encoder(config: TrainConfig, train: list[Window]):
     )
 
 
+def is_out_of_memory(error: RuntimeError) -> bool:
+    """CPU allocators raise a plain RuntimeError when memory runs out."""
+    message = str(error).lower()
+    return "out of memory" in message or "can't allocate memory" in message
+
+
 def count_parameters(model: torch.nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
@@ -330,9 +336,12 @@ class Trainer:
         previous = {sig: signal.signal(sig, self._on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
         try:
             self._loop(tracker)
-        except torch.cuda.OutOfMemoryError:
+        except (torch.cuda.OutOfMemoryError, MemoryError, RuntimeError) as e:
+            if not isinstance(e, (torch.cuda.OutOfMemoryError, MemoryError)) and not is_out_of_memory(e):
+                raise
+            where = "GPU" if isinstance(e, torch.cuda.OutOfMemoryError) else "memory"
             raise TrainingError(
-                f"out of GPU memory at step {s['step']}: lower --batch-size (now {c.batch_size}) or "
+                f"out of {where} at step {s['step']}: lower --batch-size (now {c.batch_size}) or "
                 f"--max-length (now {c.max_length}), and raise --grad-accum to keep the effective batch"
             ) from None
         finally:
@@ -399,10 +408,13 @@ class Trainer:
                 tracker.step(s["step"], epoch + 1)
 
                 if s["step"] % check_every == 0 and not torch.isfinite(loss_sum):
+                    kept = (
+                        f"the best weights so far (step {s['best_step']}) are kept in {self.run_dir}/model.safetensors"
+                        if (self.run_dir / "model.safetensors").exists() else "no evaluation had run yet, so no weights were kept"
+                    )
                     raise TrainingError(
-                        f"the loss became {loss_sum.item()} by step {s['step']}; training stopped. "
-                        f"The best weights so far are kept in {self.run_dir}/model.safetensors; "
-                        "try a lower --lr or --crf-lr-mult"
+                        f"the loss became {loss_sum.item()} by step {s['step']}; training stopped and {kept}. "
+                        "Try a lower --lr or --crf-lr-mult"
                     )
                 if s["step"] % c.log_every == 0 or s["step"] == self.total_steps:
                     lrs = {g["name"]: g["lr"] for g in optimizer.param_groups}
