@@ -1,0 +1,124 @@
+"""predict and evaluate through the CLI: offsets exact in the original files, scores that agree."""
+
+import json
+import shutil
+
+import pytest
+from typer.testing import CliRunner
+
+from bertner.cli import app
+from bertner.config import TrainConfig
+from bertner.engine.trainer import train
+
+from conftest import RUIJIN_UNLABELED, need
+from synthetic import make_window, write_synthetic
+
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    root = tmp_path_factory.mktemp("run")
+    data = write_synthetic(root / "data")
+    config = TrainConfig(
+        data=str(data), output=str(root / "run"), model="tiny", epochs=6, batch_size=16, warmup_ratio=0.05,
+        tiny_layers=1, tiny_hidden=64, tiny_heads=2, lr=5e-3, seed=1, num_threads=2, crf=True, crf_lr_mult=10,
+    )
+    train(config, show=False)
+    return root / "run"
+
+
+@pytest.fixture(scope="module")
+def gold_brat(tmp_path_factory):
+    """A brat folder of synthetic notes, several windows per document, one entity across a line break."""
+    import random
+
+    rng = random.Random(7)
+    folder = tmp_path_factory.mktemp("gold")
+    for d in range(6):
+        text, lines = "", []
+        for k in range(3):
+            window = make_window(rng, k, f"g{d}-")
+            lines += [(s.start + len(text), s.end + len(text), s.label) for s in window.spans]
+            text += window.text + "\n"
+        ann = "".join(f"T{i + 1}\t{label} {s} {e}\t{text[s:e]}\n" for i, (s, e, label) in enumerate(lines))
+        (folder / f"doc{d}.txt").write_text(text, encoding="utf-8")
+        (folder / f"doc{d}.ann").write_text(ann, encoding="utf-8")
+    return folder
+
+
+def invoke(*args):
+    result = runner.invoke(app, [str(a) for a in args])
+    assert "Traceback" not in result.output
+    return result
+
+
+def test_brat_predictions_score_exactly_like_evaluate(run_dir, gold_brat, tmp_path):
+    pred = tmp_path / "pred"
+    result = invoke("predict", run_dir, gold_brat, "--format", "brat", "-o", pred)
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in pred.glob("*.ann")) == [f"doc{d}.ann" for d in range(6)]
+    on_run = json.loads(invoke("evaluate", run_dir, gold_brat, "--json").stdout)
+    on_files = json.loads(invoke("evaluate", pred, gold_brat, "--json").stdout)
+    assert on_run["document"] == on_files["document"]
+    assert on_run["micro"] == on_files["micro"]
+    assert on_run["document"]["micro"]["f1"] > 0.9  # the model learned the synthetic entities
+
+
+def test_jsonl_offsets_index_the_original_text(run_dir, tmp_path):
+    text = "第一行：患者有糖尿病，\r\n第二行口服二甲双胍😀和阿司匹林。\u200b血压 正常。"
+    source = tmp_path / "note.txt"
+    source.write_bytes(text.encode("utf-8"))
+    result = invoke("predict", run_dir, source, "--format", "jsonl")
+    assert result.exit_code == 0, result.output
+    row = json.loads(result.stdout)
+    assert row["doc"] == "note"
+    assert row["entities"], "the model should find the drugs and the disease"
+    for e in row["entities"]:
+        assert text[e["start"] : e["end"]] == e["text"]
+        assert 0.0 <= e["score"] <= 1.0
+    assert {"二甲双胍", "阿司匹林"} <= {e["text"] for e in row["entities"]}
+
+
+def test_evaluate_json_and_errors(run_dir, tmp_path):
+    data = write_synthetic(tmp_path / "other", n_train=1, n_dev=30, seed=5)
+    scores = json.loads(invoke("evaluate", run_dir, data / "dev.jsonl", "--json").stdout)
+    assert set(scores) >= {"micro", "macro", "per_type"}
+    for block in [scores["micro"], scores["macro"], *scores["per_type"].values()]:
+        assert set(block) == {"precision", "recall", "f1", "support"}
+    result = invoke("evaluate", run_dir, data / "dev.jsonl", "--errors", "2")
+    assert result.exit_code == 0 and "micro" in result.stdout
+
+
+def test_predict_picks_the_best_run_and_says_so(run_dir, tmp_path, monkeypatch):
+    runs = tmp_path / "runs"
+    shutil.copytree(run_dir, runs / "good")
+    shutil.copytree(run_dir, runs / "worse")
+    summary = json.loads((runs / "worse" / "summary.json").read_text())
+    summary["best_f1"] = 0.01
+    (runs / "worse" / "summary.json").write_text(json.dumps(summary))
+    note = tmp_path / "n.txt"
+    note.write_text("口服二甲双胍。", encoding="utf-8")
+    monkeypatch.chdir(tmp_path)
+    result = invoke("predict", note, "--format", "jsonl")
+    assert result.exit_code == 0, result.output
+    assert "runs/good" in result.stderr
+
+
+def test_ruijin_unlabeled_brat_offsets_are_exact(run_dir, tmp_path):
+    source = need(RUIJIN_UNLABELED)
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    for path in sorted(source.glob("*.txt"))[:5]:
+        shutil.copy(path, inputs / path.name)
+    pred = tmp_path / "pred"
+    assert invoke("predict", run_dir, inputs, "-f", "brat", "-o", pred).exit_code == 0
+    checked = 0
+    for ann in pred.glob("*.ann"):
+        text = (inputs / ann.with_suffix(".txt").name).read_text(encoding="utf-8")
+        for line in ann.read_text(encoding="utf-8").splitlines():
+            _, middle, surface = line.split("\t")
+            fragments = [tuple(map(int, f.split())) for f in middle.split(" ", 1)[1].split(";")]
+            assert " ".join(text[s:e] for s, e in fragments) == surface
+            checked += 1
+    assert len(list(pred.glob("*.ann"))) == 5 and checked > 0
