@@ -75,7 +75,8 @@ class TrainConfig:
 
     def validate(self) -> None:
         checks = [
-            (self.epochs >= 1 or self.max_steps > 0, "--epochs must be at least 1"),
+            (self.epochs >= 1, "--epochs must be at least 1"),
+            (self.max_steps >= 0, "--max-steps must be 0 (no limit) or more"),
             (self.batch_size >= 1, "--batch-size must be at least 1"),
             (self.grad_accum >= 1, "--grad-accum must be at least 1"),
             (self.max_length >= 8, "--max-length must be at least 8"),

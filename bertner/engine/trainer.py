@@ -175,7 +175,14 @@ class Trainer:
         self.tags = label_set_to_tags(data.labels, c.scheme)
         self.tag_to_id = {t: i for i, t in enumerate(self.tags)}
 
-        self.bundle = build_encoder(c, data.train)
+        if self.resume:
+            # The run's own encoder folder: the same vocabulary, no download; the checkpoint
+            # supplies the weights.
+            from bertner.models.encoder import encoder_from_folder
+
+            self.bundle = encoder_from_folder(self.run_dir / "encoder", trust_remote_code=c.trust_remote_code)
+        else:
+            self.bundle = build_encoder(c, data.train)
         self.aligner = self.bundle.aligner
         max_length = min(c.max_length, self.bundle.max_positions)
         self.train_set = encode_windows(data.train, self.aligner, max_length, self.tag_to_id, c.scheme)
@@ -194,9 +201,9 @@ class Trainer:
         )
         self.batches_per_epoch = math.ceil(math.ceil(len(self.train_set.examples) / c.batch_size) / self.dist.world)
         steps_per_epoch = math.ceil(self.batches_per_epoch / c.grad_accum)
-        self.total_steps = c.max_steps or steps_per_epoch * c.epochs
+        self.total_steps = steps_per_epoch * c.epochs
         if c.max_steps:
-            self.total_steps = min(c.max_steps, steps_per_epoch * c.epochs) if c.epochs else c.max_steps
+            self.total_steps = min(c.max_steps, self.total_steps)
         self.scheduler = linear_schedule(self.optimizer, self.total_steps, c.warmup_ratio)
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.precision == "fp16")
         self.forward_model = self.model
@@ -371,7 +378,7 @@ class Trainer:
             tick = now
         stop = s["step"] >= self.total_steps
         start_epoch = s["epoch"]
-        for epoch in range(start_epoch, max(c.epochs, start_epoch + 1)):
+        for epoch in range(start_epoch, c.epochs):
             if stop:
                 break
             s["epoch"] = epoch
