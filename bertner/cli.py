@@ -100,6 +100,7 @@ def train(
     seed: Optional[int] = typer.Option(None, "--seed", help="Random seed; CPU runs with the same seed are repeatable (default 13)."),
     random_init: Optional[bool] = typer.Option(None, "--random-init/--pretrained", help="Use --model's architecture with random weights: the baseline that shows what pretraining buys."),
     trust_remote_code: Optional[bool] = typer.Option(None, "--trust-remote-code", help="Let the model folder run its own Python code. Only for folders you trust."),
+    constrained_decoding: Optional[bool] = typer.Option(None, "--constrained-decoding/--free-decoding", help="Softmax head: decode the most probable well-formed BIO sequence instead of each token's argmax (default: free, as in the study)."),
     alignment: Optional[str] = typer.Option(None, "--alignment", help="char (one character, one token), subword (tokenizer offsets) or auto."),
     device: Optional[str] = typer.Option(None, "--device", help="auto, cpu, cuda or cuda:N."),
     precision: Optional[str] = typer.Option(None, "--precision", help="auto (bf16 or fp16 on GPU, fp32 on CPU), fp32, bf16, fp16."),
@@ -142,6 +143,7 @@ def evaluate(
     data: Path = typer.Argument(..., help="Labelled data: a preprocessed .jsonl, a CoNLL file or folder, or a brat folder."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object (micro, macro, per_type; document for brat) instead of tables."),
     errors: int = typer.Option(0, "--errors", help="Also list the N most frequent error kinds with examples in context."),
+    constrained: Optional[bool] = typer.Option(None, "--constrained-decoding/--free-decoding", help="Override the run's decoding of a softmax head (well-formed BIO sequences, or each token's argmax)."),
     batch_size: int = typer.Option(32, "--batch-size", "-b", help="Inputs per batch."),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N."),
 ) -> None:
@@ -159,7 +161,7 @@ def evaluate(
         # RUN is a folder of .ann files that `bertner predict --format brat` wrote: score them.
         result = evaluate_predicted_brat(run, data, n_errors=errors)
     else:
-        predictor = Predictor.from_run(run, device=device, batch_size=batch_size)
+        predictor = Predictor.from_run(run, device=device, batch_size=batch_size, constrained=constrained)
         result = run_evaluate(predictor, data, n_errors=errors)
     print_evaluation(result, as_json=as_json)
 

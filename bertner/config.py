@@ -31,6 +31,7 @@ class TrainConfig:
     gru_layers: int = 1
     gru_bidirectional: bool = False
     dropout: float = 0.1
+    constrained_decoding: bool = False  # softmax: decode the best well-formed BIO sequence, not per-token argmax
     # tiny encoder size (only for --model tiny)
     tiny_layers: int = 2
     tiny_hidden: int = 128

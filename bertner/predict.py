@@ -38,9 +38,11 @@ class Predictor:
         self.autocast = autocast_for(pick_precision("auto", device), device)
 
     @classmethod
-    def from_run(cls, path: str | Path, device: str = "auto", batch_size: int = 32) -> "Predictor":
+    def from_run(
+        cls, path: str | Path, device: str = "auto", batch_size: int = 32, constrained: bool | None = None
+    ) -> "Predictor":
         torch_device = pick_device(device)
-        run = load_run(path, torch_device)
+        run = load_run(path, torch_device, constrained)
         max_chars = int(run.data_info.get("max_chars") or 256)
         return cls(run, torch_device, batch_size, max_chars)
 

@@ -148,8 +148,11 @@ class LoadedRun:
     data_info: dict[str, Any]  # how the training data was made: discontinuous policy, max_chars
 
 
-def load_run(path: str | Path, device: torch.device | str = "cpu") -> LoadedRun:
-    """Rebuild a trained tagger from its run directory: no network, no original data."""
+def load_run(path: str | Path, device: torch.device | str = "cpu", constrained: bool | None = None) -> LoadedRun:
+    """Rebuild a trained tagger from its run directory: no network, no original data.
+
+    `constrained` overrides the run's `constrained_decoding` (a decoding choice, not a weight).
+    """
     from bertner.engine.checkpoint import load_weights
     from bertner.models.encoder import encoder_from_folder
     from bertner.models.tagger import HeadSpec, Tagger
@@ -162,6 +165,8 @@ def load_run(path: str | Path, device: torch.device | str = "cpu") -> LoadedRun:
     spec = HeadSpec(
         num_tags=len(label_info["tags"]), crf=config.crf, gru=config.gru, gru_hidden=config.gru_hidden,
         gru_layers=config.gru_layers, gru_bidirectional=config.gru_bidirectional, dropout=config.dropout,
+        constrained=config.constrained_decoding if constrained is None else constrained,
+        tags=tuple(label_info["tags"]), scheme=label_info.get("scheme", "BIO"),
     )
     model = Tagger(bundle.model, bundle.hidden_size, spec)
     load_weights(model, path / "model.safetensors")

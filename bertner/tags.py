@@ -112,3 +112,30 @@ def label_set_to_tags(labels: Sequence[str], scheme: str = "BIO") -> list[str]:
     scheme = _check_scheme(scheme)
     prefixes = ("B", "I", "E", "S") if scheme == "BIOES" else ("B", "I")
     return ["O"] + [f"{p}-{label}" for label in labels for p in prefixes]
+
+
+def allowed_transitions(tags: Sequence[str], scheme: str = "BIO") -> tuple[list[bool], list[list[bool]], list[bool]]:
+    """Which tag sequences are well-formed: (may start with, may follow [prev][next], may end with).
+
+    BIO: `I-X` only after `B-X` or `I-X`. BIOES adds: `B-X`/`I-X` must be followed by `I-X`/`E-X`,
+    and a sequence cannot start inside or end inside an entity. IOB1 allows everything.
+    """
+    scheme = _check_scheme(scheme)
+    parts = [split_tag(t) for t in tags]
+
+    def continues(prev: tuple[str, str], nxt: tuple[str, str]) -> bool:
+        return prev[0] in ("B", "I") and prev[1] == nxt[1]
+
+    def may_follow(prev: tuple[str, str], nxt: tuple[str, str]) -> bool:
+        if scheme == "IOB1":
+            return True
+        if nxt[0] in ("I", "E"):
+            return continues(prev, nxt)
+        if scheme == "BIOES" and prev[0] in ("B", "I"):
+            return False  # an open entity must go on with I- or close with E-
+        return True
+
+    start = [scheme == "IOB1" or p[0] not in ("I", "E") for p in parts]
+    end = [scheme != "BIOES" or p[0] not in ("B", "I") for p in parts]
+    follow = [[may_follow(prev, nxt) for nxt in parts] for prev in parts]
+    return start, follow, end

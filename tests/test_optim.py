@@ -90,3 +90,24 @@ def test_config_file_values_are_coerced_and_flags_win(tmp_path):
     path.write_text("lr: fast\n", encoding="utf-8")
     with pytest.raises(Exception, match="lr must be a number"):
         build_config(load_yaml(path), {})
+
+
+def test_constrained_softmax_decoding_is_well_formed():
+    from bertner.tags import label_set_to_tags, stray_inside_tags
+
+    tags = tuple(label_set_to_tags(["A", "B"]))
+    model = Tagger(FakeEncoder(), 8, HeadSpec(num_tags=len(tags), constrained=True, tags=tags))
+    free = Tagger(FakeEncoder(), 8, HeadSpec(num_tags=len(tags)))
+    torch.manual_seed(0)
+    emissions = torch.randn(64, 12, len(tags)) * 3
+    mask = torch.ones(64, 13, dtype=torch.bool)
+    mask[:, 0] = False  # [CLS]
+    constrained_paths = model.decode(emissions, mask)
+    free_paths = free.decode(emissions, mask)
+    assert any(stray_inside_tags([tags[i] for i in row]) for row in free_paths.tolist())  # argmax breaks BIO
+    for row in constrained_paths.tolist():
+        assert stray_inside_tags([tags[i] for i in row]) == []
+    # Where the argmax is already well-formed, constrained decoding keeps it.
+    for free_row, constrained_row in zip(free_paths.tolist(), constrained_paths.tolist()):
+        if not stray_inside_tags([tags[i] for i in free_row]):
+            assert free_row == constrained_row

@@ -32,3 +32,20 @@ def test_overlap_and_bad_tags_are_errors():
     with pytest.raises(BertnerError):
         tags_to_spans(["X-A"])
     assert label_set_to_tags(["A"], "BIOES") == ["O", "B-A", "I-A", "E-A", "S-A"]
+
+
+def test_allowed_transitions_bio_and_bioes():
+    from bertner.tags import allowed_transitions
+
+    tags = label_set_to_tags(["A", "B"], "BIO")  # O B-A I-A B-B I-B
+    start, follow, end = allowed_transitions(tags, "BIO")
+    index = {t: i for i, t in enumerate(tags)}
+    assert start == [True, True, False, True, False]
+    assert not follow[index["O"]][index["I-A"]] and follow[index["B-A"]][index["I-A"]]
+    assert follow[index["I-A"]][index["I-A"]] and not follow[index["B-A"]][index["I-B"]]
+    assert all(end)
+    tags = label_set_to_tags(["A"], "BIOES")  # O B-A I-A E-A S-A
+    start, follow, end = allowed_transitions(tags, "BIOES")
+    index = {t: i for i, t in enumerate(tags)}
+    assert not follow[index["B-A"]][index["O"]] and follow[index["B-A"]][index["E-A"]]
+    assert end == [True, False, False, True, True]

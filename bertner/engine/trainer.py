@@ -194,7 +194,10 @@ class Trainer:
                 "and cannot be tagged exactly with --alignment subword"
             )
 
-        spec = HeadSpec(len(self.tags), c.crf, c.gru, c.gru_hidden, c.gru_layers, c.gru_bidirectional, c.dropout)
+        spec = HeadSpec(
+            len(self.tags), c.crf, c.gru, c.gru_hidden, c.gru_layers, c.gru_bidirectional, c.dropout,
+            c.constrained_decoding, tuple(self.tags), c.scheme,
+        )
         self.model = Tagger(self.bundle.model, self.bundle.hidden_size, spec).to(self.device)
         self.optimizer, self.groups = build_optimizer(
             self.model, c.resolved_lr(), c.weight_decay, c.head_lr_mult, c.crf_lr_mult

@@ -43,35 +43,8 @@ class CRF(torchcrf.CRF):
     def viterbi(self, emissions: Tensor, mask: Tensor) -> Tensor:
         """Best tag ids `(B, T)` for emissions `(B, T, K)`; positions past each length are 0."""
         self._check(emissions, mask)
-        batch, steps, _ = emissions.shape
-        out = torch.zeros(batch, steps, dtype=torch.long, device=emissions.device)
-        if steps == 0:
-            return out
-        mask = mask.bool()
-        with torch.autocast(emissions.device.type, enabled=False):
-            dtype = self._compute_dtype(emissions)
-            em = emissions.to(dtype)
-            trans = self.transitions.to(dtype)
-            # Same additions in the same order as pytorch-crf, so ties break identically.
-            score = self.start_transitions.to(dtype) + em[:, 0]
-            history = []  # history[t]: best previous tag at t for each tag at t + 1, (B, K)
-            for t in range(1, steps):
-                best, idx = (score.unsqueeze(2) + trans + em[:, t].unsqueeze(1)).max(dim=1)
-                score = torch.where(mask[:, t].unsqueeze(1), best, score)
-                history.append(idx)
-            score = score + self.end_transitions.to(dtype)
-
-            last = mask.long().sum(dim=1) - 1  # (B,) index of each row's last real position
-            best_last = score.argmax(dim=1)  # first maximum on ties, like pytorch-crf's max()
-            cur = best_last
-            for t in range(steps - 1, -1, -1):
-                if t < steps - 1:
-                    # Rows still inside their sequence follow the back-pointer; a row whose
-                    # last position is t starts its trace here.
-                    back = history[t].gather(1, cur.unsqueeze(1)).squeeze(1)
-                    cur = torch.where(last > t, back, best_last)
-                out[:, t] = torch.where(last >= t, cur, 0)
-        return out
+        dtype = self._compute_dtype(emissions)
+        return viterbi_decode(emissions.to(dtype), mask, self.start_transitions, self.transitions, self.end_transitions)
 
     def log_likelihood(self, emissions: Tensor, tags: Tensor, mask: Tensor, reduction: str = "sum") -> Tensor:
         """log p(tags | emissions), as pytorch-crf's `forward`, in float32 (or float64) even under autocast.
@@ -121,3 +94,40 @@ class CRF(torchcrf.CRF):
     def nll(self, emissions: Tensor, tags: Tensor, mask: Tensor, reduction: str = "mean") -> Tensor:
         """Negative log-likelihood: the training loss."""
         return -self.log_likelihood(emissions, tags, mask, reduction)
+
+
+def viterbi_decode(emissions: Tensor, mask: Tensor, start: Tensor, transitions: Tensor, end: Tensor) -> Tensor:
+    """Batched Viterbi on the device: best tag ids `(B, T)`, 0 past each row's length.
+
+    The only loop is over time steps; the back-trace is a `gather` per step, so nothing waits
+    for the host. Masks must be left-aligned with the first position on, as in pytorch-crf.
+    """
+    batch, steps, _ = emissions.shape
+    out = torch.zeros(batch, steps, dtype=torch.long, device=emissions.device)
+    if steps == 0:
+        return out
+    mask = mask.bool()
+    with torch.autocast(emissions.device.type, enabled=False):
+        dtype = emissions.dtype
+        em = emissions
+        trans = transitions.to(dtype)
+        # Same additions in the same order as pytorch-crf, so ties break identically.
+        score = start.to(dtype) + em[:, 0]
+        history = []  # history[t]: best previous tag at t for each tag at t + 1, (B, K)
+        for t in range(1, steps):
+            best, idx = (score.unsqueeze(2) + trans + em[:, t].unsqueeze(1)).max(dim=1)
+            score = torch.where(mask[:, t].unsqueeze(1), best, score)
+            history.append(idx)
+        score = score + end.to(dtype)
+
+        last = mask.long().sum(dim=1) - 1  # (B,) index of each row's last real position
+        best_last = score.argmax(dim=1)  # first maximum on ties, like pytorch-crf's max()
+        cur = best_last
+        for t in range(steps - 1, -1, -1):
+            if t < steps - 1:
+                # Rows still inside their sequence follow the back-pointer; a row whose
+                # last position is t starts its trace here.
+                back = history[t].gather(1, cur.unsqueeze(1)).squeeze(1)
+                cur = torch.where(last > t, back, best_last)
+            out[:, t] = torch.where(last >= t, cur, 0)
+    return out

@@ -24,6 +24,25 @@ class HeadSpec:
     gru_layers: int = 1
     gru_bidirectional: bool = False
     dropout: float = 0.1
+    constrained: bool = False  # softmax only: decode the best well-formed tag sequence
+    tags: tuple[str, ...] = ()  # the tag inventory, needed for `constrained`
+    scheme: str = "BIO"
+
+
+FORBIDDEN = -1e4  # a score no sequence of real log-probabilities can make up for
+
+
+def constraint_scores(tags: tuple[str, ...], scheme: str) -> tuple[Tensor, Tensor, Tensor]:
+    """Start, transition and end scores that forbid ill-formed tag sequences (0 or FORBIDDEN).
+
+    Viterbi over a softmax head's log-probabilities with these finds the most probable
+    well-formed sequence: no `I-X` after `O`, no entity that changes type midway.
+    """
+    from bertner.tags import allowed_transitions
+
+    start, follow, end = allowed_transitions(tags, scheme)
+    score = lambda allowed: torch.tensor(allowed).logical_not().float() * FORBIDDEN  # noqa: E731
+    return score(start), score(follow), score(end)
 
 
 class Tagger(nn.Module):
@@ -54,6 +73,9 @@ class Tagger(nn.Module):
             from bertner.models.crf import CRF
 
             self.crf = CRF(spec.num_tags)
+        self.constraints: tuple[Tensor, Tensor, Tensor] | None = None
+        if spec.constrained and not spec.crf:
+            self.constraints = constraint_scores(spec.tags, spec.scheme)
 
     def emissions(self, input_ids: Tensor, attention_mask: Tensor) -> Tensor:
         """Per-token tag scores for the text tokens, shifted left past [CLS]: `[B, T-1, K]`."""
@@ -94,6 +116,11 @@ class Tagger(nn.Module):
     def decode(self, emissions: Tensor, label_mask: Tensor) -> Tensor:
         """Best tag id per text token, `[B, T-1]` aligned with `label_mask[:, 1:]`; 0 elsewhere."""
         mask = label_mask[:, 1:]
-        if self.crf is None:
-            return emissions.argmax(-1).masked_fill(~mask, 0)
-        return self.crf.viterbi(emissions, mask)
+        if self.crf is not None:
+            return self.crf.viterbi(emissions, mask)
+        if self.constraints is not None:
+            from bertner.models.crf import viterbi_decode
+
+            start, transitions, end = (t.to(emissions.device) for t in self.constraints)
+            return viterbi_decode(emissions.log_softmax(-1), mask, start, transitions, end)
+        return emissions.argmax(-1).masked_fill(~mask, 0)
