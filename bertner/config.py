@@ -11,7 +11,8 @@ import yaml
 
 from bertner.errors import BertnerError
 
-PRETRAINED_LR = 5e-5  # the study's base rate for pretrained encoders
+PRETRAINED_LR = 5e-5  # the study's base rate, for BERT-base-sized pretrained encoders
+SMALL_PRETRAINED_LR = 1e-4  # small pretrained encoders (hidden < 768) learn too slowly at 5e-5
 TINY_LR = 1e-3  # a from-scratch tiny encoder needs a much larger rate to learn in minutes
 
 
@@ -37,13 +38,13 @@ class TrainConfig:
     tiny_hidden: int = 128
     tiny_heads: int = 2
     # optimisation
-    lr: float | None = None  # None: 5e-5 for pretrained encoders, 1e-3 for tiny
+    lr: float | None = None  # None: 5e-5 (1e-4 for encoders with hidden < 768), 1e-3 for tiny
     head_lr_mult: float = 1.0
     crf_lr_mult: float = 1.0
     weight_decay: float = 0.01
     warmup_ratio: float = 0.1
     max_grad_norm: float = 1.0
-    epochs: int = 3
+    epochs: int = 2  # ALBERT-tiny on Ruijin: 2 epochs take about half an hour on 2 CPU cores
     max_steps: int = 0  # stop after this many optimiser steps (0: no limit)
     batch_size: int = 16
     grad_accum: int = 1
@@ -66,10 +67,12 @@ class TrainConfig:
         """The study's name for the architecture, e.g. `bert+gru+crf`."""
         return "bert" + ("+gru" if self.gru else "") + ("+crf" if self.crf else "+softmax")
 
-    def resolved_lr(self) -> float:
+    def resolved_lr(self, hidden_size: int = 768) -> float:
         if self.lr is not None:
             return self.lr
-        return TINY_LR if self.model == "tiny" else PRETRAINED_LR
+        if self.model == "tiny":
+            return TINY_LR
+        return PRETRAINED_LR if hidden_size >= 768 else SMALL_PRETRAINED_LR
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

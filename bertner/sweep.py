@@ -81,7 +81,10 @@ class SweepRun:
         except BertnerError:
             return {}
         now = self.config.to_dict()
-        return {k: (saved.get(k), v) for k, v in now.items() if k != "output" and saved.get(k) != v}
+        # A setting left to its default (None) is resolved by training (e.g. lr): not a change.
+        return {
+            k: (saved.get(k), v) for k, v in now.items() if k != "output" and v is not None and saved.get(k) != v
+        }
 
     def to_dict(self) -> dict[str, Any]:
         return {"name": self.name, "run_dir": str(self.run_dir), "status": self.status(), "grid": self.grid_values}

@@ -184,6 +184,7 @@ class Trainer:
         else:
             self.bundle = build_encoder(c, data.train)
         self.aligner = self.bundle.aligner
+        c.lr = c.resolved_lr(self.bundle.hidden_size)  # saved resolved, so config.yaml says what ran
         max_length = min(c.max_length, self.bundle.max_positions)
         self.train_set = encode_windows(data.train, self.aligner, max_length, self.tag_to_id, c.scheme)
         # Each process evaluates its share of the dev windows; the predictions are gathered.
@@ -200,7 +201,7 @@ class Trainer:
         )
         self.model = Tagger(self.bundle.model, self.bundle.hidden_size, spec).to(self.device)
         self.optimizer, self.groups = build_optimizer(
-            self.model, c.resolved_lr(), c.weight_decay, c.head_lr_mult, c.crf_lr_mult
+            self.model, c.lr, c.weight_decay, c.head_lr_mult, c.crf_lr_mult
         )
         self.batches_per_epoch = math.ceil(math.ceil(len(self.train_set.examples) / c.batch_size) / self.dist.world)
         steps_per_epoch = math.ceil(self.batches_per_epoch / c.grad_accum)
@@ -477,7 +478,7 @@ class Trainer:
             "gru": c.gru,
             "crf_lr_mult": c.crf_lr_mult,
             "head_lr_mult": c.head_lr_mult,
-            "lr": c.resolved_lr(),
+            "lr": c.lr,
             "seed": c.seed,
             "epochs": c.epochs,
             "steps": s["step"],
