@@ -6,13 +6,11 @@ import sys
 from pathlib import Path
 
 from bertner.console import info, warn
+from bertner.data.brat import decode_utf8
 from bertner.errors import BertnerError, DataError, OutputExistsError, RunError
 from bertner.fileio import atomic_dir, atomic_path
 from bertner.runs import check_run_dir, is_run_dir, looks_like_run, read_json
 from bertner.spans import Document
-
-BINARY_SNIFF = 8192
-
 
 def best_run(runs_dir: Path) -> Path:
     """The run under `runs_dir` with the best dev F1."""
@@ -36,14 +34,7 @@ def best_run(runs_dir: Path) -> Path:
 
 def read_text_input(path: Path, doc_id: str) -> Document | None:
     """A document from a text file, exactly as stored; None (with a warning) for an empty file."""
-    data = path.read_bytes()
-    if b"\x00" in data[:BINARY_SNIFF]:
-        raise DataError("looks like a binary file, not text; pass .txt files", path=path)
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as e:
-        line = data[: e.start].count(b"\n") + 1
-        raise DataError(f"not UTF-8 (byte 0x{data[e.start]:02x}); re-save the file as UTF-8", path, line) from None
+    text = decode_utf8(path)  # the same checks (binary, not UTF-8) as the corpus readers
     if text.startswith("\ufeff"):
         # Offsets then count from the first character after the BOM, like our brat reader.
         warn(f"{path}: has a UTF-8 byte-order mark; offsets count characters after it")
