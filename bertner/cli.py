@@ -9,7 +9,7 @@ from typing import Callable, Optional
 import typer
 from rich.markup import escape
 
-from bertner.console import err
+from bertner.console import err, warn
 from bertner.errors import BertnerError
 
 app = typer.Typer(
@@ -131,6 +131,9 @@ def train(
     config = build_config(file_values, flags)
     if resume and not config.output:
         raise BertnerError("--resume needs --output RUN_DIR: the run to continue")
+    ignored = sorted(k for k, v in flags.items() if v is not None and k != "output") + (["--config"] if config_file else [])
+    if resume and ignored:
+        warn(f"--resume continues with the run's saved settings; ignored: {', '.join(ignored)}")
     summary = run_train(config, resume=resume, force=force)
     if is_main_process():
         print_train_summary(summary)

@@ -268,3 +268,13 @@ def test_real_sigterm_from_another_process(data_dir, reference_runs, tmp_path):
     assert resumed.exit_code == 0, resumed.output
     assert f1s(run) == f1s(reference)
     assert_same_weights(reference, run)
+
+
+def test_flags_given_with_resume_are_named_as_ignored(tmp_path):
+    from typer.testing import CliRunner
+
+    from bertner.cli import app
+
+    result = CliRunner().invoke(app, ["train", "--output", str(tmp_path / "none"), "--resume", "--epochs", "5"])
+    assert result.exit_code == 1
+    assert "ignored: epochs" in result.output and "Traceback" not in result.output
