@@ -6,7 +6,7 @@ The sweep file is YAML:
     data: data/processed
     model: tiny
     epochs: 2
-    output: runs/quickstart      # the folder holding the runs (default: runs/<file name>; --output wins)
+    output: runs/quickstart-sweep  # the folder holding the runs (default: runs/<file name>; --output wins)
     grid:                        # setting -> list of values; every combination is one run
       crf: [false, true]
       crf_lr_mult: [1, 10, 100]
