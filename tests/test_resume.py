@@ -203,7 +203,7 @@ def test_resume_without_a_checkpoint_is_a_clear_error(data_dir, reference_runs, 
     # A finished run keeps no checkpoint; a folder that was never a run has none either.
     for run in (reference_runs(), tmp_path / "empty"):
         before = sorted(p.name for p in run.rglob("*")) if run.exists() else None
-        result = runner.invoke(app, [*cli_args(data_dir, run), "--resume"])
+        result = runner.invoke(app, ["train", "--output", str(run), "--resume"])  # the documented form
         assert result.exit_code == 1 and "Traceback" not in result.output, result.output
         expected = "has no checkpoint to resume from" if run.exists() else "holds no run to resume (no config.yaml)"
         assert f"error: {run} {expected}" in result.output
