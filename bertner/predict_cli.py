@@ -16,17 +16,19 @@ def best_run(runs_dir: Path) -> Path:
     """The run under `runs_dir` with the best dev F1."""
     if not runs_dir.is_dir():
         raise RunError(f"no run given and no {runs_dir}/ folder here; pass a run directory first: bertner predict RUN FILE")
+    from bertner.compare import find_run_dirs
+
     candidates = []
-    for summary in runs_dir.rglob("summary.json"):
-        if is_run_dir(summary.parent):
-            try:
-                f1 = read_json(summary).get("best_f1")
-            except RunError as e:
-                warn(f"{e}; skipped")
-                continue
-            if not isinstance(f1, (int, float)) or isinstance(f1, bool):
-                f1 = -1.0
-            candidates.append((f1, str(summary.parent)))
+    found, _ = find_run_dirs(runs_dir)  # the runs `bertner compare` lists
+    for folder in found:
+        try:
+            f1 = read_json(folder / "summary.json").get("best_f1")
+        except RunError as e:
+            warn(f"{e}; skipped")
+            continue
+        if not isinstance(f1, (int, float)) or isinstance(f1, bool):
+            f1 = -1.0
+        candidates.append((f1, str(folder)))
     if not candidates:
         raise RunError(f"no trained runs under {runs_dir}/; train one with `bertner train` or pass a run directory")
     return Path(max(candidates)[1])
