@@ -24,7 +24,6 @@ on the same dev windows with bertner's character-level strict entity F1.
 from __future__ import annotations
 
 import argparse
-import math
 import shutil
 import sys
 import time

@@ -9,7 +9,7 @@ from bertner.console import info, warn
 from bertner.data.brat import decode_utf8
 from bertner.errors import BertnerError, DataError, OutputExistsError, RunError
 from bertner.fileio import atomic_dir, atomic_path
-from bertner.runs import check_run_dir, is_run_dir, looks_like_run, read_json
+from bertner.runs import check_run_dir, looks_like_run, read_json
 from bertner.spans import Document
 
 def best_run(runs_dir: Path) -> Path:

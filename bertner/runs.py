@@ -14,6 +14,7 @@ A run directory holds:
 from __future__ import annotations
 
 import json
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -80,8 +81,6 @@ def prepare_run_dir(path: Path, force: bool, resume: bool) -> None:
     if force and not resume:
         for name in ("metrics.jsonl", "summary.json", "model.safetensors"):
             (path / name).unlink(missing_ok=True)
-        import shutil
-
         for name in ("checkpoint", "tensorboard"):
             shutil.rmtree(path / name, ignore_errors=True)
     path.mkdir(parents=True, exist_ok=True)

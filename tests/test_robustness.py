@@ -7,7 +7,6 @@ never in a half-written output. One tiny run is trained per module and copied fo
 from __future__ import annotations
 
 import json
-import os
 import random
 import shutil
 import time

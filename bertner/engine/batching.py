@@ -104,13 +104,17 @@ class Batch:
     examples: list[int]  # indices of the examples in this batch
     tokens: int  # real (unpadded) tokens, for throughput
 
-    def to(self, device: torch.device) -> "Batch":
-        non_blocking = device.type == "cuda"
-        move = lambda t: None if t is None else t.to(device, non_blocking=non_blocking)  # noqa: E731
+    def map_tensors(self, fn) -> "Batch":
+        """The same batch with `fn` applied to each tensor (labels may be None)."""
+        apply = lambda t: None if t is None else fn(t)  # noqa: E731
         return Batch(
-            move(self.input_ids), move(self.attention_mask), move(self.label_mask), move(self.labels),
+            apply(self.input_ids), apply(self.attention_mask), apply(self.label_mask), apply(self.labels),
             self.examples, self.tokens,
         )
+
+    def to(self, device: torch.device) -> "Batch":
+        non_blocking = device.type == "cuda"
+        return self.map_tensors(lambda t: t.to(device, non_blocking=non_blocking))
 
 
 def collate(
@@ -135,10 +139,7 @@ def collate(
         if labels is not None:
             labels[row, 1 : n + 1] = torch.tensor(e.tags, dtype=torch.long)
     batch = Batch(ids, attention, label_mask, labels, list(indices), sum(len(e) for e in chosen))
-    if pin:
-        batch = Batch(*(t.pin_memory() if isinstance(t, Tensor) else t for t in (
-            batch.input_ids, batch.attention_mask, batch.label_mask, batch.labels)), batch.examples, batch.tokens)
-    return batch
+    return batch.map_tensors(Tensor.pin_memory) if pin else batch
 
 
 def iterate_batches(

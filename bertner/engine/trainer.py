@@ -11,6 +11,7 @@ import json
 import math
 import random
 import signal
+import shutil
 import time
 from contextlib import nullcontext
 from dataclasses import dataclass
@@ -23,7 +24,7 @@ import torch
 
 from bertner.config import TrainConfig, save_config
 from bertner.console import err, info
-from bertner.engine.batching import EncodedWindows, encode_windows, iterate_batches, length_grouped_batches
+from bertner.engine.batching import encode_windows, iterate_batches, length_grouped_batches
 from bertner.engine.checkpoint import load_checkpoint, save_checkpoint, save_weights
 from bertner.engine.distributed import close_distributed, init_distributed
 from bertner.engine.optim import build_optimizer, linear_schedule
@@ -498,8 +499,6 @@ class Trainer:
         }
         if self.dist.main:
             write_json(self.run_dir / "summary.json", summary)
-            import shutil
-
             shutil.rmtree(self.run_dir / "checkpoint", ignore_errors=True)
         return summary
 
