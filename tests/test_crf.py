@@ -116,6 +116,30 @@ def test_likelihood_is_pytorch_crf_forward_and_differentiable() -> None:
         crf.log_likelihood(emissions, tags, mask, reduction="avg")
 
 
+@pytest.mark.parametrize("scale", [0.1, 3.0, 30.0])  # 30: spreads of ~200 nats, past float32's exp range
+def test_hand_written_gradient_equals_autograd_through_pytorch_crf(scale: float) -> None:
+    gen = torch.Generator().manual_seed(int(scale * 10))
+    for _ in range(12):
+        k = int(torch.randint(1, 32, (1,), generator=gen))
+        batch, steps = int(torch.randint(1, 9, (1,), generator=gen)), int(torch.randint(1, 40, (1,), generator=gen))
+        crf = CRF(k).double()
+        with torch.no_grad():
+            for p in (crf.start_transitions, crf.end_transitions, crf.transitions):
+                p.copy_(torch.randn(p.shape, generator=gen, dtype=torch.float64) * scale)
+        emissions = (torch.randn(batch, steps, k, generator=gen, dtype=torch.float64) * 3).requires_grad_()
+        lengths = torch.randint(1, steps + 1, (batch,), generator=gen)
+        mask = torch.arange(steps).unsqueeze(0) < lengths.unsqueeze(1)
+        tags = torch.randint(0, k, (batch, steps), generator=gen)
+        upstream = torch.randn(batch, generator=gen, dtype=torch.float64)
+        params = [emissions, crf.start_transitions, crf.transitions, crf.end_transitions]
+        ours = torch.autograd.grad((crf.log_likelihood(emissions, tags, mask, "none") * upstream).sum(), params)
+        ref = torchcrf.CRF.forward(crf, emissions, tags, mask, reduction="none")
+        theirs = torch.autograd.grad((ref * upstream).sum(), params, allow_unused=True)  # T=1: no transitions
+        theirs = [torch.zeros_like(p) if g is None else g for p, g in zip(params, theirs)]
+        for name, a, b in zip(("emissions", "start", "transitions", "end"), ours, theirs):
+            assert torch.allclose(a, b, atol=1e-8, rtol=1e-6), (name, float((a - b).abs().max()))
+
+
 def test_autocast_and_half_inputs_compute_in_float32() -> None:
     torch.manual_seed(1)
     crf = CRF(5)

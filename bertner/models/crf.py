@@ -4,7 +4,9 @@ pytorch-crf's `CRF.decode` back-traces each sentence in Python with one `.item()
 per token; `CRF.viterbi` below does the same recursion but back-traces the whole batch with
 `torch.gather`, so the only loop is over time steps and nothing leaves the device.
 Parameters are pytorch-crf's (checkpoints stay interchangeable) and `log_likelihood` equals its
-`forward`, with the gold-path score vectorised over time.
+`forward`, with the gold-path score vectorised over time and the normaliser's gradient written
+by hand (`LogPartition`): the forward-backward algorithm, stepping with a `(B,K) @ (K,K)` matmul
+in probability space instead of a `(B,K,K)` logsumexp, and no autograd graph over the time loop.
 """
 
 from __future__ import annotations
@@ -82,18 +84,95 @@ class CRF(torchcrf.CRF):
                 + self.end_transitions.to(dtype)[last_tags])
 
     def _log_partition(self, emissions: Tensor, mask: Tensor) -> Tensor:
-        """log Z by the forward algorithm, (B,); same recursion as pytorch-crf, batch-first."""
+        """log Z per row, (B,), differentiable in the emissions and all three transition tensors."""
         dtype = emissions.dtype
-        trans = self.transitions.to(dtype)
-        score = self.start_transitions.to(dtype) + emissions[:, 0]
-        for t in range(1, emissions.size(1)):
-            nxt = torch.logsumexp(score.unsqueeze(2) + trans + emissions[:, t].unsqueeze(1), dim=1)
-            score = torch.where(mask[:, t].unsqueeze(1), nxt, score)
-        return torch.logsumexp(score + self.end_transitions.to(dtype), dim=1)
+        return LogPartition.apply(emissions, mask, self.start_transitions.to(dtype), self.transitions.to(dtype),
+                                  self.end_transitions.to(dtype))
 
     def nll(self, emissions: Tensor, tags: Tensor, mask: Tensor, reduction: str = "mean") -> Tensor:
         """Negative log-likelihood: the training loss."""
         return -self.log_likelihood(emissions, tags, mask, reduction)
+
+
+def _log_matmul(log_x: Tensor, exp_shifted: Tensor, shift: Tensor) -> Tensor:
+    """log(exp(log_x) @ exp(M)) for rows `log_x` (B,K), given exp(M - shift) and the per-column shift.
+
+    Each row is shifted by its maximum before exp, so the largest term is exactly 1 and nothing
+    overflows; a column whose every term underflows is floored at the smallest normal number
+    instead of log(0) = -inf (in float64 that takes transition spreads of ~700 nats).
+    """
+    top = log_x.amax(dim=1, keepdim=True)
+    product = torch.mm((log_x - top).exp(), exp_shifted)
+    return product.clamp_min(torch.finfo(log_x.dtype).tiny).log() + top + shift
+
+
+class LogPartition(torch.autograd.Function):
+    """log Z of a linear-chain CRF with the forward-backward gradient.
+
+    forward: alphas by the forward algorithm. backward: betas by the backward algorithm, then
+    d logZ / d emissions = the tag marginals and d / d transitions = the expected transition
+    counts. Autograd through the time loop would record ~10 nodes per step and replay them; this
+    keeps one `(B,T,K)` tensor of alphas. Each step is a `(B,K) @ (K,K)` matmul in probability
+    space rather than a `(B,K,K)` logsumexp. It all runs in float64, whose exponent range keeps
+    those products exact for any transition weights training produces; the tensors are small.
+    Masks are left-aligned with the first position on.
+    """
+
+    @staticmethod
+    def forward(ctx, emissions: Tensor, mask: Tensor, start: Tensor, transitions: Tensor, end: Tensor) -> Tensor:
+        ctx.dtypes = (emissions.dtype, start.dtype, transitions.dtype, end.dtype)
+        em, start, transitions, end = (x.double() for x in (emissions, start, transitions, end))
+        col_shift = transitions.amax(dim=0)
+        exp_trans = (transitions - col_shift).exp()
+        score = start + em[:, 0]
+        alphas = [score]
+        for t in range(1, em.size(1)):
+            step = _log_matmul(score, exp_trans, col_shift) + em[:, t]
+            score = torch.where(mask[:, t, None], step, score)  # past a row's end, carry its last alpha
+            alphas.append(score)
+        log_z = torch.logsumexp(score + end, dim=1)
+        ctx.save_for_backward(em, mask, transitions, end, torch.stack(alphas, dim=1), log_z)
+        return log_z.to(emissions.dtype)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):
+        em, mask, transitions, end, alphas, log_z = ctx.saved_tensors
+        batch, steps, k = em.shape
+        row_shift = transitions.amax(dim=1)
+        exp_trans_t = (transitions - row_shift[:, None]).exp().T.contiguous()
+        beta = end.expand(batch, k)  # beta[t]: log-score of all continuations after position t
+        betas = [beta] * steps
+        for t in range(steps - 2, -1, -1):
+            step = _log_matmul(em[:, t + 1] + beta, exp_trans_t, row_shift)
+            beta = torch.where(mask[:, t + 1, None], step, end)
+            betas[t] = beta
+        betas_all = torch.stack(betas, dim=1)
+        weight = grad.double()[:, None] * mask.double()  # upstream gradient per (row, step), 0 on padding
+        log_norm = log_z[:, None, None]
+        marginals = (alphas + betas_all - log_norm).exp() * weight[:, :, None]
+        last = (mask.long().sum(dim=1) - 1).clamp_min(0)
+        d_end = marginals.gather(1, last[:, None, None].expand(batch, 1, k)).squeeze(1).sum(dim=0)
+        d_trans = _expected_transitions(alphas[:, :-1], em[:, 1:] + betas_all[:, 1:], transitions, log_norm,
+                                        weight[:, 1:])
+        grads = (marginals, marginals[:, 0].sum(dim=0), d_trans, d_end)
+        d_em, d_start, d_trans, d_end = (g.to(dtype) for g, dtype in zip(grads, ctx.dtypes))
+        return d_em, None, d_start, d_trans, d_end
+
+
+def _expected_transitions(before: Tensor, ahead: Tensor, transitions: Tensor, log_norm: Tensor,
+                          weight: Tensor) -> Tensor:
+    """sum over rows b and steps t of weight * exp(before[i] + trans[i, j] + ahead[j] - logZ), (K,K).
+
+    One (K, B*T) @ (B*T, K) matmul of row-shifted exps, each (b, t) rescaled by
+    exp(max before + max ahead - logZ) <= exp(-min transition), finite in float64.
+    """
+    k = before.size(2)
+    top_before = before.amax(dim=2, keepdim=True)
+    top_ahead = ahead.amax(dim=2, keepdim=True)
+    scale = (top_before + top_ahead - log_norm).exp() * weight[:, :, None]
+    left = ((before - top_before).exp() * scale).reshape(-1, k)
+    right = (ahead - top_ahead).exp().reshape(-1, k)
+    return (left.T @ right) * transitions.exp()
 
 
 def viterbi_decode(emissions: Tensor, mask: Tensor, start: Tensor, transitions: Tensor, end: Tensor) -> Tensor:
