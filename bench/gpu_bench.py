@@ -115,11 +115,14 @@ def main() -> None:
     peak = peak_tflops(name)
     started = time.perf_counter()
     for variant in args.variants.split(","):
-        s = tt.Setting(str(folder), variant, steps=steps, batch_size=batch, lr=5e-5, device=device,
-                       precision=precision, max_length=512)
+        # whole epochs over the largest window count that divides steps x batch, so both sides
+        # process the same characters
+        windows = next(n for n in range(min(len(train), steps * batch), 0, -1) if steps * batch % n == 0)
+        s = tt.Setting(str(folder), variant, steps=steps, batch_size=batch, lr=5e-5, train_windows=windows,
+                       device=device, precision=precision, max_length=512)
         if device == "cuda" and not rows:  # one short untimed pair: CUDA context, kernels, allocator
-            tt.compare(tt.Setting(str(folder), variant, steps=5, batch_size=batch, lr=5e-5, device=device,
-                                  precision=precision), train, dev, 1, work, log=lambda *_: None)
+            tt.compare(tt.Setting(str(folder), variant, steps=5, batch_size=batch, lr=5e-5, train_windows=5 * batch,
+                                  device=device, precision=precision), train, dev, 1, work, log=lambda *_: None)
         row = tt.compare(s, train, dev, repeats, work)
         fpt, shape = flops_per_token(folder, train, variant)
         row.update(shape)

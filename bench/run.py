@@ -69,7 +69,7 @@ def main() -> None:
         table.add_row("crf_speed", "likelihood+backward vs pytorch-crf", common.fmt_ratio(r["likelihood_speedup"]), "")
     if "train_throughput" in results:
         for r in results["train_throughput"]["rows"]:
-            table.add_row("train_throughput", f"{r['encoder']}/{r['variant']} tok/s vs HF loop, {r['steps']} steps",
+            table.add_row("train_throughput", f"{r['encoder']}/{r['variant']} same work vs HF loop, {r['steps']} steps",
                           common.fmt_ratio(r["speedup"]), f"dev F1 {r['bertner_f1']:.3f} vs {r['baseline_f1']:.3f}")
     if "predict_throughput" in results:
         r = results["predict_throughput"]

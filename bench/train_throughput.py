@@ -16,9 +16,14 @@ step per batch. Softmax: `AutoModelForTokenClassification`. CRF: `AutoModel` + d
 pytorch-crf's stock `forward` (loss) and `decode`, over `attention_mask` with [CLS]/[SEP] as `O`,
 as BERT-CRF is usually written. GRU variants put a forward `nn.GRU` before the linear layer.
 
-Same windows, batch size, number of steps, learning rate, warm-up, weight decay and seed for both;
-tokens/s counts real (unpadded) tokens, [CLS] and [SEP] included, on both sides. Both are scored
-on the same dev windows with bertner's character-level strict entity F1.
+Same windows, batch size, number of steps, learning rate, warm-up, weight decay, gradient
+clipping (1.0, the HF Trainer default) and seed for both; the classifier starts from PyTorch's
+`nn.Linear` initialisation on both sides. Every setting trains whole epochs, so both sides
+process exactly the same characters: the speed-up is the baseline's time over bertner's for the
+same work (characters/s). Tokens/s is reported per side but is not the yardstick, because the
+tokenisations differ: bertner's character aligner gives whitespace a token (12% of Ruijin's
+characters), the HF tokenizer drops it. Each repeat uses its own seed (13, 14, ...); dev F1 is the
+mean over repeats, on the same dev windows, with bertner's character-level strict entity F1.
 """
 
 from __future__ import annotations
@@ -47,6 +52,7 @@ class Setting:
     steps: int
     batch_size: int
     lr: float
+    train_windows: int  # trained on the first this-many windows of the slice, whole epochs
     max_length: int = 512
     tiny_layers: int = 2
     tiny_hidden: int = 128
@@ -56,6 +62,14 @@ class Setting:
     weight_decay: float = 0.01
     device: str = "cpu"
     precision: str = "fp32"  # fp32 | bf16
+
+    def __post_init__(self) -> None:
+        if (self.steps * self.batch_size) % self.train_windows:
+            raise ValueError(f"{self}: steps x batch size must be whole epochs of {self.train_windows} windows")
+
+    @property
+    def epochs(self) -> int:
+        return self.steps * self.batch_size // self.train_windows
 
     @property
     def crf(self) -> bool:
@@ -183,6 +197,10 @@ def build_baseline(s: Setting, train_texts: list[str], num_tags: int):
                 base.load_state_dict(encoder.state_dict(), strict=False)  # no pooler in the NER model
             else:
                 model = AutoModelForTokenClassification.from_pretrained(folder, num_labels=num_tags)
+        # The head starts like bertner's (PyTorch's nn.Linear default). HF's normal(0, 0.02) with a
+        # zero bias left the from-scratch tiny encoder at the label prior (loss ~1.01, F1 0) for
+        # 160 steps in our runs, which would compare a stuck model, not an engine.
+        model.classifier.reset_parameters()
         return model, tokenizer
     return EncoderHead(encoder, encoder.config.hidden_size, num_tags, s.crf, s.gru), tokenizer
 
@@ -246,6 +264,7 @@ def run_baseline(s: Setting, train, dev, tags: list[str]) -> dict[str, Any]:
                 else:
                     loss = model(**batch)
             loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)  # HF Trainer's default max_grad_norm
             optimizer.step()
             scheduler.step()
             optimizer.zero_grad()
@@ -306,30 +325,46 @@ def tags_of(train) -> list[str]:
 
 
 def compare(s: Setting, train, dev, repeats: int, work: Path, log=print) -> dict[str, Any]:
-    """bertner vs baseline, interleaved `repeats` times; ratio = median of per-repeat tokens/s ratios."""
+    """bertner vs baseline, interleaved `repeats` times with seeds s.seed, s.seed + 1, ...
+
+    Speed-up: median over repeats of baseline seconds / bertner seconds for the same epochs over
+    the same windows. F1: each side's mean over the repeats' seeds.
+    """
+    from dataclasses import replace
+
+    train = train[: s.train_windows]
+    if len(train) < s.train_windows:
+        raise ValueError(f"{s.train_windows} training windows wanted, the slice has {len(train)}")
     data_dir = common.write_data_dir(work / "data", train, dev)
     tags = tags_of(train)
     ours, theirs = [], []
     for r in range(repeats):
-        pair = [("bertner", lambda: run_bertner(s, data_dir, work)), ("baseline", lambda: run_baseline(s, train, dev, tags))]
+        seeded = replace(s, seed=s.seed + r)
+        pair = [("bertner", lambda: run_bertner(seeded, data_dir, work)),
+                ("baseline", lambda: run_baseline(seeded, train, dev, tags))]
         for who, fn in (pair if r % 2 == 0 else pair[::-1]):
             result = fn()
             (ours if who == "bertner" else theirs).append(result)
-            log(f"  {s.encoder}/{s.variant} repeat {r + 1}/{repeats} {who:8s} {result['tokens'] / result['seconds']:9.0f} tok/s  "
-                f"f1 {result['f1']:.3f}")
-    tps = lambda rs: [x["tokens"] / x["seconds"] for x in rs]  # noqa: E731
-    ratio = common.median([a / b for a, b in zip(tps(ours), tps(theirs))])
+            log(f"  {s.encoder}/{s.variant} seed {seeded.seed} {who:8s} {result['seconds']:7.1f} s "
+                f"{result['tokens'] / result['seconds']:8.0f} tok/s  f1 {result['f1']:.3f}")
     shutil.rmtree(work / "bertner-run", ignore_errors=True)
+    chars = s.epochs * sum(len(w.text) for w in train)
+    tps = lambda rs: common.median([x["tokens"] / x["seconds"] for x in rs])  # noqa: E731
+    cps = lambda rs: common.median([chars / x["seconds"] for x in rs])  # noqa: E731
+    mean = lambda xs: sum(xs) / len(xs)  # noqa: E731
+    f1_ours, f1_theirs = [x["f1"] for x in ours], [x["f1"] for x in theirs]
     row = {
         "encoder": s.encoder if s.encoder in ("tiny", "albert") else Path(s.encoder).name,
-        "variant": s.variant, "steps": s.steps, "batch_size": s.batch_size, "lr": s.lr, "repeats": repeats,
-        "device": s.device, "precision": s.precision,
-        "bertner_tokens_per_s": round(common.median(tps(ours)), 1),
-        "baseline_tokens_per_s": round(common.median(tps(theirs)), 1),
-        "speedup": round(ratio, 3),
-        "bertner_f1": round(ours[0]["f1"], 4), "baseline_f1": round(theirs[0]["f1"], 4),
-        "f1_diff": round(ours[0]["f1"] - theirs[0]["f1"], 4),
+        "variant": s.variant, "steps": s.steps, "batch_size": s.batch_size, "lr": s.lr,
+        "train_windows": s.train_windows, "epochs": s.epochs, "characters": chars, "repeats": repeats,
+        "seeds": [s.seed + r for r in range(repeats)], "device": s.device, "precision": s.precision,
+        "speedup": round(common.paired_ratio([x["seconds"] for x in theirs], [x["seconds"] for x in ours]), 3),
+        "bertner_chars_per_s": round(cps(ours), 1), "baseline_chars_per_s": round(cps(theirs), 1),
+        "bertner_tokens_per_s": round(tps(ours), 1), "baseline_tokens_per_s": round(tps(theirs), 1),
         "bertner_tokens": ours[0]["tokens"], "baseline_tokens": theirs[0]["tokens"],
+        "bertner_f1": round(mean(f1_ours), 4), "baseline_f1": round(mean(f1_theirs), 4),
+        "f1_diff": round(mean(f1_ours) - mean(f1_theirs), 4),
+        "bertner_f1_per_seed": [round(x, 4) for x in f1_ours], "baseline_f1_per_seed": [round(x, 4) for x in f1_theirs],
         "bertner_parameters": ours[0]["parameters"], "baseline_parameters": theirs[0]["parameters"],
     }
     if s.device.startswith("cuda"):
@@ -339,20 +374,27 @@ def compare(s: Setting, train, dev, repeats: int, work: Path, log=print) -> dict
 
 
 def plan(quick: bool, smoke: bool = False) -> tuple[list[Setting], int, int, int]:
-    """(settings, train windows, dev windows, repeats). Sized for a 2-core CPU shared with other jobs."""
+    """(settings, train windows in the slice, dev windows, repeats). Sized for a 2-core CPU.
+
+    Tiny: 6 epochs over 320 windows, enough for both sides to learn something (F1 ~0.1), so the
+    F1 comparison means something. ALBERT-tiny: one epoch over 64 windows, speed only (4 M
+    parameters at ~2k tokens/s on one thread; its F1 after 8 steps is ~0 on both sides).
+    """
     if smoke:  # the test suite's: seconds
-        return [Setting("tiny", "softmax", steps=2, batch_size=4, lr=1e-3, tiny_layers=1, tiny_hidden=32,
-                        tiny_heads=2)], 24, 12, 1
+        return [Setting("tiny", "softmax", steps=2, batch_size=4, lr=1e-3, train_windows=8, tiny_layers=1,
+                        tiny_hidden=32, tiny_heads=2)], 24, 12, 1
     if quick:
-        return ([Setting("tiny", v, steps=12, batch_size=8, lr=2e-3) for v in ("softmax", "crf")]
-                + [Setting("albert", v, steps=4, batch_size=8, lr=2e-4) for v in ("softmax", "crf")]), 160, 60, 2
-    return ([Setting("tiny", v, steps=40, batch_size=16, lr=2e-3) for v in ("softmax", "crf")]
-            + [Setting("albert", v, steps=6, batch_size=8, lr=2e-4) for v in ("softmax", "crf")]), 320, 120, 2
+        return ([Setting("tiny", v, steps=20, batch_size=8, lr=2e-3, train_windows=160) for v in ("softmax", "crf")]
+                + [Setting("albert", v, steps=4, batch_size=8, lr=2e-4, train_windows=32) for v in ("softmax", "crf")]
+                ), 160, 60, 2
+    return ([Setting("tiny", v, steps=120, batch_size=16, lr=2e-3, train_windows=320) for v in ("softmax", "crf")]
+            + [Setting("albert", v, steps=8, batch_size=8, lr=2e-4, train_windows=64) for v in ("softmax", "crf")]
+            ), 320, 200, 2
 
 
 def warm_up(train, dev, work: Path) -> None:
     """One-off costs (lazy imports, first allocations, kernel selection) paid before any timing."""
-    s = Setting("tiny", "crf", steps=2, batch_size=4, lr=1e-3, tiny_layers=1, tiny_hidden=32)
+    s = Setting("tiny", "crf", steps=2, batch_size=4, lr=1e-3, train_windows=8, tiny_layers=1, tiny_hidden=32)
     seen = {sp.label for w in train[:16] for sp in w.spans}
     small_dev = [w for w in dev if all(sp.label in seen for sp in w.spans)][:8]
     data_dir = common.write_data_dir(work / "warmup-data", train[:16], small_dev)
@@ -373,8 +415,9 @@ def run(quick: bool = False, smoke: bool = False, threads: int = 1, out_dir: Pat
     rows = [compare(s, train, dev, repeats, work, log) for s in settings]
     result = {
         "name": NAME,
-        "what": "training tokens/s (real tokens) of bertner's engine vs a plain HF loop; speedup = median "
-                "per-repeat ratio bertner/baseline; dev F1 after the same steps (character-level strict)",
+        "what": "training speed of bertner's engine vs a plain HF loop on the same windows for the same epochs; "
+                "speedup = median per-repeat baseline seconds / bertner seconds (same characters processed); "
+                "dev F1 after the same steps, mean over the repeats' seeds (character-level strict)",
         "data": {"train_windows": len(train), "dev_windows": len(dev), "source": "ruijin train split, first windows"},
         "threads": torch.get_num_threads(),
         "machine": common.machine_info(),
@@ -386,13 +429,13 @@ def run(quick: bool = False, smoke: bool = False, threads: int = 1, out_dir: Pat
 
 
 def targets(rows: list[dict[str, Any]]) -> dict[str, Any]:
-    """The issue's CPU targets: softmax >= 1.0x, CRF >= 1.3x, F1 within 0.01."""
+    """The issue's CPU targets: softmax >= 1.0x, CRF >= 1.3x, mean dev F1 within 0.01."""
     checks = {}
     for r in rows:
         need = 1.3 if "crf" in r["variant"] else 1.0
         checks[f"{r['encoder']}/{r['variant']}"] = {
             "speedup": r["speedup"], "needed": need, "speed_met": r["speedup"] >= need,
-            "f1_within_0.01": abs(r["f1_diff"]) <= 0.01,
+            "f1_diff": r["f1_diff"], "f1_within_0.01": abs(r["f1_diff"]) <= 0.01,
         }
     return checks
 
@@ -400,12 +443,13 @@ def targets(rows: list[dict[str, Any]]) -> dict[str, Any]:
 def table(result: dict[str, Any]):
     from rich.table import Table
 
-    t = Table(title="training throughput: bertner vs HF loop (same steps, batch, data)", title_justify="left")
-    for c in ("encoder", "variant", "steps", "bertner tok/s", "HF tok/s", "speed-up", "F1 bertner", "F1 HF"):
+    t = Table(title="training: bertner vs HF loop (same windows, epochs, batch, seeds); speed-up = same work, "
+                    "time ratio", title_justify="left")
+    for c in ("encoder", "variant", "steps", "bertner chars/s", "HF chars/s", "speed-up", "F1 bertner", "F1 HF"):
         t.add_column(c, justify="left" if c in ("encoder", "variant") else "right")
     for r in result["rows"]:
-        t.add_row(r["encoder"], r["variant"], str(r["steps"]), f"{r['bertner_tokens_per_s']:,.0f}",
-                  f"{r['baseline_tokens_per_s']:,.0f}", common.fmt_ratio(r["speedup"]),
+        t.add_row(r["encoder"], r["variant"], str(r["steps"]), f"{r['bertner_chars_per_s']:,.0f}",
+                  f"{r['baseline_chars_per_s']:,.0f}", common.fmt_ratio(r["speedup"]),
                   f"{r['bertner_f1']:.3f}", f"{r['baseline_f1']:.3f}")
     return t
 
