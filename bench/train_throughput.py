@@ -335,6 +335,8 @@ def compare(s: Setting, train, dev, repeats: int, work: Path, log=print) -> dict
     train = train[: s.train_windows]
     if len(train) < s.train_windows:
         raise ValueError(f"{s.train_windows} training windows wanted, the slice has {len(train)}")
+    seen = {sp.label for w in train for sp in w.spans}
+    dev = [w for w in dev if all(sp.label in seen for sp in w.spans)]  # bertner refuses unseen labels
     data_dir = common.write_data_dir(work / "data", train, dev)
     tags = tags_of(train)
     ours, theirs = [], []
