@@ -4,7 +4,9 @@ Two modes:
 
 * `char`: one character is one token, exact by construction (Chinese BERT vocabularies hold
   every common character). Unknown characters fall back to their lower-case / NFKC form, then
-  `[UNK]`; whitespace gets a real token so positions never shift.
+  `[UNK]`. Whitespace is skipped, as every Hugging Face tokenizer skips it (14% of Ruijin's
+  characters; no Ruijin entity starts or ends on it, so spans stay exact), unless
+  `whitespace_tokens` gives it a token of its own (`[unused1]` / `[SPACE]`).
 * `subword`: the fast tokenizer's own pieces with their offset mapping. Whitespace belongs to no
   token; an entity boundary inside a token (`5` of `5g`) cannot be represented exactly and is
   counted as *inexact*.
@@ -58,7 +60,9 @@ class CharAligner:
         cls_token: str = "[CLS]",
         sep_token: str = "[SEP]",
         pad_token: str = "[PAD]",
+        whitespace_tokens: bool = False,
     ):
+        self.whitespace_tokens = whitespace_tokens
         self.vocab = dict(vocab)
         self.unk_id = _special_id(self.vocab, unk_token, "unknown")
         self.cls_id = _special_id(self.vocab, cls_token, "[CLS]")
@@ -73,7 +77,9 @@ class CharAligner:
         self._cache: dict[str, int] = {}
 
     @classmethod
-    def from_tokenizer(cls, tokenizer: Any, space_token: str | None = None) -> "CharAligner":
+    def from_tokenizer(
+        cls, tokenizer: Any, space_token: str | None = None, whitespace_tokens: bool = False
+    ) -> "CharAligner":
         vocab = tokenizer.get_vocab()
         return cls(
             vocab,
@@ -82,6 +88,7 @@ class CharAligner:
             cls_token=str(tokenizer.cls_token or "[CLS]"),
             sep_token=str(tokenizer.sep_token or "[SEP]"),
             pad_token=str(tokenizer.pad_token or "[PAD]"),
+            whitespace_tokens=whitespace_tokens,
         )
 
     def token_id(self, char: str) -> int:
@@ -110,8 +117,13 @@ class CharAligner:
         for char in set(text):
             if char not in cache:
                 self.token_id(char)
-        ids = list(map(cache.__getitem__, text))
-        offsets = list(zip(range(len(text)), range(1, len(text) + 1)))
+        if self.whitespace_tokens:
+            ids = list(map(cache.__getitem__, text))
+            offsets = list(zip(range(len(text)), range(1, len(text) + 1)))
+        else:
+            kept = [i for i, char in enumerate(text) if not char.isspace()]
+            ids = [cache[text[i]] for i in kept]
+            offsets = [(i, i + 1) for i in kept]
         return TokenizedText(ids, offsets)
 
 
@@ -183,14 +195,17 @@ def default_mode(tokenizer_or_vocab: Any) -> str:
     return "char" if cjk > CJK_CHAR_THRESHOLD else "subword"
 
 
-def make_aligner(mode: str, tokenizer_or_vocab: Any) -> Aligner:
-    """An aligner for `mode` (`char`, `subword` or `auto`) from a fast tokenizer or a plain vocab."""
+def make_aligner(mode: str, tokenizer_or_vocab: Any, whitespace_tokens: bool = False) -> Aligner:
+    """An aligner for `mode` (`char`, `subword` or `auto`) from a fast tokenizer or a plain vocab.
+
+    `whitespace_tokens` (char mode only) gives whitespace characters a token instead of skipping them.
+    """
     if mode == "auto":
         mode = default_mode(tokenizer_or_vocab)
     if mode == "char":
         if isinstance(tokenizer_or_vocab, Mapping):
-            return CharAligner(tokenizer_or_vocab)
-        return CharAligner.from_tokenizer(tokenizer_or_vocab)
+            return CharAligner(tokenizer_or_vocab, whitespace_tokens=whitespace_tokens)
+        return CharAligner.from_tokenizer(tokenizer_or_vocab, whitespace_tokens=whitespace_tokens)
     if mode == "subword":
         if isinstance(tokenizer_or_vocab, Mapping):
             raise ModelError("subword alignment needs a tokenizer, not only a vocabulary")

@@ -101,8 +101,9 @@ def tag_windows(
 def strip_whitespace(text: str, span: Span) -> Span | None:
     """A predicted span without leading or trailing whitespace; None if nothing else is left.
 
-    In char alignment whitespace has tokens of its own, and a model can tag them; no gold entity
-    starts or ends with whitespace (none of 87,638 in Ruijin train), so such edges are errors.
+    A predicted span runs from its first token's start to its last token's end, so it covers the
+    whitespace between them, and with `--whitespace-tokens` a model can tag whitespace itself; no
+    gold entity starts or ends with whitespace (none of 87,638 in Ruijin train), so such edges are errors.
     """
     start, end = span.start, span.end
     while start < end and text[start].isspace():

@@ -17,6 +17,7 @@ from bertner.align import (
     token_tags,
 )
 from bertner.errors import ModelError
+from bertner.inference import strip_whitespace
 from bertner.spans import Span
 from conftest import BERT_TOKENIZER, need
 
@@ -52,17 +53,22 @@ def test_char_ids_fallbacks_and_specials():
     aligner = CharAligner(VOCAB)
     assert aligner.mode == "char"
     assert (aligner.cls_id, aligner.sep_id, aligner.pad_id) == (VOCAB["[CLS]"], VOCAB["[SEP]"], VOCAB["[PAD]"])
-    tokenized = aligner.encode("血A \n😀\u3000ａ")
+    text = "血A \n😀\u3000ａ"
     unk, space = VOCAB["[UNK]"], VOCAB["[unused1]"]
-    assert tokenized.ids == [VOCAB["血"], VOCAB["a"], space, space, unk, space, VOCAB["a"]]
-    assert tokenized.offsets == [(i, i + 1) for i in range(7)]
+    skipped = aligner.encode(text)  # whitespace (space, newline, ideographic space) has no token
+    assert skipped.ids == [VOCAB["血"], VOCAB["a"], unk, VOCAB["a"]]
+    assert skipped.offsets == [(0, 1), (1, 2), (4, 5), (6, 7)]
+    kept = CharAligner(VOCAB, whitespace_tokens=True).encode(text)
+    assert kept.ids == [VOCAB["血"], VOCAB["a"], space, space, unk, space, VOCAB["a"]]
+    assert kept.offsets == [(i, i + 1) for i in range(7)]
 
 
 def test_char_space_token_choice():
     no_unused = {k: v for k, v in VOCAB.items() if k != "[unused1]"}
-    assert CharAligner(no_unused).encode(" ").ids == [VOCAB["[UNK]"]]
+    assert CharAligner(no_unused, whitespace_tokens=True).encode(" ").ids == [VOCAB["[UNK]"]]
     with_space = dict(no_unused, **{"[SPACE]": 99})
-    assert CharAligner(with_space).encode("\t").ids == [99]
+    assert CharAligner(with_space, whitespace_tokens=True).encode("\t").ids == [99]
+    assert CharAligner(with_space).encode("\t").ids == []
     with pytest.raises(ModelError):
         CharAligner({"[UNK]": 0})
 
@@ -70,7 +76,7 @@ def test_char_space_token_choice():
 @pytest.mark.parametrize("scheme", ["BIO", "BIOES"])
 def test_char_round_trip_is_exact(scheme):
     rng = random.Random(7)
-    aligner = CharAligner(VOCAB)
+    aligner = CharAligner(VOCAB, whitespace_tokens=True)
     for _ in range(50):
         text, spans = random_text_and_spans(rng, 80)
         tokenized = aligner.encode(text)
@@ -80,13 +86,34 @@ def test_char_round_trip_is_exact(scheme):
         assert spans_from_token_tags(tokenized, tags, scheme) == sorted(spans)
 
 
+@pytest.mark.parametrize("scheme", ["BIO", "BIOES"])
+def test_char_round_trip_skipping_whitespace(scheme):
+    """Entities that neither start nor end on whitespace (all of Ruijin's) stay exact, inner spaces included."""
+    rng = random.Random(8)
+    aligner = CharAligner(VOCAB)
+    inner_spaces = 0
+    for _ in range(50):
+        text, raw = random_text_and_spans(rng, 80)
+        trimmed = [strip_whitespace(text, sp) for sp in raw]
+        spans = [sp for sp in trimmed if sp is not None]
+        inner_spaces += sum(any(c.isspace() for c in text[sp.start : sp.end]) for sp in spans)
+        tokenized = aligner.encode(text)
+        assert len(tokenized) == sum(not c.isspace() for c in text)
+        tags, inexact = token_tags(tokenized, spans, scheme)
+        assert inexact == 0
+        assert spans_from_token_tags(tokenized, tags, scheme) == sorted(spans)
+        edged = [sp for sp in raw if text[sp.start].isspace() or text[sp.end - 1].isspace()]
+        assert token_tags(tokenized, edged, scheme)[1] == len(edged)  # counted, never silently moved
+    assert inner_spaces > 20
+
+
 def test_char_mode_is_fast():
     aligner = CharAligner(VOCAB)
     text = ("血糖HbA1c 5.6mmol/L\n空腹😀\u3000" * 120_000)[:2_500_000]
     began = time.perf_counter()
     tokenized = aligner.encode(text)
     elapsed = time.perf_counter() - began
-    assert len(tokenized) == 2_500_000
+    assert len(tokenized) == sum(not c.isspace() for c in text)
     assert elapsed < 6  # about 1 s on a free core; generous for shared machines
 
 
@@ -155,7 +182,10 @@ def test_default_mode(bert_tokenizer):
 def test_char_aligner_from_bert_tokenizer(bert_tokenizer):
     aligner = make_aligner("char", bert_tokenizer)
     tokenized = aligner.encode("HbA1c 血糖")
-    assert tokenized.ids == bert_tokenizer.convert_tokens_to_ids(list("hba1c") + ["[unused1]", "血", "糖"])
+    assert tokenized.ids == bert_tokenizer.convert_tokens_to_ids(list("hba1c") + ["血", "糖"])
+    assert tokenized.offsets[5] == (6, 7)
+    kept = make_aligner("char", bert_tokenizer, whitespace_tokens=True).encode("HbA1c 血糖")
+    assert kept.ids == bert_tokenizer.convert_tokens_to_ids(list("hba1c") + ["[unused1]", "血", "糖"])
 
 
 # --- chunking -------------------------------------------------------------------------------

@@ -123,10 +123,11 @@ def build_encoder(config: TrainConfig, train: list[Window]):
     if config.model == "tiny":
         return build_tiny_encoder(
             (w.text for w in train), layers=config.tiny_layers, hidden=config.tiny_hidden, heads=config.tiny_heads,
+            whitespace_tokens=config.whitespace_tokens,
         )
     return load_encoder(
         config.model, alignment=config.alignment, from_config=config.random_init,
-        trust_remote_code=config.trust_remote_code,
+        trust_remote_code=config.trust_remote_code, whitespace_tokens=config.whitespace_tokens,
     )
 
 
