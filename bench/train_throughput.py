@@ -283,12 +283,13 @@ def run_baseline(s: Setting, train, dev, tags: list[str]) -> dict[str, Any]:
 def evaluate_baseline(model, tokenizer, dev, tags, s: Setting, collator, device) -> float:
     from bertner.inference import char_tags
     from bertner.metrics import entity_scores
+    from bertner.spans import Span
     from bertner.tags import tags_to_spans
 
     model.eval()
     tag_to_id = {t: i for i, t in enumerate(tags)}
     features = hf_features(tokenizer, dev, tag_to_id, s.max_length)
-    predicted: list[list[str]] = []
+    predicted: list[list[Any]] = []  # spans per window
     autocast = (torch.autocast(device.type, dtype=torch.bfloat16) if s.precision == "bf16"
                 else torch.autocast(device.type, enabled=False))
     for i in range(0, len(features), s.batch_size * 2):
@@ -304,16 +305,19 @@ def evaluate_baseline(model, tokenizer, dev, tags, s: Setting, collator, device)
             window = dev[i + j]
             word_ids = tokenizer([list(window.text)], is_split_into_words=True, truncation=True,
                                  max_length=s.max_length).word_ids(0)
-            per_char = ["O"] * len(window.text)
+            # One tag per tokenised character (whitespace has no token), read as a sequence of its
+            # own, so an entity with a space inside stays one entity, as bertner reads it.
+            kept: list[int] = []
+            kept_tags: list[str] = []
             previous = None
             for position, word in enumerate(word_ids):
                 if word is not None and word != previous and position < len(row):
-                    per_char[word] = tags[row[position]]
+                    kept.append(word)
+                    kept_tags.append(tags[row[position]])
                 previous = word
-            predicted.append(per_char)
+            predicted.append([Span(kept[sp.start], kept[sp.end - 1] + 1, sp.label) for sp in tags_to_spans(kept_tags)])
     texts = [w.text for w in dev]
-    spans = [tags_to_spans(p) for p in predicted]
-    return entity_scores(char_tags(texts, [w.spans for w in dev]), char_tags(texts, spans)).micro.f1
+    return entity_scores(char_tags(texts, [w.spans for w in dev]), char_tags(texts, predicted)).micro.f1
 
 
 # ----------------------------------------------------------------------------- the benchmark
