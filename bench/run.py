@@ -97,7 +97,7 @@ def main() -> None:
     })
     summary.setdefault("results", {}).update({name: f"{name}.json" for name in results})
     if "train_throughput" in results:
-        summary["targets"] = results["train_throughput"]["target"]
+        summary.setdefault("targets", {}).update(results["train_throughput"]["target"])
     if "crf_speed" in results:
         summary.setdefault("targets", {})["cpu_viterbi_not_slower"] = results["crf_speed"]["decode_speedup"] >= 1.0
     common.write_result("summary", summary)

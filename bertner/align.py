@@ -4,9 +4,10 @@ Two modes:
 
 * `char`: one character is one token, exact by construction (Chinese BERT vocabularies hold
   every common character). Unknown characters fall back to their lower-case / NFKC form, then
-  `[UNK]`. Whitespace is skipped, as every Hugging Face tokenizer skips it (14% of Ruijin's
-  characters; no Ruijin entity starts or ends on it, so spans stay exact), unless
-  `whitespace_tokens` gives it a token of its own (`[unused1]` / `[SPACE]`).
+  `[UNK]`. Whitespace gets a token of its own (`[unused1]` / `[SPACE]`): line breaks and spaces
+  separate adjacent entities in clinical text, and dropping them cost 0.04 dev F1 on Ruijin after
+  one epoch. `whitespace_tokens=False` skips it as Hugging Face tokenizers do (14% fewer tokens on
+  Ruijin; no Ruijin entity starts or ends on whitespace, so spans stay exact either way).
 * `subword`: the fast tokenizer's own pieces with their offset mapping. Whitespace belongs to no
   token; an entity boundary inside a token (`5` of `5g`) cannot be represented exactly and is
   counted as *inexact*.
@@ -60,7 +61,7 @@ class CharAligner:
         cls_token: str = "[CLS]",
         sep_token: str = "[SEP]",
         pad_token: str = "[PAD]",
-        whitespace_tokens: bool = False,
+        whitespace_tokens: bool = True,
     ):
         self.whitespace_tokens = whitespace_tokens
         self.vocab = dict(vocab)
@@ -78,7 +79,7 @@ class CharAligner:
 
     @classmethod
     def from_tokenizer(
-        cls, tokenizer: Any, space_token: str | None = None, whitespace_tokens: bool = False
+        cls, tokenizer: Any, space_token: str | None = None, whitespace_tokens: bool = True
     ) -> "CharAligner":
         vocab = tokenizer.get_vocab()
         return cls(
@@ -195,10 +196,10 @@ def default_mode(tokenizer_or_vocab: Any) -> str:
     return "char" if cjk > CJK_CHAR_THRESHOLD else "subword"
 
 
-def make_aligner(mode: str, tokenizer_or_vocab: Any, whitespace_tokens: bool = False) -> Aligner:
+def make_aligner(mode: str, tokenizer_or_vocab: Any, whitespace_tokens: bool = True) -> Aligner:
     """An aligner for `mode` (`char`, `subword` or `auto`) from a fast tokenizer or a plain vocab.
 
-    `whitespace_tokens` (char mode only) gives whitespace characters a token instead of skipping them.
+    `whitespace_tokens` (char mode only): give whitespace characters a token, or skip them.
     """
     if mode == "auto":
         mode = default_mode(tokenizer_or_vocab)

@@ -22,7 +22,7 @@ class TrainConfig:
     data: str = "data/processed"
     model: str = "tiny"
     alignment: str = "auto"  # char | subword | auto (char for Chinese vocabularies)
-    whitespace_tokens: bool = False  # char alignment: give whitespace a token instead of skipping it
+    whitespace_tokens: bool = True  # char alignment: whitespace gets a token (False: skipped, as HF tokenizers do)
     random_init: bool = False  # the model's architecture with random weights (an ablation baseline)
     trust_remote_code: bool = False  # let a model folder run its own Python code (only for folders you trust)
     output: str | None = None  # default: runs/<variant>-<time>

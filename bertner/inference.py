@@ -102,7 +102,7 @@ def strip_whitespace(text: str, span: Span) -> Span | None:
     """A predicted span without leading or trailing whitespace; None if nothing else is left.
 
     A predicted span runs from its first token's start to its last token's end, so it covers the
-    whitespace between them, and with `--whitespace-tokens` a model can tag whitespace itself; no
+    whitespace between them, and in char alignment a model can tag whitespace tokens; no
     gold entity starts or ends with whitespace (none of 87,638 in Ruijin train), so such edges are errors.
     """
     start, end = span.start, span.end

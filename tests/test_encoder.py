@@ -7,6 +7,7 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("transformers")
 
+from bertner.align import CharAligner  # noqa: E402
 from bertner.errors import ModelError  # noqa: E402
 from bertner.models import encoder as encoder_module  # noqa: E402
 from bertner.models.encoder import (  # noqa: E402
@@ -57,16 +58,16 @@ def test_tiny_encoder_builds_and_runs():
     assert bundle.model.config.attention_probs_dropout_prob == 0.0  # keeps CPU attention on the fused kernel
     text = "血糖 HBA1C\n未见😀"
     ids = ids_for(bundle, text)
-    assert ids.shape[1] == len(text) - 2 + 2  # one token per character but the space and line break
-    assert ids[0, 1].item() == vocab["血"] and ids[0, 3].item() == vocab["H"]
+    assert ids.shape[1] == len(text) + 2  # one token per character
+    assert ids[0, 3].item() == vocab["[SPACE]"] and ids[0, 1].item() == vocab["血"]
     assert ids[0, -2].item() == vocab["[UNK]"]  # 😀 was never seen
-    assert ids[0, 4].item() == vocab["b"]  # B unseen, b seen in HbA1c
-    spaced = build_tiny_encoder(TEXTS, layers=1, hidden=32, heads=2, max_positions=64, whitespace_tokens=True)
-    spaced_ids = ids_for(spaced, text)
-    assert spaced_ids.shape[1] == len(text) + 2 and spaced_ids[0, 3].item() == vocab["[SPACE]"]
+    assert ids[0, 5].item() == vocab["b"]  # B unseen, b seen in HbA1c
+    skipping = build_tiny_encoder(TEXTS, layers=1, hidden=32, heads=2, max_positions=64, whitespace_tokens=False)
+    skipped_ids = ids_for(skipping, text)
+    assert skipped_ids.shape[1] == len(text) - 2 + 2 and skipped_ids[0, 3].item() == vocab["H"]
     with torch.no_grad():
         out = bundle.model(input_ids=ids, attention_mask=torch.ones_like(ids)).last_hidden_state
-    assert out.shape == (1, len(text), 32)
+    assert out.shape == (1, len(text) + 2, 32)
     with pytest.raises(ModelError):
         build_tiny_encoder(["   "])
 
@@ -78,7 +79,7 @@ def test_save_and_rebuild_offline(tmp_path, monkeypatch):
     assert not any(p.suffix in (".safetensors", ".bin") for p in (tmp_path / "encoder").iterdir())
     meta = json.loads((tmp_path / "encoder" / ENCODER_META).read_text())
     assert meta["alignment"] == "char" and meta["name"] == "tiny" and meta["max_positions"] == 128
-    assert meta["whitespace_tokens"] is False
+    assert meta["whitespace_tokens"] is True
 
     again = encoder_from_folder(tmp_path / "encoder")
     assert again.tokenizer.get_vocab() == bundle.tokenizer.get_vocab()
@@ -88,10 +89,14 @@ def test_save_and_rebuild_offline(tmp_path, monkeypatch):
     text = "HbA1c 升高，血糖\n控制差"
     ids = ids_for(bundle, text)
     assert ids.tolist() == ids_for(again, text).tolist()
-    # a run saved before `whitespace_tokens` was recorded gave whitespace a token: it still does
+    # the choice travels with the run; runs saved before it was recorded had whitespace tokens
+    bundle.aligner = CharAligner.from_tokenizer(bundle.tokenizer, whitespace_tokens=False)
+    save_encoder(bundle, tmp_path / "skipping")
+    assert encoder_from_folder(tmp_path / "skipping").aligner.whitespace_tokens is False
+    meta = json.loads((tmp_path / "skipping" / ENCODER_META).read_text())
     del meta["whitespace_tokens"]
-    (tmp_path / "encoder" / ENCODER_META).write_text(json.dumps(meta))
-    assert encoder_from_folder(tmp_path / "encoder").aligner.whitespace_tokens is True
+    (tmp_path / "skipping" / ENCODER_META).write_text(json.dumps(meta))
+    assert encoder_from_folder(tmp_path / "skipping").aligner.whitespace_tokens is True
 
     again.model.load_state_dict(bundle.model.state_dict())
     bundle.model.eval(), again.model.eval()
@@ -123,7 +128,7 @@ def test_load_albert_tiny():
     bundle.model.eval()
     with torch.no_grad():
         out = bundle.model(input_ids=ids).last_hidden_state
-    assert out.shape == (1, len(text) - 1 + 2, 312)  # a token per character but the space
+    assert out.shape == (1, len(text) + 2, 312)
     assert torch.isfinite(out).all()
 
     subword = load_encoder(str(ALBERT_TINY), alignment="subword", attn_implementation="eager")

@@ -123,7 +123,7 @@ def _load_tokenizer(folder: Path, trust_remote_code: bool = False) -> Any:
     raise ModelError(f"{folder}: cannot load a fast tokenizer{why}")
 
 
-def _pick_aligner(alignment: str, tokenizer: Any, whitespace_tokens: bool = False) -> Any:
+def _pick_aligner(alignment: str, tokenizer: Any, whitespace_tokens: bool = True) -> Any:
     if alignment not in ("auto", "char", "subword"):
         raise ModelError(f"unknown alignment {alignment!r}; use auto, char or subword")
     return make_aligner(alignment, tokenizer, whitespace_tokens)
@@ -175,7 +175,7 @@ def load_encoder(
     attn_implementation: str = "sdpa",
     from_config: bool = False,
     trust_remote_code: bool = False,
-    whitespace_tokens: bool = False,
+    whitespace_tokens: bool = True,
 ) -> EncoderBundle:
     """Load a pretrained encoder from a local Hugging Face folder or a hub name.
 
@@ -191,8 +191,8 @@ def load_encoder(
         raise ModelError(f"{name}: no such model folder")
     else:
         bundle = _load_hub(name, alignment, attn_implementation, from_config, trust_remote_code)
-    if whitespace_tokens and bundle.aligner.mode == "char":
-        bundle.aligner = make_aligner("char", bundle.tokenizer, whitespace_tokens=True)
+    if not whitespace_tokens and bundle.aligner.mode == "char":
+        bundle.aligner = make_aligner("char", bundle.tokenizer, whitespace_tokens=False)
     return bundle
 
 
@@ -232,7 +232,7 @@ def _load_folder(
     return _bundle(model, tokenizer, alignment, name)
 
 
-def _bundle(model: Any, tokenizer: Any, alignment: str, name: str, whitespace_tokens: bool = False) -> EncoderBundle:
+def _bundle(model: Any, tokenizer: Any, alignment: str, name: str, whitespace_tokens: bool = True) -> EncoderBundle:
     config = model.config
     return EncoderBundle(
         model=model,
@@ -348,7 +348,7 @@ def build_tiny_encoder(
     max_positions: int = 512,
     min_char_count: int = 1,
     attn_implementation: str = "sdpa",
-    whitespace_tokens: bool = False,
+    whitespace_tokens: bool = True,
 ) -> EncoderBundle:
     """A small randomly initialised BERT whose vocabulary is the characters of `texts`.
 
@@ -399,7 +399,7 @@ def save_encoder(bundle: EncoderBundle, folder: str | os.PathLike[str]) -> Path:
     meta = {
         "format": 1,
         "alignment": bundle.aligner.mode,
-        "whitespace_tokens": bool(getattr(bundle.aligner, "whitespace_tokens", False)),
+        "whitespace_tokens": bool(getattr(bundle.aligner, "whitespace_tokens", True)),
         "name": bundle.name,
         "max_positions": bundle.max_positions,
         "hidden_size": bundle.hidden_size,
@@ -428,7 +428,7 @@ def encoder_from_folder(
             raise _unknown_model_type(folder, exc) from exc
         tokenizer = _load_tokenizer(folder, trust_remote_code)
     alignment = meta.get("alignment", "auto")
-    # Runs saved before the key existed gave whitespace a token in char alignment.
+    # Runs saved before the key existed gave whitespace a token in char alignment, as the default does.
     whitespace_tokens = bool(meta.get("whitespace_tokens", True))
     bundle = _bundle(model, tokenizer, alignment, str(meta.get("name", folder)), whitespace_tokens)
     if isinstance(meta.get("max_positions"), int):
