@@ -21,8 +21,8 @@ clipping (1.0, the HF Trainer default) and seed for both; the classifier starts 
 `nn.Linear` initialisation on both sides. Every setting trains whole epochs, so both sides
 process exactly the same characters: the speed-up is the baseline's time over bertner's for the
 same work (characters/s). bertner runs with `--skip-whitespace`, because the HF tokenizer drops
-whitespace while bertner's default gives it a token (14% of Ruijin's characters, worth 0.04 dev
-F1 there): this way both sides feed the encoder the same tokens and the comparison is of engines.
+whitespace while bertner's default gives it a token (14% of Ruijin's characters; worth 0.04 dev
+F1 there after one epoch, 0.003 after two): this way both sides feed the encoder the same tokens and the comparison is of engines.
 Each repeat uses its own seed (13, 14, ...); dev F1 is the mean over repeats, on the same dev
 windows, with bertner's character-level strict entity F1.
 """
@@ -438,13 +438,17 @@ def run(quick: bool = False, smoke: bool = False, threads: int = 1, out_dir: Pat
 
 
 def targets(rows: list[dict[str, Any]]) -> dict[str, Any]:
-    """The issue's CPU targets: softmax >= 1.0x, CRF >= 1.3x, mean dev F1 within 0.01."""
+    """The issue's CPU targets: softmax >= 1.0x, CRF >= 1.3x, mean dev F1 within 0.01.
+
+    The F1 check is None (not shown) when neither side learned anything: 0 = 0 proves nothing.
+    """
     checks = {}
     for r in rows:
         need = 1.3 if "crf" in r["variant"] else 1.0
+        learned = max(r["bertner_f1"], r["baseline_f1"]) > 0
         checks[f"{r['encoder']}/{r['variant']}"] = {
             "speedup": r["speedup"], "needed": need, "speed_met": r["speedup"] >= need,
-            "f1_diff": r["f1_diff"], "f1_within_0.01": abs(r["f1_diff"]) <= 0.01,
+            "f1_diff": r["f1_diff"], "f1_within_0.01": abs(r["f1_diff"]) <= 0.01 if learned else None,
         }
     return checks
 
