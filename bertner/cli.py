@@ -102,7 +102,7 @@ def train(
     trust_remote_code: Optional[bool] = typer.Option(None, "--trust-remote-code", help="Let the model folder run its own Python code. Only for folders you trust."),
     constrained_decoding: Optional[bool] = typer.Option(None, "--constrained-decoding/--free-decoding", help="Softmax head: decode the most probable well-formed BIO sequence instead of each token's argmax (default: free, as in the study)."),
     alignment: Optional[str] = typer.Option(None, "--alignment", help="char (one character, one token), subword (tokenizer offsets) or auto."),
-    whitespace_tokens: Optional[bool] = typer.Option(None, "--whitespace-tokens/--skip-whitespace", help="Char alignment: spaces and line breaks get a token ([unused1]/[SPACE]) so the model sees where lines and lists break (default), or are skipped as Hugging Face tokenizers do (14% fewer tokens on Ruijin; dev F1 0.04 lower there after one epoch, 0.003 after two)."),
+    whitespace_tokens: Optional[bool] = typer.Option(None, "--whitespace-tokens/--skip-whitespace", help="Char alignment: spaces and line breaks get a token of their own, so the model sees where lines and lists break (default), or are skipped as Hugging Face tokenizers do (14% fewer tokens on Ruijin; dev F1 0.04 lower there after one epoch, 0.003 after two)."),
     device: Optional[str] = typer.Option(None, "--device", help="auto, cpu, cuda or cuda:N."),
     precision: Optional[str] = typer.Option(None, "--precision", help="auto (bf16 or fp16 on GPU, fp32 on CPU), fp32, bf16, fp16."),
     compile: Optional[bool] = typer.Option(None, "--compile/--no-compile", help="torch.compile the model (GPU; pays off on long runs)."),
