@@ -91,3 +91,10 @@ def test_nan_loss_stops_with_the_step(data_dir, tmp_path):
     # A learning rate this large blows the weights up within a few steps.
     with pytest.raises(TrainingError, match=r"the loss became (nan|inf) by step \d+; training stopped"):
         train(small_config(data_dir, tmp_path / "run", lr=1e12, warmup_ratio=0.0, max_grad_norm=1e30), show=False)
+
+
+def test_compile_on_cpu_warns_before_the_long_wait(data_dir, tmp_path, capsys):
+    from bertner.engine.trainer import Trainer
+
+    Trainer(small_config(data_dir, tmp_path / "run", compile=True, device="cpu"), show=False).setup()
+    assert "--compile on CPU" in capsys.readouterr().err  # torch.compile is lazy: nothing compiled yet

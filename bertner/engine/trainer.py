@@ -23,7 +23,7 @@ from typing import Any
 import torch
 
 from bertner.config import TrainConfig, save_config
-from bertner.console import err, info
+from bertner.console import err, info, warn
 from bertner.engine.batching import encode_windows, iterate_batches, length_grouped_batches
 from bertner.engine.checkpoint import load_checkpoint, save_checkpoint, save_weights
 from bertner.engine.distributed import close_distributed, init_distributed
@@ -219,6 +219,9 @@ class Trainer:
             ids = [self.device.index] if self.device.type == "cuda" else None
             self.forward_model = DistributedDataParallel(self.model, device_ids=ids)
         if c.compile:
+            if self.device.type == "cpu":
+                warn("--compile on CPU: compiling can take many minutes before the first step "
+                     "(ALBERT-tiny on one thread had not started after 10); it is meant for GPUs")
             self.forward_model = torch.compile(self.forward_model, dynamic=True)
 
         self.state: dict[str, Any] = {
