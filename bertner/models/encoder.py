@@ -185,19 +185,16 @@ def load_encoder(
     """
     name = str(name_or_path)
     path = Path(name).expanduser()
-    if path.exists():
-        bundle = _load_folder(path, name, alignment, attn_implementation, from_config, trust_remote_code)
-    elif not _REPO_ID.match(name) or name.startswith((".", "~")):
-        raise ModelError(f"{name}: no such model folder")
-    else:
-        bundle = _load_hub(name, alignment, attn_implementation, from_config, trust_remote_code)
-    if not whitespace_tokens and bundle.aligner.mode == "char":
-        bundle.aligner = make_aligner("char", bundle.tokenizer, whitespace_tokens=False)
-    return bundle
+    if not path.exists():
+        if not _REPO_ID.match(name) or name.startswith((".", "~")):
+            raise ModelError(f"{name}: no such model folder")
+        path = _hub_folder(name, from_config)
+    return _load_folder(path, name, alignment, attn_implementation, from_config, trust_remote_code, whitespace_tokens)
 
 
 def _load_folder(
-    path: Path, name: str, alignment: str, attn_implementation: str, from_config: bool, trust_remote_code: bool
+    path: Path, name: str, alignment: str, attn_implementation: str, from_config: bool, trust_remote_code: bool,
+    whitespace_tokens: bool = True,
 ) -> EncoderBundle:
     if not path.is_dir():
         raise ModelError(f"{path} is not a model folder: it is a file; pass the folder that holds config.json")
@@ -229,7 +226,7 @@ def _load_folder(
             raise _unknown_model_type(path, exc) from exc
         except OSError as exc:
             raise ModelError(f"{path}: cannot load the weights ({exc})".splitlines()[0]) from exc
-    return _bundle(model, tokenizer, alignment, name)
+    return _bundle(model, tokenizer, alignment, name, whitespace_tokens)
 
 
 def _bundle(model: Any, tokenizer: Any, alignment: str, name: str, whitespace_tokens: bool = True) -> EncoderBundle:
@@ -277,9 +274,8 @@ def _hub_reachable(timeout: float = 3.0) -> bool:
         return False
 
 
-def _load_hub(
-    name: str, alignment: str, attn_implementation: str, from_config: bool, trust_remote_code: bool
-) -> EncoderBundle:
+def _hub_folder(name: str, from_config: bool) -> Path:
+    """The local folder of hub model `name`: from the cache, else downloaded; one clear line offline."""
     from huggingface_hub import snapshot_download
 
     patterns = ["config.json", "tokenizer*", "vocab*", "special_tokens_map.json", "*.model", "merges.txt"]
@@ -303,7 +299,7 @@ def _load_hub(
             except Exception as exc:  # network, HTTP, missing repository: all mean the same to the user
                 reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
                 raise _offline_advice(name, reason[:200]) from exc
-    return _load_folder(Path(folder), name, alignment, attn_implementation, from_config, trust_remote_code)
+    return Path(folder)
 
 
 # ---------------------------------------------------------------------------------------------
