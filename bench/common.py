@@ -147,10 +147,14 @@ def window_slice(n_train: int, n_dev: int, source: Path | None = None):
 
     source = source or preprocessed_ruijin()
     train = [w for w in read_windows(source / "train.jsonl") if w.text.strip()][:n_train]
+    dev = [w for w in read_windows(source / "dev.jsonl") if w.text.strip()]
+    return train, dev_with_seen_labels(train, dev)[:n_dev]
+
+
+def dev_with_seen_labels(train, dev) -> list:
+    """The dev windows whose labels all occur in `train` (bertner refuses a dev label it never trained on)."""
     seen = {s.label for w in train for s in w.spans}
-    # dev windows with a label the slice never trains on are left out (bertner refuses them)
-    dev = [w for w in read_windows(source / "dev.jsonl") if w.text.strip() and all(s.label in seen for s in w.spans)]
-    return train, dev[:n_dev]
+    return [w for w in dev if all(s.label in seen for s in w.spans)]
 
 
 def write_data_dir(folder: Path, train, dev) -> Path:

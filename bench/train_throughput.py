@@ -22,8 +22,8 @@ clipping (1.0, the HF Trainer default) and seed for both; the classifier starts 
 process exactly the same characters: the speed-up is the baseline's time over bertner's for the
 same work (characters/s). bertner runs with `--skip-whitespace`, because the HF tokenizer drops
 whitespace while bertner's default gives it a token (14% of Ruijin's characters; worth 0.04 dev
-F1 there after one epoch, 0.003 after two): this way both sides feed the encoder the same tokens and the comparison is of engines.
-Each repeat uses its own seed (13, 14, ...); dev F1 is the mean over repeats, on the same dev
+F1 there after one epoch, 0.003 after two): this way both sides feed the encoder the same
+tokens and the comparison is of engines. Each repeat uses its own seed (13, 14, ...); dev F1 is the mean over repeats, on the same dev
 windows, with bertner's character-level strict entity F1.
 """
 
@@ -207,14 +207,14 @@ def build_baseline(s: Setting, train_texts: list[str], num_tags: int):
     return EncoderHead(encoder, encoder.config.hidden_size, num_tags, s.crf, s.gru), tokenizer
 
 
-def hf_features(tokenizer, windows, tag_to_id, max_length: int) -> list[dict[str, Any]]:
-    """`run_ner`'s tokenize_and_align_labels, with each character a word."""
+def hf_features(tokenizer, windows, tag_to_id, max_length: int) -> tuple[list[dict[str, Any]], list[list]]:
+    """`run_ner`'s tokenize_and_align_labels, with each character a word; also each row's word ids."""
     from bertner.inference import char_tags
 
     texts = [w.text for w in windows]
     gold = char_tags(texts, [w.spans for w in windows])
     enc = tokenizer([list(t) for t in texts], is_split_into_words=True, truncation=True, max_length=max_length)
-    features = []
+    features, all_word_ids = [], []
     for i, tags in enumerate(gold):
         word_ids = enc.word_ids(i)
         labels, previous = [], None
@@ -224,7 +224,8 @@ def hf_features(tokenizer, windows, tag_to_id, max_length: int) -> list[dict[str
         row = {k: enc[k][i] for k in enc.keys()}
         row["labels"] = labels
         features.append(row)
-    return features
+        all_word_ids.append(word_ids)
+    return features, all_word_ids
 
 
 def run_baseline(s: Setting, train, dev, tags: list[str]) -> dict[str, Any]:
@@ -234,7 +235,7 @@ def run_baseline(s: Setting, train, dev, tags: list[str]) -> dict[str, Any]:
     tag_to_id = {t: i for i, t in enumerate(tags)}
     model, tokenizer = build_baseline(s, [w.text for w in train], len(tags))
     model.to(device)
-    train_features = hf_features(tokenizer, train, tag_to_id, s.max_length)
+    train_features, _ = hf_features(tokenizer, train, tag_to_id, s.max_length)
     collator = DataCollatorForTokenClassification(tokenizer)
     generator = torch.Generator().manual_seed(s.seed)
     loader = torch.utils.data.DataLoader(train_features, batch_size=s.batch_size, shuffle=True,
@@ -290,7 +291,7 @@ def evaluate_baseline(model, tokenizer, dev, tags, s: Setting, collator, device)
 
     model.eval()
     tag_to_id = {t: i for i, t in enumerate(tags)}
-    features = hf_features(tokenizer, dev, tag_to_id, s.max_length)
+    features, dev_word_ids = hf_features(tokenizer, dev, tag_to_id, s.max_length)
     predicted: list[list[Any]] = []  # spans per window
     autocast = (torch.autocast(device.type, dtype=torch.bfloat16) if s.precision == "bf16"
                 else torch.autocast(device.type, enabled=False))
@@ -304,9 +305,7 @@ def evaluate_baseline(model, tokenizer, dev, tags, s: Setting, collator, device)
             else:
                 rows = model.predict(**batch)
         for j, row in enumerate(rows):
-            window = dev[i + j]
-            word_ids = tokenizer([list(window.text)], is_split_into_words=True, truncation=True,
-                                 max_length=s.max_length).word_ids(0)
+            word_ids = dev_word_ids[i + j]
             # One tag per tokenised character (whitespace has no token), read as a sequence of its
             # own, so an entity with a space inside stays one entity, as bertner reads it.
             kept: list[int] = []
@@ -341,8 +340,7 @@ def compare(s: Setting, train, dev, repeats: int, work: Path, log=print) -> dict
     train = train[: s.train_windows]
     if len(train) < s.train_windows:
         raise ValueError(f"{s.train_windows} training windows wanted, the slice has {len(train)}")
-    seen = {sp.label for w in train for sp in w.spans}
-    dev = [w for w in dev if all(sp.label in seen for sp in w.spans)]  # bertner refuses unseen labels
+    dev = common.dev_with_seen_labels(train, dev)
     data_dir = common.write_data_dir(work / "data", train, dev)
     tags = tags_of(train)
     ours, theirs = [], []
@@ -404,8 +402,7 @@ def plan(quick: bool, smoke: bool = False) -> tuple[list[Setting], int, int, int
 def warm_up(train, dev, work: Path) -> None:
     """One-off costs (lazy imports, first allocations, kernel selection) paid before any timing."""
     s = Setting("tiny", "crf", steps=2, batch_size=4, lr=1e-3, train_windows=8, tiny_layers=1, tiny_hidden=32)
-    seen = {sp.label for w in train[:16] for sp in w.spans}
-    small_dev = [w for w in dev if all(sp.label in seen for sp in w.spans)][:8]
+    small_dev = common.dev_with_seen_labels(train[:16], dev)[:8]
     data_dir = common.write_data_dir(work / "warmup-data", train[:16], small_dev)
     run_bertner(s, data_dir, work)
     run_baseline(s, train[:16], small_dev, tags_of(train[:16]))

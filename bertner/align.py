@@ -6,8 +6,8 @@ Two modes:
   every common character). Unknown characters fall back to their lower-case / NFKC form, then
   `[UNK]`. Whitespace gets a token of its own (`[unused1]` / `[SPACE]`): line breaks and spaces
   separate adjacent entities in clinical text (dropping them cost 0.04 dev F1 on Ruijin after one
-  epoch, 0.003 after two). `whitespace_tokens=False` skips it as Hugging Face tokenizers do (14% fewer tokens on
-  Ruijin; no Ruijin entity starts or ends on whitespace, so spans stay exact either way).
+  epoch, 0.003 after two). `whitespace_tokens=False` skips it as Hugging Face tokenizers do (14%
+  fewer tokens on Ruijin; no Ruijin entity starts or ends on whitespace, so spans stay exact).
 * `subword`: the fast tokenizer's own pieces with their offset mapping. Whitespace belongs to no
   token; an entity boundary inside a token (`5` of `5g`) cannot be represented exactly and is
   counted as *inexact*.
