@@ -98,3 +98,15 @@ def test_compile_on_cpu_warns_before_the_long_wait(data_dir, tmp_path, capsys):
 
     Trainer(small_config(data_dir, tmp_path / "run", compile=True, device="cpu"), show=False).setup()
     assert "--compile on CPU" in capsys.readouterr().err  # torch.compile is lazy: nothing compiled yet
+
+
+def test_cpu_training_uses_the_cheap_dropout_masks(data_dir, tmp_path):
+    from torch import nn
+
+    from bertner.engine.trainer import Trainer
+    from bertner.models.cpu_dropout import CpuDropout
+
+    trainer = Trainer(small_config(data_dir, tmp_path / "run", device="cpu"), show=False)
+    trainer.setup()
+    dropouts = [m for m in trainer.model.modules() if isinstance(m, nn.Dropout)]
+    assert dropouts and all(isinstance(m, CpuDropout) for m in dropouts)
