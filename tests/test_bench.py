@@ -5,6 +5,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 from conftest import RUIJIN_TRAIN, need
 
@@ -40,3 +41,27 @@ def test_smallest_training_comparison_writes_ratios(tmp_path):
         assert row["speedup"] > 0 and row["bertner_tokens_per_s"] > 0 and row["baseline_tokens_per_s"] > 0
         assert 0 <= row["bertner_f1"] <= 1 and 0 <= row["baseline_f1"] <= 1
     assert set(saved["target"]) == {f"{r['encoder']}/{r['variant']}" for r in saved["rows"]}
+
+
+def test_baseline_crf_sees_only_the_text_tokens():
+    """The baseline's CRF runs over t1..tn of `[CLS] t1..tn [SEP] pad`, like bertner's."""
+    import train_throughput
+    from torch import nn
+
+    head = train_throughput.EncoderHead(nn.Identity(), 4, num_tags=3, crf=True, gru=False)
+    attention_mask = torch.tensor([[1, 1, 1, 1, 1], [1, 1, 1, 1, 0]])
+    labels = torch.tensor([[-100, 1, 2, 0, -100], [-100, 2, 0, -100, -100]])
+    logits = torch.zeros(2, 5, 3)
+    for row, tags in enumerate(([1, 2, 0], [2, 0])):
+        for i, tag in enumerate(tags):
+            logits[row, i + 1, tag] = 5.0
+    head.logits = lambda *args, **kwargs: logits
+    loss = head(None, attention_mask, labels)
+    assert head.predict(None, attention_mask) == [[0, 1, 2, 0], [0, 2, 0]]  # a placeholder at [CLS]
+
+    logits[:, 0] = torch.tensor([0.0, 9.0, -9.0])  # [CLS], [SEP] and padding must not count
+    logits[0, 4] = logits[1, 3] = logits[1, 4] = torch.tensor([-9.0, 0.0, 9.0])
+    assert head(None, attention_mask, labels).item() == pytest.approx(loss.item())
+    assert head.predict(None, attention_mask) == [[0, 1, 2, 0], [0, 2, 0]]
+    total = -head.crf(logits[:, 1:-1], labels[:, 1:-1].clamp(min=0), attention_mask[:, 2:].bool(), reduction="sum")
+    assert loss.item() == pytest.approx(total.item() / 5)  # the mean per text token
