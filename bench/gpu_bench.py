@@ -7,10 +7,9 @@ The encoder is built from bench/gpu_payload/bert-base-chinese-tokenizer/config.j
 weights (seeded) and saved once to a scratch folder, so bertner and the HF baseline start from
 the same weights. Each variant (softmax, crf, gru, gru+crf) trains a fixed number of steps on
 both, interleaved (see train_throughput.py for what each side does). Reported: tokens/s (real
-tokens), speed-up, dev F1, peak GPU memory, and model FLOPs utilisation:
-  FLOPs/token = 6 N + 12 L d T_eff   (N: parameters outside the embeddings, L layers, d hidden,
-  T_eff = sum(len^2) / sum(len) over the training inputs: attention scores and values, fwd+bwd)
-  MFU = tokens/s x FLOPs/token / peak bf16 dense (H100 SXM and H200: 989 TFLOP/s; H100 PCIe 756).
+tokens), speed-up, dev F1, peak GPU memory, and model FLOPs utilisation as `bertner train`
+reports it (`bertner/engine/flops.py`): 6 N + 12 L d T FLOPs per token against the card's
+dense bf16 peak (H100 SXM and H200: 989 TFLOP/s; H100 PCIe 756).
 Then bench/crf_speed.py --device cuda. JSON goes to $OUT if set, else bench/results/.
 """
 
@@ -27,22 +26,14 @@ from pathlib import Path
 
 import torch
 
+from bertner.engine.flops import mfu, peak_flops
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common  # noqa: E402
 import train_throughput as tt  # noqa: E402
 
 PAYLOAD = common.BENCH / "gpu_payload"
 VARIANTS = ("softmax", "crf", "gru", "gru+crf")
-
-
-def peak_tflops(name: str | None) -> float | None:
-    if not name:
-        return None
-    if "H100" in name and "PCIe" in name:
-        return 756.0
-    if "H100" in name or "H200" in name:
-        return 989.0
-    return None
 
 
 def random_encoder_folder(config_dir: Path, out: Path, smoke: bool, seed: int = 0) -> Path:
@@ -66,19 +57,20 @@ def random_encoder_folder(config_dir: Path, out: Path, smoke: bool, seed: int = 
     return out
 
 
-def flops_per_token(folder: Path, train, variant: str) -> tuple[float, dict]:
+def model_flops(folder: Path, train, variant: str) -> tuple[float, dict]:
+    """FLOPs per token of the variant's model (the head as bertner builds it: GRU, classifier)."""
+    from torch import nn
     from transformers import AutoConfig
 
-    c = AutoConfig.from_pretrained(str(folder))
-    d, L, inter = c.hidden_size, c.num_hidden_layers, c.intermediate_size
-    per_layer = 4 * d * d + 4 * d + 2 * d * inter + inter + d + 4 * d  # attention, FFN, two LayerNorms
-    n = L * per_layer + d * d + d  # + pooler-free head-side linear ~ classifier below
-    n = L * per_layer
-    if "gru" in variant:
-        n += 3 * (2 * d * d + 2 * d)
-    lengths = [len(w.text) + 2 for w in train]
-    t_eff = sum(x * x for x in lengths) / sum(lengths)
-    return 6 * n + 12 * L * d * t_eff, {"non_embedding_parameters": n, "layers": L, "hidden": d, "t_eff": round(t_eff, 1)}
+    from bertner.engine.flops import attention_length, encoder_weights, flops_per_token
+
+    config = AutoConfig.from_pretrained(str(folder))
+    d = config.hidden_size
+    head = nn.ModuleList([nn.Linear(d, len(tt.tags_of(train)))] + ([nn.GRU(d, d)] if "gru" in variant else []))
+    lengths = [len(w.text) + 2 for w in train]  # + [CLS], [SEP]
+    shape = {"encoder_weights": encoder_weights(config), "layers": config.num_hidden_layers, "hidden": d,
+             "attention_length": round(attention_length(lengths), 1)}
+    return flops_per_token(config, head, lengths), shape
 
 
 def main() -> None:
@@ -112,7 +104,7 @@ def main() -> None:
     tt.warm_up(train, dev, work) if smoke else None
     rows = []
     name = torch.cuda.get_device_name(0) if device == "cuda" else None
-    peak = peak_tflops(name)
+    peak = peak_flops(name)  # FLOP/s, None on CPU
     started = time.perf_counter()
     for variant in args.variants.split(","):
         # whole epochs over the largest window count that divides steps x batch, so both sides
@@ -124,17 +116,17 @@ def main() -> None:
             tt.compare(tt.Setting(str(folder), variant, steps=5, batch_size=batch, lr=5e-5, train_windows=5 * batch,
                                   device=device, precision=precision), train, dev, 1, work, log=lambda *_: None)
         row = tt.compare(s, train, dev, repeats, work)
-        fpt, shape = flops_per_token(folder, train, variant)
+        fpt, shape = model_flops(folder, train, variant)
         row.update(shape)
         row["flops_per_token"] = fpt
         if peak:
-            row["bertner_mfu"] = round(row["bertner_tokens_per_s"] * fpt / (peak * 1e12), 4)
-            row["baseline_mfu"] = round(row["baseline_tokens_per_s"] * fpt / (peak * 1e12), 4)
+            row["bertner_mfu"] = round(mfu(row["bertner_tokens_per_s"], fpt, peak), 4)
+            row["baseline_mfu"] = round(mfu(row["baseline_tokens_per_s"], fpt, peak), 4)
         rows.append(row)
         print(json.dumps({k: row[k] for k in ("variant", "speedup", "bertner_tokens_per_s", "baseline_tokens_per_s",
                                                "bertner_f1", "baseline_f1")}), flush=True)
     result = {
-        "name": "gpu_train", "device": name or "cpu (smoke)", "precision": precision, "peak_tflops_bf16": peak,
+        "name": "gpu_train", "device": name or "cpu (smoke)", "precision": precision, "peak_tflops_bf16": peak / 1e12 if peak else None,
         "encoder": "BERT-base shape from bert-base-chinese config, random weights" if not smoke else "smoke: 1 layer, 64 hidden",
         "train_windows": len(train), "dev_windows": len(dev), "steps": steps, "batch_size": batch, "repeats": repeats,
         "rows": rows, "seconds": round(time.perf_counter() - started, 1), "machine": common.machine_info(),

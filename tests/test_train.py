@@ -110,3 +110,18 @@ def test_cpu_training_uses_the_cheap_dropout_masks(data_dir, tmp_path):
     trainer.setup()
     dropouts = [m for m in trainer.model.modules() if isinstance(m, nn.Dropout)]
     assert dropouts and all(isinstance(m, CpuDropout) for m in dropouts)
+
+
+def test_mfu_is_reported_against_a_known_peak_and_not_on_cpu(data_dir, tmp_path, monkeypatch, capsys):
+    import bertner.engine.trainer as trainer_module
+
+    plain = train(small_config(data_dir, tmp_path / "cpu", epochs=1), show=False)
+    assert plain["mfu"] is None  # no peak to compare with on a CPU
+    assert "MFU" not in capsys.readouterr().err
+    monkeypatch.setattr(trainer_module, "device_peak_flops", lambda device: 1e10)  # as if on a 10 GFLOP/s card
+    estimates = []
+    real = trainer_module.flops_per_token
+    monkeypatch.setattr(trainer_module, "flops_per_token", lambda *args: estimates.append(real(*args)) or estimates[-1])
+    summary = train(small_config(data_dir, tmp_path / "gpu-like", epochs=1), show=False)
+    assert summary["mfu"] == pytest.approx(summary["tokens_per_second"] * estimates[0] / 1e10, abs=2e-4)
+    assert "MFU" in capsys.readouterr().err

@@ -31,7 +31,7 @@ class Tracker:
             TextColumn("[bold]epoch {task.fields[epoch]}"),
             BarColumn(),
             MofNCompleteColumn(),
-            TextColumn("loss {task.fields[loss]}  lr {task.fields[lr]}  {task.fields[speed]} tok/s"),
+            TextColumn("loss {task.fields[loss]}  lr {task.fields[lr]}  {task.fields[speed]} tok/s{task.fields[mfu]}"),
             TimeElapsedColumn(),
             TextColumn("eta"),
             TimeRemainingColumn(),
@@ -40,28 +40,36 @@ class Tracker:
         )
         self.progress.start()
         self.task = self.progress.add_task(
-            "train", total=total_steps, completed=start_step, epoch="-", loss="-", lr="-", speed="-"
+            "train", total=total_steps, completed=start_step, epoch="-", loss="-", lr="-", speed="-", mfu=""
         )
 
     def step(self, step: int, epoch: int) -> None:
         if self.progress is not None:
             self.progress.update(self.task, completed=step, epoch=epoch)
 
-    def log_train(self, step: int, loss: float, lrs: dict[str, float], tokens_per_second: float) -> None:
+    def log_train(
+        self, step: int, loss: float, lrs: dict[str, float], tokens_per_second: float, mfu: float | None = None
+    ) -> None:
+        """`mfu`: model FLOPs utilisation per GPU, when the card's peak is known (never on CPU)."""
         if not self.enabled:
             return
         self.writer.add_scalar("train/loss", loss, step)
         for name, lr in lrs.items():
             self.writer.add_scalar(f"lr/{name}", lr, step)
         self.writer.add_scalar("train/tokens_per_second", tokens_per_second, step)
+        if mfu is not None:
+            self.writer.add_scalar("train/mfu", mfu, step)
         encoder_lr = lrs.get("encoder", next(iter(lrs.values())))
-        self.progress.update(self.task, loss=f"{loss:.4f}", lr=f"{encoder_lr:.2e}", speed=f"{tokens_per_second:,.0f}")
+        mfu_text = f"  MFU {mfu:.1%}" if mfu is not None else ""
+        self.progress.update(
+            self.task, loss=f"{loss:.4f}", lr=f"{encoder_lr:.2e}", speed=f"{tokens_per_second:,.0f}", mfu=mfu_text
+        )
         if self.plain:
             task = self.progress.tasks[0]
             eta = task.time_remaining
             err.print(
                 f"step {step}/{task.total:.0f}  loss {loss:.4f}  lr {encoder_lr:.2e}  {tokens_per_second:,.0f} tok/s"
-                + (f"  eta {eta / 60:.1f} min" if eta else ""),
+                + mfu_text + (f"  eta {eta / 60:.1f} min" if eta else ""),
                 highlight=False,
             )
 

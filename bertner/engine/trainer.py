@@ -21,12 +21,14 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from torch import nn
 
 from bertner.config import TrainConfig, save_config
 from bertner.console import err, info, warn
 from bertner.engine.batching import encode_windows, iterate_batches, length_grouped_batches
 from bertner.engine.checkpoint import load_checkpoint, save_checkpoint, save_weights
 from bertner.engine.distributed import close_distributed, init_distributed
+from bertner.engine.flops import device_peak_flops, flops_per_token, mfu
 from bertner.engine.optim import build_optimizer, linear_schedule
 from bertner.engine.tracking import Tracker
 from bertner.errors import BertnerError, DataError, TrainingError
@@ -205,6 +207,7 @@ class Trainer:
         self.model = Tagger(self.bundle.model, self.bundle.hidden_size, spec).to(self.device)
         if self.device.type == "cpu":
             use_cpu_dropout(self.model)  # PyTorch's CPU dropout masks cost ~10% of a step
+        self.flops_per_token, self.peak_flops = self._flops_and_peak()
         self.optimizer, self.groups = build_optimizer(
             self.model, c.lr, c.weight_decay, c.head_lr_mult, c.crf_lr_mult
         )
@@ -243,6 +246,22 @@ class Trainer:
 
             save_encoder(self.bundle, self.run_dir / "encoder")
             (self.run_dir / "metrics.jsonl").write_text("", encoding="utf-8")
+
+    def _flops_and_peak(self) -> tuple[float | None, float | None]:
+        """For MFU: the model's FLOPs per trained token and the GPU's peak (None on CPU or an unknown card)."""
+        peak = device_peak_flops(self.device)
+        head = nn.ModuleList([m for m in (self.model.gru, self.model.classifier) if m is not None])
+        try:
+            fpt = flops_per_token(self.bundle.model.config, head, [len(e) for e in self.train_set.examples])
+        except AttributeError:  # an encoder config without BERT's shape fields: no estimate
+            return None, peak
+        return fpt, peak
+
+    def _mfu(self, tokens_per_second: float) -> float | None:
+        """Per GPU: the tokens counted here are all processes' together."""
+        if self.flops_per_token is None:
+            return None
+        return mfu(tokens_per_second / self.dist.world, self.flops_per_token, self.peak_flops)
 
     def _check_resume_config(self) -> None:
         from bertner.runs import load_config
@@ -437,8 +456,9 @@ class Trainer:
                     )
                 if s["step"] % c.log_every == 0 or s["step"] == self.total_steps:
                     lrs = {g["name"]: g["lr"] for g in optimizer.param_groups}
+                    speed = window_tokens / max(window_seconds, 1e-9)
                     tracker.log_train(s["step"], (loss_sum / max(1, loss_count)).item() * c.grad_accum, lrs,
-                                      window_tokens / max(window_seconds, 1e-9))
+                                      speed, self._mfu(speed))
                     loss_sum.zero_()
                     loss_count, window_tokens, window_seconds = 0, 0, 0.0
                 if c.eval_every and s["step"] % c.eval_every == 0:
@@ -477,6 +497,8 @@ class Trainer:
         s = self.state
         c = self.config
         best = s.get("best_record", {})
+        speed = s["tokens"] / max(s["train_seconds"], 1e-9)
+        run_mfu = self._mfu(speed)
         summary = {
             "format": RUN_FORMAT,
             "variant": c.variant,
@@ -496,7 +518,8 @@ class Trainer:
             "best_recall": best.get("micro", {}).get("recall"),
             "best_per_type": best.get("per_type", {}),
             "train_seconds": round(s["train_seconds"], 2),
-            "tokens_per_second": round(s["tokens"] / max(s["train_seconds"], 1e-9), 1),
+            "tokens_per_second": round(speed, 1),
+            "mfu": None if run_mfu is None else round(run_mfu, 4),  # None on CPU or an unknown GPU
             "parameters": count_parameters(self.model),
             "device": str(self.device),
             "precision": self.precision,
