@@ -165,7 +165,11 @@ class EncoderHead(nn.Module):
     @staticmethod
     def text_tokens(logits, attention_mask):
         """Rows are [CLS] t1..tn [SEP] pad..: the emissions of t1..tn and their mask."""
-        return logits[:, 1:-1], attention_mask[:, 2:].bool()  # position i + 1 is text iff i + 2 is not padding
+        mask = attention_mask[:, 2:].bool()  # position i + 1 is text iff i + 2 is not padding
+        # pytorch-crf needs every row's first position on; only a row without text (n = 0) changes,
+        # and it then scores its [SEP] as O
+        mask[:, 0] = True
+        return logits[:, 1:-1], mask
 
     def predict(self, input_ids, attention_mask, token_type_ids=None) -> list[list[int]]:
         logits = self.logits(input_ids, attention_mask, token_type_ids)

@@ -59,6 +59,7 @@ def test_cpu_attention_is_sdpa_without_dropout_and_masked_sdpa_with_it():
     from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
     module = nn.Module()
+    module.is_causal = False  # an encoder's attention
     module.train()
     q, k, v = (torch.randn(2, 4, 7, 8) for _ in range(3))
     allowed = torch.ones(2, 1, 7, 7, dtype=torch.bool)
@@ -100,3 +101,15 @@ def test_use_cpu_dropout_keeps_the_model_and_its_eval_outputs():
     torch.manual_seed(5)
     again = model(input_ids=ids, attention_mask=mask).last_hidden_state
     assert torch.equal(first, again) and not torch.allclose(first, before, atol=1e-3)
+
+
+def test_cpu_attention_leaves_causal_attention_to_sdpa():
+    from transformers.integrations.sdpa_attention import sdpa_attention_forward
+
+    module = nn.Module()  # no is_causal attribute: SDPA takes it as causal, and so must we
+    q, k, v = (torch.randn(1, 2, 5, 4) for _ in range(3))
+    torch.manual_seed(4)
+    ours, _ = cpu_attention(module, q, k, v, None, dropout=0.3)
+    torch.manual_seed(4)
+    stock, _ = sdpa_attention_forward(module, q, k, v, None, dropout=0.3)
+    assert torch.equal(ours, stock)

@@ -18,7 +18,8 @@ def test_bert_base_flops_per_token_by_hand():
 
 def test_albert_counts_its_shared_layer_once_per_use():
     config = AlbertConfig(hidden_size=312, num_hidden_layers=4, intermediate_size=1248, embedding_size=128)
-    assert flops_per_token(config, None, [0]) == 6 * 4 * (4 * 312 * 312 + 2 * 312 * 1248)
+    layers = 4 * (4 * 312 * 312 + 2 * 312 * 1248)
+    assert flops_per_token(config, None, [0]) == 6 * (layers + 128 * 312)  # + the embedding projection
 
 
 def test_attention_length_weights_by_tokens():
@@ -32,6 +33,9 @@ def test_peaks_and_mfu():
     assert peak_flops("NVIDIA H100 PCIe") == 756e12
     assert peak_flops("NVIDIA H200") == 989e12
     assert peak_flops("NVIDIA A100-SXM4-80GB") == 312e12
+    assert peak_flops("NVIDIA H100 NVL") == 835e12
+    assert peak_flops("NVIDIA L4") == 121e12 and peak_flops("NVIDIA L40") == 181e12 and peak_flops("NVIDIA L40S") == 362e12
+    assert peak_flops("NVIDIA RTX A1000 Laptop GPU") is None  # not an A100
     assert peak_flops("Tesla T4") is None and peak_flops(None) is None
     assert device_peak_flops(torch.device("cpu")) is None
     assert mfu(1000.0, 1e9, 1e13) == pytest.approx(0.1)

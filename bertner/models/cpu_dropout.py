@@ -64,8 +64,11 @@ def cpu_attention(
     """
     from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
+    causal = kwargs.get("is_causal")
+    if causal is None:
+        causal = getattr(module, "is_causal", True)  # as SDPA decides it
     unusual = (
-        kwargs.get("is_causal") or getattr(module, "is_causal", False) or kwargs.get("position_bias") is not None
+        causal or kwargs.get("position_bias") is not None
         or getattr(module, "num_key_value_groups", 1) > 1 or kwargs.get("softcap") is not None
     )
     if unusual or not _cheap(dropout, query, module.training):
