@@ -27,8 +27,8 @@ process exactly the same characters: the speed-up is the baseline's time over be
 same work (characters/s). bertner runs with `--skip-whitespace`, because the HF tokenizer drops
 whitespace while bertner's default gives it a token (14% of Ruijin's characters; worth 0.04 dev
 F1 there after one epoch, 0.003 after two): this way both sides feed the encoder the same
-tokens and the comparison is of engines. Each repeat uses its own seed (13, 14, ...); dev F1 is the mean over repeats, on the same dev
-windows, with bertner's character-level strict entity F1.
+tokens and the comparison is of engines. Each repeat uses its own seed (13, 14, ...); dev F1 is
+the mean over repeats, on the same dev windows, with bertner's character-level strict entity F1.
 """
 
 from __future__ import annotations

@@ -12,6 +12,7 @@ from bertner.fileio import atomic_dir, atomic_path
 from bertner.runs import check_run_dir, looks_like_run, read_json
 from bertner.spans import Document
 
+
 def best_run(runs_dir: Path) -> Path:
     """The run under `runs_dir` with the best dev F1."""
     if not runs_dir.is_dir():

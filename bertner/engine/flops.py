@@ -77,8 +77,9 @@ def flops_per_token(config: Any, head: nn.Module | None, lengths: Sequence[int])
     return 6.0 * n + 12.0 * config.num_hidden_layers * config.hidden_size * attention_length(lengths)
 
 
-def mfu(tokens_per_second: float, flops_per_token_: float, peak: float | None) -> float | None:
-    return tokens_per_second * flops_per_token_ / peak if peak else None
+def mfu(tokens_per_second: float, token_flops: float, peak: float | None) -> float | None:
+    """Achieved model FLOP/s over the peak; None without a peak."""
+    return tokens_per_second * token_flops / peak if peak else None
 
 
 __all__ = ["attention_length", "device_peak_flops", "flops_per_token", "mfu", "peak_flops"]

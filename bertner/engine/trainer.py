@@ -207,7 +207,8 @@ class Trainer:
         self.model = Tagger(self.bundle.model, self.bundle.hidden_size, spec).to(self.device)
         if self.device.type == "cpu":
             use_cpu_dropout(self.model)  # PyTorch's CPU dropout masks cost ~10% of a step
-        self.flops_per_token, self.peak_flops = self._flops_and_peak()
+        self.peak_flops = device_peak_flops(self.device)  # None on CPU or an unknown card: no MFU
+        self.flops_per_token = self._flops_per_token() if self.peak_flops else None
         self.optimizer, self.groups = build_optimizer(
             self.model, c.lr, c.weight_decay, c.head_lr_mult, c.crf_lr_mult
         )
@@ -247,15 +248,13 @@ class Trainer:
             save_encoder(self.bundle, self.run_dir / "encoder")
             (self.run_dir / "metrics.jsonl").write_text("", encoding="utf-8")
 
-    def _flops_and_peak(self) -> tuple[float | None, float | None]:
-        """For MFU: the model's FLOPs per trained token and the GPU's peak (None on CPU or an unknown card)."""
-        peak = device_peak_flops(self.device)
+    def _flops_per_token(self) -> float | None:
+        """For MFU: the model's FLOPs per trained token."""
         head = nn.ModuleList([m for m in (self.model.gru, self.model.classifier) if m is not None])
         try:
-            fpt = flops_per_token(self.bundle.model.config, head, [len(e) for e in self.train_set.examples])
+            return flops_per_token(self.bundle.model.config, head, [len(e) for e in self.train_set.examples])
         except AttributeError:  # an encoder config without BERT's shape fields: no estimate
-            return None, peak
-        return fpt, peak
+            return None
 
     def _mfu(self, tokens_per_second: float) -> float | None:
         """Per GPU: the tokens counted here are all processes' together."""
