@@ -8,6 +8,7 @@
   nothing else from scikit-learn; gpu.sh puts this shim on PYTHONPATH only if sklearn is absent;
 - bert-base-chinese-tokenizer/: config.json + vocab/tokenizer files (no weights; gpu_bench.py
   builds a BERT-base-shaped encoder from it with random weights);
+- albert-tiny-chinese/: real pretrained weights for gpu.sh's end-to-end `bertner train/evaluate/predict`;
 - data/train.jsonl, data/dev.jsonl: a slice of preprocessed Ruijin windows.
 Carry it with the run: carry=["bench/gpu_payload"] (a few MiB).
 """
@@ -58,6 +59,10 @@ def main() -> None:
     if tok.exists():
         shutil.rmtree(tok)
     shutil.copytree(common.BERT_TOKENIZER, tok)
+    albert = PAYLOAD / "albert-tiny-chinese"
+    if albert.exists():
+        shutil.rmtree(albert)
+    shutil.copytree(common.ALBERT_TINY, albert)
 
     train, dev = common.window_slice(args.train_windows, args.dev_windows)
     common.write_data_dir(PAYLOAD / "data", train, dev)
