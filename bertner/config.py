@@ -14,6 +14,8 @@ from bertner.errors import BertnerError
 PRETRAINED_LR = 5e-5  # the study's base rate, for BERT-base-sized pretrained encoders
 SMALL_PRETRAINED_LR = 1e-4  # small pretrained encoders (hidden < 768) learn too slowly at 5e-5
 TINY_LR = 1e-3  # a from-scratch tiny encoder needs a much larger rate to learn in minutes
+BILSTM_LR = 2e-3  # Adam's usual rate for a BiLSTM-CRF trained from scratch
+SCRATCH_MODELS = ("tiny", "bilstm")  # encoders bertner builds itself, with no download
 
 
 @dataclass
@@ -38,6 +40,14 @@ class TrainConfig:
     tiny_layers: int = 2
     tiny_hidden: int = 128
     tiny_heads: int = 2
+    # bilstm encoder (only for --model bilstm)
+    rnn_cell: str = "lstm"  # lstm | gru
+    rnn_hidden: int = 256  # per direction
+    rnn_layers: int = 1
+    rnn_dropout: float = 0.2  # on the embeddings and between recurrent layers
+    char_dim: int | None = None  # None: 128, or the width of --init-embeddings' table
+    bigram_dim: int = 64  # 0: characters only
+    init_embeddings: str | None = None  # a model folder whose input embeddings start the character table
     # optimisation
     lr: float | None = None  # None: 5e-5 (1e-4 for encoders with hidden < 768), 1e-3 for tiny
     head_lr_mult: float = 1.0
@@ -47,6 +57,7 @@ class TrainConfig:
     max_grad_norm: float = 1.0
     epochs: int = 2  # ALBERT-tiny on Ruijin: 2 epochs take about half an hour on 2 CPU cores
     max_steps: int = 0  # stop after this many optimiser steps (0: no limit)
+    time_budget: float = 0  # minutes of wall-clock training, evaluations included (0: no limit)
     batch_size: int = 16
     grad_accum: int = 1
     max_length: int = 512  # tokens per model input, [CLS] and [SEP] included; longer windows are chunked
@@ -65,14 +76,17 @@ class TrainConfig:
 
     @property
     def variant(self) -> str:
-        """The study's name for the architecture, e.g. `bert+gru+crf`."""
-        return "bert" + ("+gru" if self.gru else "") + ("+crf" if self.crf else "+softmax")
+        """The study's name for the architecture, e.g. `bert+gru+crf` or `bilstm+crf`."""
+        encoder = "bilstm" if self.model == "bilstm" else "bert"
+        return encoder + ("+gru" if self.gru else "") + ("+crf" if self.crf else "+softmax")
 
     def resolved_lr(self, hidden_size: int = 768) -> float:
         if self.lr is not None:
             return self.lr
         if self.model == "tiny":
             return TINY_LR
+        if self.model == "bilstm":
+            return BILSTM_LR
         return PRETRAINED_LR if hidden_size >= 768 else SMALL_PRETRAINED_LR
 
     def to_dict(self) -> dict[str, Any]:
@@ -91,6 +105,13 @@ class TrainConfig:
             (0 <= self.dropout < 1, "--dropout must be in [0, 1)"),
             (self.alignment in ("auto", "char", "subword"), "--alignment must be auto, char or subword"),
             (self.precision in ("auto", "fp32", "bf16", "fp16"), "--precision must be auto, fp32, bf16 or fp16"),
+            (self.rnn_cell in ("lstm", "gru"), "--rnn-cell must be lstm or gru"),
+            (self.rnn_hidden >= 1 and self.rnn_layers >= 1, "--rnn-hidden and --rnn-layers must be at least 1"),
+            (0 <= self.rnn_dropout < 1, "--rnn-dropout must be in [0, 1)"),
+            (self.char_dim is None or self.char_dim >= 1, "--char-dim must be at least 1"),
+            (self.bigram_dim >= 0, "--bigram-dim must be 0 (no bigrams) or more"),
+            (self.time_budget >= 0, "--time-budget must be 0 (no limit) or a number of minutes"),
+            (self.init_embeddings is None or self.model == "bilstm", "--init-embeddings is for --model bilstm"),
         ]
         for ok, message in checks:
             if not ok:

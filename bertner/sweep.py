@@ -54,6 +54,8 @@ CONDITIONAL: dict[str, tuple[Any, str]] = {
     "tiny_layers": (lambda c: c["model"] == "tiny", "tiny_* settings without model tiny"),
     "tiny_hidden": (lambda c: c["model"] == "tiny", "tiny_* settings without model tiny"),
     "tiny_heads": (lambda c: c["model"] == "tiny", "tiny_* settings without model tiny"),
+    **{key: (lambda c: c["model"] == "bilstm", "bilstm settings without model bilstm") for key in (
+        "rnn_cell", "rnn_hidden", "rnn_layers", "rnn_dropout", "char_dim", "bigram_dim", "init_embeddings")},
 }
 DONE, TODO, RESTART = "done", "to train", "restart"
 

@@ -10,6 +10,7 @@ pytest.importorskip("transformers")
 from bertner.align import CharAligner  # noqa: E402
 from bertner.errors import ModelError  # noqa: E402
 from bertner.models import encoder as encoder_module  # noqa: E402
+from bertner.models.charvocab import char_vocabulary  # noqa: E402
 from bertner.models.encoder import (  # noqa: E402
     ENCODER_META,
     EncoderBundle,
@@ -17,7 +18,6 @@ from bertner.models.encoder import (  # noqa: E402
     encoder_from_folder,
     load_encoder,
     save_encoder,
-    tiny_vocabulary,
 )
 from conftest import ALBERT_TINY, BERT_TOKENIZER, need  # noqa: E402
 
@@ -32,18 +32,18 @@ def ids_for(bundle: EncoderBundle, text: str) -> "torch.Tensor":
 # --- the tiny encoder -----------------------------------------------------------------------
 
 
-def test_tiny_vocabulary_order_and_contents():
-    vocab = tiny_vocabulary(["bbA", "a糖糖血"])
+def test_char_vocabulary_order_and_contents():
+    vocab = char_vocabulary(["bbA", "a糖糖血"])
     assert list(vocab)[:6] == ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "[SPACE]"]
     # b and 糖 twice (b first by code point), then the singletons by code point; a from A and text
     assert list(vocab)[6:] == ["b", "糖", "A", "a", "血"]
     assert list(vocab.values()) == list(range(len(vocab)))
-    assert tiny_vocabulary(["ab", "a b\n"], min_char_count=2) == {
+    assert char_vocabulary(["ab", "a b\n"], min_char_count=2) == {
         **{t: i for i, t in enumerate(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "[SPACE]"])},
         "a": 6,
         "b": 7,
     }
-    assert "Ｂ" not in tiny_vocabulary(["b"]) and "b" in tiny_vocabulary(["Ｂ"])  # NFKC+lower form kept
+    assert "Ｂ" not in char_vocabulary(["b"]) and "b" in char_vocabulary(["Ｂ"])  # NFKC+lower form kept
 
 
 def test_tiny_encoder_builds_and_runs():

@@ -9,6 +9,7 @@ from every group is silently frozen (the classic way CRF multipliers stop the CR
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable
 
 import torch
 from torch import nn
@@ -59,16 +60,27 @@ def build_optimizer(
     return optimizer, infos
 
 
-def linear_schedule(optimizer: torch.optim.Optimizer, total_steps: int, warmup_ratio: float) -> LambdaLR:
+def linear_schedule(
+    optimizer: torch.optim.Optimizer, total_steps: int, warmup_ratio: float,
+    progress: Callable[[], float] | None = None,
+) -> LambdaLR:
     """Each group's rate rises linearly for the warm-up, then falls linearly to zero at the end.
 
-    LambdaLR multiplies each group's own initial rate, so the per-group multipliers survive.
+    The position is `step / total_steps`, or `progress()` (0 to 1) when given: a time budget's
+    share of the clock. LambdaLR multiplies each group's own initial rate, so the per-group
+    multipliers survive.
     """
     warmup = int(total_steps * warmup_ratio)
 
-    def factor(step: int) -> float:
+    def by_step(step: int) -> float:
         if warmup and step < warmup:
             return (step + 1) / warmup
         return max(0.0, (total_steps - step) / max(1, total_steps - warmup))
 
-    return LambdaLR(optimizer, factor)
+    def by_progress(step: int) -> float:  # noqa: ARG001 - the clock, not the step, decides
+        done = progress()
+        if warmup_ratio and done < warmup_ratio:
+            return max(done / warmup_ratio, 0.01)
+        return max(0.0, (1.0 - done) / (1.0 - warmup_ratio))
+
+    return LambdaLR(optimizer, by_step if progress is None else by_progress)

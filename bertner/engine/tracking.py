@@ -14,7 +14,8 @@ from bertner.console import err
 class Tracker:
     """One place for every number a run reports, so the screen, TensorBoard and files agree."""
 
-    def __init__(self, run_dir: Path, total_steps: int, enabled: bool = True, start_step: int = 0):
+    def __init__(self, run_dir: Path, total_steps: int | None, enabled: bool = True, start_step: int = 0):
+        """`total_steps` None: not known yet (a time budget); `set_total` gives it once it is."""
         self.run_dir = run_dir
         self.enabled = enabled
         self.writer = None
@@ -43,6 +44,10 @@ class Tracker:
             "train", total=total_steps, completed=start_step, epoch="-", loss="-", lr="-", speed="-", mfu=""
         )
 
+    def set_total(self, total_steps: int) -> None:
+        if self.progress is not None:
+            self.progress.update(self.task, total=total_steps)
+
     def step(self, step: int, epoch: int) -> None:
         if self.progress is not None:
             self.progress.update(self.task, completed=step, epoch=epoch)
@@ -68,7 +73,7 @@ class Tracker:
             task = self.progress.tasks[0]
             eta = task.time_remaining
             err.print(
-                f"step {step}/{task.total:.0f}  loss {loss:.4f}  lr {encoder_lr:.2e}  {tokens_per_second:,.0f} tok/s"
+                f"step {step}/{'?' if task.total is None else f'{task.total:.0f}'}  loss {loss:.4f}  lr {encoder_lr:.2e}  {tokens_per_second:,.0f} tok/s"
                 + mfu_text + (f"  eta {eta / 60:.1f} min" if eta else ""),
                 highlight=False,
             )

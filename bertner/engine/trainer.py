@@ -25,6 +25,7 @@ from torch import nn
 
 from bertner.config import TrainConfig, save_config
 from bertner.console import err, info, warn
+from bertner.engine.budget import TimeBudget
 from bertner.engine.batching import encode_windows, iterate_batches, length_grouped_batches
 from bertner.engine.checkpoint import load_checkpoint, save_checkpoint, save_weights
 from bertner.engine.distributed import close_distributed, init_distributed
@@ -41,6 +42,8 @@ from bertner.spans import Window
 from bertner.tags import label_set_to_tags
 
 
+UNLIMITED_EPOCHS = 1_000_000  # "until the time budget ends"
+
 # ----------------------------------------------------------------------------- set-up helpers
 
 def pick_device(name: str) -> torch.device:
@@ -51,13 +54,25 @@ def pick_device(name: str) -> torch.device:
     return torch.device(name)
 
 
+def cpu_has_bf16() -> bool:
+    """Whether this CPU computes in bf16 natively (AVX-512 BF16 or AMX), as oneDNN reports it."""
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
+
+
 def pick_precision(name: str, device: torch.device) -> str:
     if name != "auto":
-        if name != "fp32" and device.type != "cuda":
-            raise BertnerError(f"--precision {name} needs a CUDA GPU; on CPU bertner trains in fp32")
+        if device.type != "cuda" and name == "fp16":
+            raise BertnerError("--precision fp16 needs a CUDA GPU; on CPU use fp32, or bf16 where the CPU has it")
+        if device.type != "cuda" and name == "bf16" and not cpu_has_bf16():
+            raise BertnerError("--precision bf16 on CPU needs AVX-512 BF16 or AMX, which this CPU lacks; use fp32")
         return name
     if device.type != "cuda":
-        return "fp32"
+        # bf16 autocast on a CPU with native bf16: ALBERT-tiny trains 2.3x and the bilstm 1.4x
+        # faster on this project's AMD EPYC, with the same loss curve (see README).
+        return "bf16" if cpu_has_bf16() else "fp32"
     return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
 
 
@@ -121,8 +136,16 @@ def load_datasets(data_dir: Path) -> Datasets:
 
 
 def build_encoder(config: TrainConfig, train: list[Window]):
-    from bertner.models.encoder import build_tiny_encoder, load_encoder
+    from bertner.models.encoder import RecurrentShape, build_bilstm_encoder, build_tiny_encoder, load_encoder
 
+    if config.model == "bilstm":
+        shape = RecurrentShape(
+            char_dim=config.char_dim, bigram_dim=config.bigram_dim, hidden=config.rnn_hidden,
+            layers=config.rnn_layers, cell=config.rnn_cell, dropout=config.rnn_dropout,
+        )
+        return build_bilstm_encoder(
+            (w.text for w in train), shape, config.init_embeddings, whitespace_tokens=config.whitespace_tokens,
+        )
     if config.model == "tiny":
         return build_tiny_encoder(
             (w.text for w in train), layers=config.tiny_layers, hidden=config.tiny_hidden, heads=config.tiny_heads,
@@ -213,11 +236,16 @@ class Trainer:
             self.model, c.lr, c.weight_decay, c.head_lr_mult, c.crf_lr_mult
         )
         self.batches_per_epoch = math.ceil(math.ceil(len(self.train_set.examples) / c.batch_size) / self.dist.world)
-        steps_per_epoch = math.ceil(self.batches_per_epoch / c.grad_accum)
-        self.total_steps = steps_per_epoch * c.epochs
+        self.steps_per_epoch = math.ceil(self.batches_per_epoch / c.grad_accum)
+        # With a time budget the clock, not --epochs, ends training (--max-steps still caps it).
+        self.epoch_limit = UNLIMITED_EPOCHS if c.time_budget else c.epochs
+        self.total_steps = self.steps_per_epoch * self.epoch_limit
         if c.max_steps:
             self.total_steps = min(c.max_steps, self.total_steps)
-        self.scheduler = linear_schedule(self.optimizer, self.total_steps, c.warmup_ratio)
+        self.budget = TimeBudget(c.time_budget) if c.time_budget else None
+        self.scheduler = linear_schedule(
+            self.optimizer, self.total_steps, c.warmup_ratio, self.budget.progress if self.budget else None
+        )
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.precision == "fp16")
         self.forward_model = self.model
         if self.dist.enabled:
@@ -233,7 +261,8 @@ class Trainer:
 
         self.state: dict[str, Any] = {
             "step": 0, "epoch": 0, "batch_in_epoch": 0, "best_f1": -1.0, "best_step": 0,
-            "evals_without_gain": 0, "train_seconds": 0.0, "tokens": 0,
+            "evals_without_gain": 0, "train_seconds": 0.0, "tokens": 0, "budget_seconds": 0.0,
+            "stopped_by": None,
         }
         if self.resume:
             self._load_resume_state()
@@ -280,7 +309,7 @@ class Trainer:
         from bertner.engine.checkpoint import set_rng_state
 
         set_rng_state(state["rng"])
-        self.state = state["loop"]
+        self.state = {**self.state, **state["loop"]}  # keys added since the checkpoint was written keep their start values
         info(f"resuming {self.run_dir} at step {self.state['step']} (epoch {self.state['epoch'] + 1})")
 
     def describe(self) -> None:
@@ -293,10 +322,12 @@ class Trainer:
             f"{count_parameters(self.model):,} parameters, device {self.device} ({self.precision})",
             highlight=False,
         )
+        steps = f"{c.batch_size}x{c.grad_accum}"
+        plan = (f"{c.time_budget:g} minutes of training ({self.steps_per_epoch:,} steps of {steps} an epoch)"
+                if self.budget else f"{self.total_steps:,} steps of {steps}")
         err.print(
             f"train {len(self.data.train):,} windows -> {len(self.train_set.examples):,} inputs, "
-            f"dev {len(self.data.dev):,} windows; {len(self.data.labels)} labels; "
-            f"{self.total_steps:,} steps of {c.batch_size}x{c.grad_accum}; run directory {self.run_dir}",
+            f"dev {len(self.data.dev):,} windows; {len(self.data.labels)} labels; {plan}; run directory {self.run_dir}",
             highlight=False,
         )
         table = Table(title="optimiser groups", title_justify="left")
@@ -333,6 +364,7 @@ class Trainer:
                 save_weights(self.model, self.run_dir / "model.safetensors")
             s["best_step"] = s["step"]
             return False
+        started = time.perf_counter()
         record = {"step": s["step"], "epoch": epoch + 1, **self.evaluate()}
         f1 = record["micro"]["f1"]
         record["is_best"] = f1 > s["best_f1"]
@@ -344,7 +376,23 @@ class Trainer:
             s["evals_without_gain"] += 1
         tracker.log_eval(record)
         self._save_resumable()
-        return bool(self.config.patience) and s["evals_without_gain"] >= self.config.patience
+        if self.budget:
+            self.budget.note_evaluation(time.perf_counter() - started)
+            s["budget_seconds"] = self.budget.elapsed()
+        stop = bool(self.config.patience) and s["evals_without_gain"] >= self.config.patience
+        if stop:
+            s["stopped_by"] = "patience"
+        return stop
+
+    def _plan_budget(self, tokens_per_second: float, tracker: Tracker) -> None:
+        """Keep time for the final evaluation and show the step count the budget will reach."""
+        if self.budget.evaluation_seconds is None and self.data.dev:
+            # Before the first evaluation: a forward pass over dev costs about a third of a training step per token.
+            dev_tokens = sum(len(e) for e in self.dev_set.examples) * self.dist.world
+            self.budget.evaluation_estimate = dev_tokens / max(tokens_per_second, 1.0) / 3 + 1.0
+        planned = self.budget.planned_steps(self.state["step"])
+        if planned:
+            tracker.set_total(min(planned, self.total_steps))
 
     def _save_resumable(self) -> None:
         if not self.dist.main:
@@ -369,7 +417,8 @@ class Trainer:
         if self.show and self.dist.main:
             self.describe()
         c, s = self.config, self.state
-        tracker = Tracker(self.run_dir, self.total_steps, enabled=self.dist.main, start_step=s["step"])
+        total = None if self.budget and not c.max_steps else self.total_steps  # a budget's steps are known later
+        tracker = Tracker(self.run_dir, total, enabled=self.dist.main, start_step=s["step"])
         previous = {sig: signal.signal(sig, self._on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
         try:
             self._loop(tracker)
@@ -407,8 +456,11 @@ class Trainer:
             window_seconds += now - tick
             tick = now
         stop = s["step"] >= self.total_steps
+        if self.budget:
+            self.budget.start(s["budget_seconds"])
+            stop = stop or self.budget.exhausted()
         start_epoch = s["epoch"]
-        for epoch in range(start_epoch, c.epochs):
+        for epoch in range(start_epoch, self.epoch_limit):
             if stop:
                 break
             s["epoch"] = epoch
@@ -443,6 +495,8 @@ class Trainer:
                 s["step"] += 1
                 clock()
                 tracker.step(s["step"], epoch + 1)
+                if self.budget:
+                    s["budget_seconds"] = self.budget.elapsed()
 
                 if s["step"] % check_every == 0 and not torch.isfinite(loss_sum):
                     kept = (
@@ -456,6 +510,8 @@ class Trainer:
                 if s["step"] % c.log_every == 0 or s["step"] == self.total_steps:
                     lrs = {g["name"]: g["lr"] for g in optimizer.param_groups}
                     speed = window_tokens / max(window_seconds, 1e-9)
+                    if self.budget:
+                        self._plan_budget(speed, tracker)
                     tracker.log_train(s["step"], (loss_sum / max(1, loss_count)).item() * c.grad_accum, lrs,
                                       speed, self._mfu(speed))
                     loss_sum.zero_()
@@ -470,6 +526,11 @@ class Trainer:
                     self._save_resumable()
                     tick = time.perf_counter()
                 if s["step"] >= self.total_steps:
+                    s["stopped_by"] = "max_steps" if c.max_steps and s["step"] >= c.max_steps else "epochs"
+                    stop = True
+                    break
+                if self.budget and self.budget.exhausted():
+                    s["stopped_by"] = "time_budget"
                     stop = True
                     break
                 # Checked after this step's evaluation, so a resumed run never misses one; a
@@ -511,6 +572,10 @@ class Trainer:
             "seed": c.seed,
             "epochs": c.epochs,
             "steps": s["step"],
+            "epochs_done": round(s["step"] / max(1, self.steps_per_epoch), 2),
+            "time_budget_minutes": c.time_budget or None,
+            "budget_seconds_used": round(s["budget_seconds"], 1) if self.budget else None,
+            "stopped_by": s["stopped_by"] or "epochs",
             "best_f1": max(s["best_f1"], 0.0) if self.data.dev else None,
             "best_step": s["best_step"],
             "best_precision": best.get("micro", {}).get("precision"),

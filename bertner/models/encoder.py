@@ -13,18 +13,18 @@ import logging
 import os
 import re
 import socket
-import unicodedata
-from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 from urllib.parse import urlparse
 
 from bertner.align import make_aligner
+from bertner.models.bilstm import MODEL_TYPE as BILSTM_TYPE
+from bertner.models.bilstm import RecurrentConfig, RecurrentEncoder, copy_pretrained_rows, count_bigrams
+from bertner.models.charvocab import CHAR_SPECIALS, char_tokenizer, char_vocabulary
 from bertner.errors import ModelError
 
 ENCODER_META = "bertner_encoder.json"
-TINY_SPECIALS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "[SPACE]")
 WEIGHT_FILES = (
     "model.safetensors",
     "model.safetensors.index.json",
@@ -306,35 +306,6 @@ def _hub_folder(name: str, from_config: bool) -> Path:
 # the tiny encoder
 
 
-def tiny_vocabulary(texts: Iterable[str], min_char_count: int = 1) -> dict[str, int]:
-    """Special tokens, then the texts' characters by frequency (then code point); no whitespace.
-
-    The lower-case (and NFKC) forms of kept characters are included too, so that an upper-case
-    character unseen in training falls back to a known lower-case one.
-    """
-    counts: Counter[str] = Counter()
-    for text in texts:
-        counts.update(text)
-    kept = {char: n for char, n in counts.items() if n >= min_char_count and not char.isspace()}
-    for char in list(kept):
-        for form in (char.lower(), unicodedata.normalize("NFKC", char).lower()):
-            if len(form) == 1 and not form.isspace() and form not in kept:
-                kept[form] = counts.get(form, 0)
-    vocab = {token: i for i, token in enumerate(TINY_SPECIALS)}
-    for char in sorted(kept, key=lambda c: (-kept[c], ord(c))):
-        if char not in vocab:
-            vocab[char] = len(vocab)
-    return vocab
-
-
-def _tiny_tokenizer(vocab: dict[str, int], max_positions: int) -> Any:
-    from transformers import BertTokenizerFast
-
-    tokenizer = BertTokenizerFast(vocab=dict(vocab), do_lower_case=False, tokenize_chinese_chars=True)
-    tokenizer.model_max_length = max_positions
-    return tokenizer
-
-
 def build_tiny_encoder(
     texts: Iterable[str],
     layers: int = 2,
@@ -355,8 +326,8 @@ def build_tiny_encoder(
 
     if hidden % heads:
         raise ModelError(f"the tiny encoder's hidden size {hidden} must be a multiple of its {heads} heads")
-    vocab = tiny_vocabulary(texts, min_char_count)
-    if len(vocab) == len(TINY_SPECIALS):
+    vocab = char_vocabulary(texts, min_char_count)
+    if len(vocab) == len(CHAR_SPECIALS):
         raise ModelError("cannot build a tiny encoder: the training texts have no characters")
     config = BertConfig(
         vocab_size=len(vocab),
@@ -370,7 +341,7 @@ def build_tiny_encoder(
     )
     with quiet_transformers():
         model = _model_from_config(config, attn_implementation)
-    tokenizer = _tiny_tokenizer(vocab, max_positions)
+    tokenizer = char_tokenizer(vocab, max_positions)
     return EncoderBundle(
         model=model,
         tokenizer=tokenizer,
@@ -382,6 +353,70 @@ def build_tiny_encoder(
 
 
 # ---------------------------------------------------------------------------------------------
+# the bilstm encoder (no transformer)
+
+
+@dataclass
+class RecurrentShape:
+    """`--model bilstm` sizes, as the user gave them (None: the default, or the pretrained table's)."""
+
+    char_dim: int | None = None
+    bigram_dim: int = 64
+    hidden: int = 256
+    layers: int = 1
+    cell: str = "lstm"
+    dropout: float = 0.2
+
+
+def pretrained_embeddings(path: str) -> tuple[dict[str, int], Any]:
+    """A pretrained encoder's vocabulary and input embedding table (ALBERT-tiny: 21k x 128)."""
+    bundle = load_encoder(path, alignment="char")
+    table = bundle.model.get_input_embeddings().weight.detach().clone()
+    return bundle.tokenizer.get_vocab(), table
+
+
+def build_bilstm_encoder(
+    texts: Iterable[str],
+    shape: RecurrentShape = RecurrentShape(),
+    init_embeddings: str | None = None,
+    whitespace_tokens: bool = True,
+    max_positions: int = 512,
+) -> EncoderBundle:
+    """A character + bigram BiLSTM over the characters of `texts`, optionally with pretrained vectors.
+
+    With `init_embeddings` (a model folder or hub name), the vocabulary also takes every single
+    character of that model's vocabulary, and each character both know starts from its vector.
+    """
+    texts = list(texts)
+    pretrained_vocab, table = pretrained_embeddings(init_embeddings) if init_embeddings else ({}, None)
+    char_dim = shape.char_dim
+    if table is not None:
+        if char_dim is not None and char_dim != table.shape[1]:
+            raise ModelError(
+                f"--char-dim {char_dim} differs from the {table.shape[1]}-wide embeddings of {init_embeddings}; "
+                "leave --char-dim out to take theirs"
+            )
+        char_dim = table.shape[1]
+    vocab = char_vocabulary(texts, extra=sorted(pretrained_vocab, key=pretrained_vocab.__getitem__))
+    if len(vocab) == len(CHAR_SPECIALS):
+        raise ModelError("cannot build a bilstm encoder: the training texts have no characters")
+    tokenizer = char_tokenizer(vocab, max_positions)
+    aligner = make_aligner("char", tokenizer, whitespace_tokens)
+    bigrams = count_bigrams((aligner.encode(t).ids for t in texts), aligner.cls_id, aligner.sep_id, len(vocab))
+    config = RecurrentConfig(
+        vocab_size=len(vocab), bigram_count=len(bigrams) if shape.bigram_dim else 0,
+        char_dim=char_dim or 128, bigram_dim=shape.bigram_dim, hidden=shape.hidden, layers=shape.layers,
+        cell=shape.cell, dropout=shape.dropout, pad_id=aligner.pad_id, max_positions=max_positions,
+    )
+    model = RecurrentEncoder(config)
+    if shape.bigram_dim:
+        model.set_bigrams(bigrams)
+    if table is not None:
+        copy_pretrained_rows(model.chars, vocab, pretrained_vocab, table)
+    return EncoderBundle(model, tokenizer, aligner, "bilstm", config.hidden_size, max_positions)
+
+
+# ---------------------------------------------------------------------------------------------
 # run folders: architecture + tokenizer, no weights
 
 
@@ -390,10 +425,14 @@ def save_encoder(bundle: EncoderBundle, folder: str | os.PathLike[str]) -> Path:
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     with quiet_transformers():
-        bundle.model.config.save_pretrained(str(folder))
+        if isinstance(bundle.model, RecurrentEncoder):
+            bundle.model.config.save(folder)
+        else:
+            bundle.model.config.save_pretrained(str(folder))
         bundle.tokenizer.save_pretrained(str(folder))
     meta = {
         "format": 1,
+        "family": BILSTM_TYPE if isinstance(bundle.model, RecurrentEncoder) else "transformers",
         "alignment": bundle.aligner.mode,
         "whitespace_tokens": bool(getattr(bundle.aligner, "whitespace_tokens", True)),
         "name": bundle.name,
@@ -417,11 +456,14 @@ def encoder_from_folder(
     except (ValueError, OSError) as exc:
         raise ModelError(f"{meta_file}: unreadable ({exc})") from exc
     with quiet_transformers():
-        try:
-            config = _config_of(str(folder), trust_remote_code, local_files_only=True)
-            model = _model_from_config(config, attn_implementation, trust_remote_code)
-        except (ValueError, KeyError, OSError) as exc:
-            raise _unknown_model_type(folder, exc) from exc
+        if meta.get("family") == BILSTM_TYPE:
+            model = RecurrentEncoder(RecurrentConfig.load(folder))
+        else:
+            try:
+                config = _config_of(str(folder), trust_remote_code, local_files_only=True)
+                model = _model_from_config(config, attn_implementation, trust_remote_code)
+            except (ValueError, KeyError, OSError) as exc:
+                raise _unknown_model_type(folder, exc) from exc
         tokenizer = _load_tokenizer(folder, trust_remote_code)
     alignment = meta.get("alignment", "auto")
     # Runs saved before the key existed gave whitespace a token in char alignment, as the default does.
@@ -434,10 +476,11 @@ def encoder_from_folder(
 
 __all__ = [
     "EncoderBundle",
+    "RecurrentShape",
+    "build_bilstm_encoder",
     "build_tiny_encoder",
     "encoder_from_folder",
     "load_encoder",
     "quiet_transformers",
     "save_encoder",
-    "tiny_vocabulary",
 ]

@@ -1,0 +1,164 @@
+"""The quality table: every model under the same wall-clock budget on this CPU, on Ruijin and MSRA.
+
+    python bench/quality.py                          # every row, both corpora (many hours on 2 cores)
+    python bench/quality.py --corpus ruijin --rows bilstm-crf,albert-crf --seeds 1
+    python bench/quality.py --table                  # print the table from the runs done so far
+
+Each neural row is `bertner train DATA --time-budget MINUTES --seed S` with the row's flags and
+nothing else (the defaults are the measured recipes), one run per seed, trained one after
+another on the otherwise idle machine. Scores use `study_data.py` (the same as the classical
+CRF's, `classical_crf.py`): Ruijin on the 60 dev articles, tagged whole by `Predictor.predict`
+(document-level exact spans, and seqeval over characters); MSRA by seqeval on the official test
+set. Finished runs are kept under $TMPDIR/bertner-bench/quality and skipped when run again.
+Writes `bench/results/quality.json`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import common
+import study_data
+
+ALBERT = str(common.ALBERT_TINY)
+ROWS: dict[str, tuple[str, list[str]]] = {
+    # name: (what the table calls it, `bertner train` flags)
+    "bilstm-crf": ("bilstm + CRF", ["--model", "bilstm", "--crf"]),
+    "bilstm-crf-init": ("bilstm + CRF, ALBERT-tiny character vectors",
+                        ["--model", "bilstm", "--crf", "--init-embeddings", ALBERT]),
+    "albert-softmax": ("ALBERT-tiny softmax", ["--model", ALBERT]),
+    "albert-crf": ("ALBERT-tiny + CRF", ["--model", ALBERT, "--crf"]),
+    "albert-gru-crf": ("ALBERT-tiny + GRU + CRF", ["--model", ALBERT, "--gru", "--crf"]),
+    "tiny-crf": ("tiny (2-layer BERT from scratch) + CRF", ["--model", "tiny", "--crf"]),
+}
+OUT = common.CACHE / "quality"
+
+
+def data_dir(corpus: str) -> Path:
+    return study_data.ruijin() if corpus == "ruijin" else study_data.msra()
+
+
+def train_run(corpus: str, row: str, seed: int, minutes: float, log=print) -> Path:
+    run = OUT / corpus / f"{row}-seed{seed}"
+    if (run / "summary.json").exists():
+        return run
+    cmd = [sys.executable, "-m", "bertner", "train", str(data_dir(corpus)), *ROWS[row][1],
+           "--time-budget", str(minutes), "--seed", str(seed), "-o", str(run), "--force"]
+    log(f"{corpus} {row} seed {seed}: {' '.join(cmd[3:])}")
+    with open(OUT / corpus / f"{row}-seed{seed}.log", "w", encoding="utf-8") as handle:
+        subprocess.run(cmd, check=True, stdout=handle, stderr=subprocess.STDOUT, cwd=str(common.ROOT))
+    return run
+
+
+def score_run(corpus: str, run: Path) -> dict:
+    """The run's scores on the held-out data (cached in the run folder as quality.json)."""
+    cached = run / "quality.json"
+    if cached.exists():
+        return json.loads(cached.read_text(encoding="utf-8"))
+    from bertner.data.jsonl import read_windows
+    from bertner.predict import Predictor
+    from bertner.spans import Document
+
+    predictor = Predictor.from_run(run, device="cpu")
+    data = data_dir(corpus)
+    if corpus == "ruijin":
+        ids, texts, gold = study_data.gold_brat_documents(data / "dev-brat")
+        predicted = [p.spans for p in predictor.predict([Document(i, t, []) for i, t in zip(ids, texts)])]
+        scores = {"dev_document": study_data.score_documents(ids, gold, predicted),
+                  "dev_seqeval": study_data.score_windows(texts, gold, predicted)}
+    else:
+        test = read_windows(data / "test.jsonl")
+        predicted = predictor.tag_windows(test).spans
+        scores = {"test_seqeval": study_data.score_windows([w.text for w in test], [w.spans for w in test], predicted)}
+    summary = json.loads((run / "summary.json").read_text(encoding="utf-8"))
+    scores["summary"] = {k: summary.get(k) for k in (
+        "best_f1", "steps", "epochs_done", "budget_seconds_used", "train_seconds", "tokens_per_second", "lr",
+        "crf_lr_mult", "batch_size", "stopped_by")}
+    cached.write_text(json.dumps(scores, indent=2) + "\n", encoding="utf-8")
+    return scores
+
+
+def headline(corpus: str, scores: dict) -> float:
+    return (scores["dev_document"] if corpus == "ruijin" else scores["test_seqeval"])["micro"]["f1"]
+
+
+def mean_std(values: list[float]) -> str:
+    if not values:
+        return "-"
+    if len(values) == 1:
+        return f"{values[0]:.3f}"
+    return f"{statistics.mean(values):.3f} +- {statistics.stdev(values):.3f}"
+
+
+def collect(corpora: list[str]) -> dict:
+    rows = []
+    classical = common.RESULTS / "classical_crf.json"
+    if classical.exists():
+        for row in json.loads(classical.read_text(encoding="utf-8"))["rows"]:
+            if row["corpus"] in corpora:
+                rows.append({"corpus": row["corpus"], "row": "classical-crf", "name": "classical CRF (CRFsuite)",
+                             "runs": [{k: v for k, v in row.items() if k not in ("corpus",)}],
+                             "minutes": round(row["train_seconds"] / 60, 1)})
+    for corpus in corpora:
+        for row, (name, _) in ROWS.items():
+            runs = []
+            for run in sorted((OUT / corpus).glob(f"{row}-seed*")):
+                if run.is_dir() and (run / "summary.json").exists():
+                    runs.append({"seed": run.name.rsplit("seed", 1)[1], **score_run(corpus, run)})
+            if runs:
+                minutes = statistics.mean(r["summary"]["budget_seconds_used"] or 0 for r in runs) / 60
+                rows.append({"corpus": corpus, "row": row, "name": name, "runs": runs, "minutes": round(minutes, 1)})
+    return {"name": "quality", "machine": common.machine_info(), "rows": rows}
+
+
+def print_table(result: dict) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title="quality on this CPU (F1; mean +- std over seeds)")
+    for column in ("corpus", "model", "doc-level exact F1", "seqeval F1", "train minutes", "epochs", "seeds"):
+        table.add_column(column)
+    for row in result["rows"]:
+        runs, corpus = row["runs"], row["corpus"]
+        if corpus == "ruijin":
+            doc = mean_std([r["dev_document"]["micro"]["f1"] for r in runs])
+            seq = mean_std([r["dev_seqeval"]["micro"]["f1"] for r in runs])
+        else:
+            doc, seq = "-", mean_std([r["test_seqeval"]["micro"]["f1"] for r in runs])
+        epochs = mean_std([r["summary"]["epochs_done"] for r in runs if "summary" in r]) if "summary" in runs[0] else "-"
+        table.add_row(corpus, row["name"], doc, seq, f"{row['minutes']:.1f}", epochs, str(len(runs)))
+    Console().print(table)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--corpus", choices=("ruijin", "msra", "both"), default="both")
+    parser.add_argument("--rows", default=",".join(ROWS), help=f"comma-separated, from: {', '.join(ROWS)}")
+    parser.add_argument("--seeds", default="1,2")
+    parser.add_argument("--minutes", type=float, default=25.0)
+    parser.add_argument("--table", action="store_true", help="only print the table of the runs done so far")
+    args = parser.parse_args()
+    corpora = ["ruijin", "msra"] if args.corpus == "both" else [args.corpus]
+    if not args.table:
+        for corpus in corpora:
+            (OUT / corpus).mkdir(parents=True, exist_ok=True)
+            for row in args.rows.split(","):
+                for seed in (int(s) for s in args.seeds.split(",")):
+                    started = time.perf_counter()
+                    run = train_run(corpus, row, seed, args.minutes)
+                    scores = score_run(corpus, run)
+                    print(f"  {corpus} {row} seed {seed}: F1 {headline(corpus, scores):.4f} "
+                          f"({(time.perf_counter() - started) / 60:.1f} min)", flush=True)
+    result = collect(corpora)
+    common.write_result("quality", result)
+    print_table(result)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,84 @@
+"""The two corpora of the quality table, prepared once outside the repo, and their scoring.
+
+- Ruijin: `bertner preprocess ../shared/data/ruijin/train --dev-ratio 0.2` (231 / 60 documents,
+  split by article, seed 13), plus a brat folder holding only the 60 dev documents, so that
+  document-level exact-span F1 is measured on whole held-out articles as `bertner evaluate`
+  does it (discontinuous entities merged, the preprocess default).
+- MSRA: its official train / test files; preprocess carves a dev split (10% of the training
+  sentences) for model selection, and the test set is only ever used for the final score.
+
+`score_documents` and `score_windows` are the one scoring of every row, neural or classical:
+document-level exact spans (`span_scores`) and seqeval strict entity F1 over characters.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import common
+
+MSRA = common.SHARED / "data" / "msra"
+
+
+def _preprocess(source: Path, out: Path, *args: str) -> Path:
+    if (out / "train.jsonl").exists():
+        return out
+    if not source.exists():
+        raise SystemExit(f"{source} is not here; this benchmark needs ../shared")
+    tmp = out.with_name(out.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    cmd = [sys.executable, "-m", "bertner", "preprocess", str(source), "-o", str(tmp), "--force", *args]
+    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, cwd=str(common.ROOT))
+    tmp.replace(out)
+    return out
+
+
+def ruijin() -> Path:
+    """Preprocessed Ruijin (train.jsonl, dev.jsonl) and, beside them, `dev-brat/` with the dev articles."""
+    out = _preprocess(common.RUIJIN_TRAIN, common.CACHE / "study-ruijin", "--dev-ratio", "0.2")
+    brat = out / "dev-brat"
+    if not brat.is_dir():
+        tmp = out / "dev-brat.tmp"
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir()
+        for doc in sorted({json.loads(line)["doc"] for line in (out / "dev.jsonl").open(encoding="utf-8")}):
+            for suffix in (".txt", ".ann"):
+                shutil.copy(common.RUIJIN_TRAIN / f"{doc}{suffix}", tmp / f"{doc}{suffix}")
+        tmp.replace(brat)
+    return out
+
+
+def msra() -> Path:
+    """Preprocessed MSRA: train.jsonl, dev.jsonl (carved from train) and the official test.jsonl."""
+    return _preprocess(MSRA, common.CACHE / "study-msra", "--dev-ratio", "0.1")
+
+
+def score_windows(texts: list[str], gold: list[list], predicted: list[list]) -> dict:
+    """seqeval strict entity scores over characters (what `bertner evaluate DATA.jsonl` reports)."""
+    from bertner.inference import char_tags
+    from bertner.metrics import entity_scores
+
+    return entity_scores(char_tags(texts, gold), char_tags(texts, predicted)).to_dict()
+
+
+def score_documents(ids: list[str], gold: list[list], predicted: list[list]) -> dict:
+    """Exact (document, start, end, type) spans (what `bertner evaluate RUN BRAT_FOLDER` reports as `document`)."""
+    from bertner.metrics import span_scores
+
+    gold_set = [(d, s.start, s.end, s.label) for d, spans in zip(ids, gold) for s in spans]
+    pred_set = [(d, s.start, s.end, s.label) for d, spans in zip(ids, predicted) for s in spans]
+    return span_scores(gold_set, pred_set).to_dict()
+
+
+def gold_brat_documents(folder: Path) -> tuple[list[str], list[str], list[list]]:
+    """Ids, texts and gold spans of a brat folder's documents (discontinuous entities merged)."""
+    from bertner.evaluate import gold_documents
+    from bertner.spans import Span
+
+    documents = gold_documents(folder, "brat", "merge")
+    spans = [sorted(Span(e.start, e.end, e.label) for e in d.entities) for d in documents]
+    return [d.id for d in documents], [d.text for d in documents], spans
