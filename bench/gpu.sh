@@ -25,15 +25,39 @@ fi
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
 $PY -c "import torch, transformers; print('torch', torch.__version__, 'transformers', transformers.__version__)"
 nvidia-smi --query-gpu=name,memory.total --format=csv,noheader 2>/dev/null || true
-bench_status=0
-timeout 450 $PY bench/gpu_bench.py "$@" || bench_status=$?   # the CLI check still runs
-
-# End to end through the CLI, on real pretrained weights: the commands a GPU user runs.
+# PARTS picks what runs (default all): bench = gpu_bench.py (BERT-base shape vs the HF loop, CRF
+# speed); cli = ALBERT-tiny + CRF through train/evaluate/predict; models = bertner train's own
+# tokens/s and MFU for the bilstm and for BERT-base at a larger batch, eager and compiled.
+PARTS=${PARTS:-bench cli models}
 out=${OUT:-bench/results}
-run=$(mktemp -d)/albert-crf
-smoke=(); [[ " $* " == *" --cpu-smoke "* ]] && smoke=(--device cpu --max-steps 4)
-timeout 120 $PY -m bertner train $PAYLOAD/data --model $PAYLOAD/albert-tiny-chinese --crf --crf-lr-mult 100 \
-  --epochs 3 --batch-size 32 -o "$run" "${smoke[@]}"
-$PY -m bertner evaluate "$run" $PAYLOAD/data/dev.jsonl --json > "$out/gpu_cli_eval${smoke:+_smoke}.json"
-echo "患者有2型糖尿病，口服二甲双胍，空腹血糖7.8mmol/L。" | $PY -m bertner predict "$run" - --format jsonl
-exit $bench_status
+smoke=(); tag=""
+if [[ " $* " == *" --cpu-smoke "* ]]; then smoke=(--device cpu --max-steps 4); tag=_smoke; fi
+status=0
+
+if [[ " $PARTS " == *" bench "* ]]; then
+  timeout 450 $PY bench/gpu_bench.py "$@" || status=$?   # the other parts still run
+fi
+
+if [[ " $PARTS " == *" cli "* ]]; then   # the commands a GPU user runs, on real pretrained weights
+  run=$(mktemp -d)/albert-crf
+  timeout 120 $PY -m bertner train $PAYLOAD/data --model $PAYLOAD/albert-tiny-chinese --crf --crf-lr-mult 100 \
+    --epochs 3 --batch-size 32 -o "$run" "${smoke[@]}" || status=$?
+  $PY -m bertner evaluate "$run" $PAYLOAD/data/dev.jsonl --json > "$out/gpu_cli_eval$tag.json" || status=$?
+  echo "患者有2型糖尿病，口服二甲双胍，空腹血糖7.8mmol/L。" | $PY -m bertner predict "$run" - --format jsonl || status=$?
+fi
+
+if [[ " $PARTS " == *" models "* ]]; then   # training speed of bertner train itself, summary.json kept
+  runs=$(mktemp -d)
+  train_part() {  # name, timeout, flags...
+    local name=$1 limit=$2; shift 2
+    timeout "$limit" $PY -m bertner train $PAYLOAD/data -o "$runs/$name" "$@" "${smoke[@]}" 2>&1 | grep -v "━" | tail -4 \
+      && cp "$runs/$name/summary.json" "$out/gpu_model_$name$tag.json" || status=1
+  }
+  train_part bilstm-crf 120 --model bilstm --crf --epochs 3 --batch-size 64
+  bert=(--model $PAYLOAD/bert-base-chinese-tokenizer --random-init --crf --batch-size 128 --max-steps 40 --log-every 10)
+  if [[ -z $tag ]]; then   # BERT-base is too slow for the CPU smoke test
+    train_part bert-base-b128 150 "${bert[@]}"
+    train_part bert-base-b128-compiled 240 "${bert[@]}" --compile
+  fi
+fi
+exit $status

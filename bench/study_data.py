@@ -54,7 +54,7 @@ def ruijin() -> Path:
 
 def msra() -> Path:
     """Preprocessed MSRA: train.jsonl, dev.jsonl (carved from train) and the official test.jsonl."""
-    return _preprocess(MSRA, common.CACHE / "study-msra", "--dev-ratio", "0.1")
+    return _preprocess(MSRA, common.CACHE / "study-msra", "--dev-ratio", "0.1", "--repair-tags")
 
 
 def score_windows(texts: list[str], gold: list[list], predicted: list[list]) -> dict:
@@ -82,3 +82,8 @@ def gold_brat_documents(folder: Path) -> tuple[list[str], list[str], list[list]]
     documents = gold_documents(folder, "brat", "merge")
     spans = [sorted(Span(e.start, e.end, e.label) for e in d.entities) for d in documents]
     return [d.id for d in documents], [d.text for d in documents], spans
+
+
+if __name__ == "__main__":
+    print(ruijin())
+    print(msra())

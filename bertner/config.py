@@ -11,11 +11,30 @@ import yaml
 
 from bertner.errors import BertnerError
 
-PRETRAINED_LR = 5e-5  # the study's base rate, for BERT-base-sized pretrained encoders
-SMALL_PRETRAINED_LR = 1e-4  # small pretrained encoders (hidden < 768) learn too slowly at 5e-5
-TINY_LR = 1e-3  # a from-scratch tiny encoder needs a much larger rate to learn in minutes
-BILSTM_LR = 2e-3  # Adam's usual rate for a BiLSTM-CRF trained from scratch
-SCRATCH_MODELS = ("tiny", "bilstm")  # encoders bertner builds itself, with no download
+@dataclass(frozen=True)
+class Recipe:
+    """Defaults of one encoder family: what a setting left out (None) becomes."""
+
+    lr: float
+    crf_lr_mult: float
+    epochs: int
+    batch_size: int
+
+
+# Measured on Ruijin where we could (README, "Recipes"); a user's flag or YAML always wins.
+RECIPES = {
+    "tiny": Recipe(lr=1e-3, crf_lr_mult=1.0, epochs=2, batch_size=16),  # from scratch: a large rate
+    "bilstm": Recipe(lr=2e-3, crf_lr_mult=1.0, epochs=10, batch_size=32),
+    "small": Recipe(lr=1e-4, crf_lr_mult=1.0, epochs=2, batch_size=16),  # pretrained, hidden < 768
+    "base": Recipe(lr=5e-5, crf_lr_mult=1.0, epochs=2, batch_size=16),  # pretrained BERT-base size: the study's rate
+}
+RECIPE_FIELDS = ("lr", "crf_lr_mult", "epochs", "batch_size")
+
+
+def recipe_family(model: str, hidden_size: int) -> str:
+    if model in ("tiny", "bilstm"):
+        return model
+    return "base" if hidden_size >= 768 else "small"
 
 
 @dataclass
@@ -49,16 +68,17 @@ class TrainConfig:
     bigram_dim: int = 64  # 0: characters only
     init_embeddings: str | None = None  # a model folder whose input embeddings start the character table
     # optimisation
-    lr: float | None = None  # None: 5e-5 (1e-4 for encoders with hidden < 768), 1e-3 for tiny
+    # lr, crf_lr_mult, epochs, batch_size: None takes the encoder family's recipe (RECIPES)
+    lr: float | None = None
     head_lr_mult: float = 1.0
-    crf_lr_mult: float = 1.0
+    crf_lr_mult: float | None = None
     weight_decay: float = 0.01
     warmup_ratio: float = 0.1
     max_grad_norm: float = 1.0
-    epochs: int = 2  # ALBERT-tiny on Ruijin: 2 epochs take about half an hour on 2 CPU cores
+    epochs: int | None = None
     max_steps: int = 0  # stop after this many optimiser steps (0: no limit)
     time_budget: float = 0  # minutes of wall-clock training, evaluations included (0: no limit)
-    batch_size: int = 16
+    batch_size: int | None = None
     grad_accum: int = 1
     max_length: int = 512  # tokens per model input, [CLS] and [SEP] included; longer windows are chunked
     # evaluation and stopping
@@ -80,27 +100,26 @@ class TrainConfig:
         encoder = "bilstm" if self.model == "bilstm" else "bert"
         return encoder + ("+gru" if self.gru else "") + ("+crf" if self.crf else "+softmax")
 
-    def resolved_lr(self, hidden_size: int = 768) -> float:
-        if self.lr is not None:
-            return self.lr
-        if self.model == "tiny":
-            return TINY_LR
-        if self.model == "bilstm":
-            return BILSTM_LR
-        return PRETRAINED_LR if hidden_size >= 768 else SMALL_PRETRAINED_LR
+    def resolve(self, hidden_size: int) -> None:
+        """Fill the settings left to their family's recipe, so the saved config says what ran."""
+        recipe = RECIPES[recipe_family(self.model, hidden_size)]
+        for name in RECIPE_FIELDS:
+            if getattr(self, name) is None:
+                setattr(self, name, getattr(recipe, name))
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
     def validate(self) -> None:
         checks = [
-            (self.epochs >= 1, "--epochs must be at least 1"),
+            (self.epochs is None or self.epochs >= 1, "--epochs must be at least 1"),
             (self.max_steps >= 0, "--max-steps must be 0 (no limit) or more"),
-            (self.batch_size >= 1, "--batch-size must be at least 1"),
+            (self.batch_size is None or self.batch_size >= 1, "--batch-size must be at least 1"),
             (self.grad_accum >= 1, "--grad-accum must be at least 1"),
             (self.max_length >= 8, "--max-length must be at least 8"),
             (self.lr is None or self.lr > 0, "--lr must be positive"),
-            (self.crf_lr_mult > 0 and self.head_lr_mult > 0, "learning-rate multipliers must be positive"),
+            ((self.crf_lr_mult is None or self.crf_lr_mult > 0) and self.head_lr_mult > 0,
+             "learning-rate multipliers must be positive"),
             (0 <= self.warmup_ratio < 1, "--warmup-ratio must be in [0, 1)"),
             (0 <= self.dropout < 1, "--dropout must be in [0, 1)"),
             (self.alignment in ("auto", "char", "subword"), "--alignment must be auto, char or subword"),

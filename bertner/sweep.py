@@ -131,8 +131,10 @@ def _format_part(key: str, value: Any) -> str:
         text = f"x{value:g}"
     elif key == "seed":
         text = f"seed{value}"
-    elif key == "model":
+    elif key in ("model", "data") and value is not None:
         text = Path(str(value)).name or str(value)
+    elif key == "init_embeddings":
+        text = f"init-{Path(str(value)).name}" if value is not None else "no_init"
     elif isinstance(value, bool):
         text = key if value else f"no_{key}"
     elif isinstance(value, float):
@@ -144,7 +146,7 @@ def _format_part(key: str, value: Any) -> str:
 
 def run_name(values: dict[str, Any], grid_keys: list[str]) -> str:
     """`bert-gru-crf-x100-seed2`: the variant, then each other grid setting (in file order) that has an effect."""
-    variant = TrainConfig(crf=bool(values["crf"]), gru=bool(values["gru"])).variant.replace("+", "-")
+    variant = TrainConfig(model=str(values["model"]), crf=bool(values["crf"]), gru=bool(values["gru"])).variant.replace("+", "-")
     parts = [variant]
     for key in grid_keys:
         if key in ("crf", "gru"):

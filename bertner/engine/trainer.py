@@ -90,7 +90,7 @@ def seed_everything(seed: int) -> None:
 
 def default_run_name(config: TrainConfig) -> str:
     variant = config.variant.replace("+", "-")
-    mult = f"-x{config.crf_lr_mult:g}" if config.crf and config.crf_lr_mult != 1 else ""
+    mult = f"-x{config.crf_lr_mult:g}" if config.crf and config.crf_lr_mult not in (None, 1) else ""
     return f"runs/{variant}{mult}-{datetime.now():%Y%m%d-%H%M%S}"
 
 
@@ -212,7 +212,7 @@ class Trainer:
         else:
             self.bundle = build_encoder(c, data.train)
         self.aligner = self.bundle.aligner
-        c.lr = c.resolved_lr(self.bundle.hidden_size)  # saved resolved, so config.yaml says what ran
+        c.resolve(self.bundle.hidden_size)  # the family's recipe for what was left out; saved resolved
         max_length = min(c.max_length, self.bundle.max_positions)
         self.train_set = encode_windows(data.train, self.aligner, max_length, self.tag_to_id, c.scheme)
         # Each process evaluates its share of the dev windows; the predictions are gathered.
