@@ -158,6 +158,7 @@ def evaluate(
     constrained: Optional[bool] = typer.Option(None, "--constrained-decoding/--free-decoding", help="Override the run's decoding of a softmax head (well-formed BIO sequences, or each token's argmax)."),
     batch_size: int = typer.Option(32, "--batch-size", "-b", help="Inputs per batch."),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N."),
+    discontinuous: Optional[str] = typer.Option(None, "--discontinuous", help="For a folder of predicted .ann files: how to read discontinuous gold entities (merge, first, split, drop). Default: the policy of the run that wrote them, which predict records in the folder (else merge). A run always uses its own."),
 ) -> None:
     """Score a run on labelled data: entity-level strict P/R/F1 (micro, macro, per type).
 
@@ -171,9 +172,13 @@ def evaluate(
 
     if run.is_dir() and not is_run_dir(run) and any(run.glob("*.ann")):
         # RUN is a folder of .ann files that `bertner predict --format brat` wrote: score them.
-        result = evaluate_predicted_brat(run, data, n_errors=errors)
+        result = evaluate_predicted_brat(run, data, policy=discontinuous, n_errors=errors)
     else:
         predictor = Predictor.from_run(run, device=device, batch_size=batch_size, constrained=constrained)
+        if discontinuous is not None:
+            trained_with = predictor.run.data_info.get("discontinuous", "merge")
+            raise BertnerError(f"{run} scores with the policy it was trained with ({trained_with}); "
+                               "--discontinuous is for a folder of predicted .ann files")
         result = run_evaluate(predictor, data, n_errors=errors)
     print_evaluation(result, as_json=as_json)
 
@@ -187,7 +192,7 @@ def predict(
     runs_dir: Path = typer.Option(Path("runs"), "--runs", help="Where to look for the best run when no run is given."),
     batch_size: int = typer.Option(32, "--batch-size", "-b", help="Inputs per batch."),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N."),
-    force: bool = typer.Option(False, "--force", help="Overwrite existing output files."),
+    force: bool = typer.Option(False, "--force", help="Write into an output that already holds something: replaces only what predict writes (the -o file; or each input's .ann and .txt and bertner_predict.json), deletes nothing else."),
 ) -> None:
     """Tag raw text with a trained run; offsets are exact in the original files.
 

@@ -131,15 +131,65 @@ def most_frequent_errors(
     return sorted((k for k in kinds if k["count"]), key=lambda k: -k["count"])[:n]
 
 
-def evaluate_predicted_brat(predicted: str | Path, gold: str | Path, policy: str = "merge", n_errors: int = 0) -> Evaluation:
+def read_brat_record(folder: Path) -> dict[str, Any]:
+    """What `predict --format brat` recorded in `folder` (its run's policy, the documents it wrote); {} if absent."""
+    import json
+
+    from bertner.data.policies import POLICIES
+    from bertner.writers import BRAT_RECORD
+
+    path = folder / BRAT_RECORD
+    if not path.is_file():
+        return {}
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:
+        raise DataError(f"is corrupt ({e}); delete it and pass --discontinuous", path=path) from None
+    if not isinstance(record, dict) or record.get("discontinuous", "merge") not in POLICIES:
+        raise DataError("is corrupt (no known discontinuous policy); delete it and pass --discontinuous", path=path)
+    return record
+
+
+def prediction_policy(predicted: Path, record: dict[str, Any], policy: str | None) -> str:
+    """The discontinuous policy to read gold with: --discontinuous, else the recorded one, else merge."""
+    from bertner.data.policies import check_policy
+    from bertner.writers import BRAT_RECORD
+
+    recorded = record.get("discontinuous")
+    if policy is None:
+        if recorded is None:
+            warn(f"{predicted} has no {BRAT_RECORD} saying which discontinuous policy its run was trained with; "
+                 "gold is read with merge (pass --discontinuous to choose)")
+        return recorded or "merge"
+    policy = check_policy(policy)
+    if recorded is not None and policy != recorded:
+        warn(f"gold is read with --discontinuous {policy}, but the run that wrote {predicted} was trained with {recorded}: "
+             "the scores will differ from `bertner evaluate RUN`")
+    return policy
+
+
+def evaluate_predicted_brat(
+    predicted: str | Path, gold: str | Path, policy: str | None = None, n_errors: int = 0
+) -> Evaluation:
     """Score `.ann` files written by `bertner predict --format brat` against a gold brat folder.
 
-    Uses exactly the scoring of `evaluate` on a run, so the two numbers can be compared.
+    Gold is read with the discontinuous policy the predicting run was trained with (recorded by
+    predict in the folder) unless `policy` says otherwise, and scored exactly as `evaluate` scores
+    a run, so the two give the same numbers.
     """
     from bertner.metrics import entity_scores, span_scores
 
+    predicted = Path(predicted)
+    record = read_brat_record(predicted)
+    policy = prediction_policy(predicted, record, policy)
     gold_docs = {d.id: d for d in gold_documents(Path(gold), "brat", policy)}
-    pred_docs = {d.id: d for d in gold_documents(Path(predicted), "brat", "merge")}
+    # Predicted spans were written as fragments split at line breaks: merge gives them back exactly.
+    pred_docs = {d.id: d for d in gold_documents(predicted, "brat", "merge")}
+    if isinstance(record.get("documents"), list):
+        older = sorted(set(pred_docs) - set(record["documents"]))
+        if older:
+            warn(f"{len(older)} .ann files in {predicted} were not written by the last predict into it "
+                 f"(e.g. {older[0]}.ann); they are scored too")
     missing = sorted(set(gold_docs) - set(pred_docs))
     if missing:
         warn(f"{len(missing)} gold documents have no prediction (scored as all missed), e.g. {missing[0]}")

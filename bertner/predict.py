@@ -1,14 +1,16 @@
 """Prediction: a run directory and raw documents in, character spans in document offsets out.
 
 Documents of any length are cut into windows as in preprocessing; windows longer than the
-encoder's limit are chunked; all windows of all documents are batched together for speed.
+encoder's limit are chunked. Documents stream through in groups: a group gathers documents until
+its windows fill `GROUP_BATCHES` batches, is tagged (sorted by length, so batches pad little), and
+its predictions come out before the next group is read. Memory holds one group, not the input.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable, Iterable, Iterator, Sequence
 
 import torch
 
@@ -18,6 +20,8 @@ from bertner.engine.trainer import autocast_for, pick_device, pick_precision
 from bertner.inference import TaggedWindows, tag_windows
 from bertner.runs import LoadedRun, load_run
 from bertner.spans import Document, Span, Window
+
+GROUP_BATCHES = 16  # batches of windows per group: enough to sort by length and fill batches, small in memory
 
 
 @dataclass
@@ -65,25 +69,69 @@ class Predictor:
             self.autocast, on_batch=on_batch,
         )
 
-    def predict(
-        self, documents: Sequence[Document], on_batch: Callable[[int], None] | None = None,
-        on_start: Callable[[int], None] | None = None,
-    ) -> list[Prediction]:
+    def predict_stream(
+        self, documents: Iterable[Document], on_characters: Callable[[int], None] | None = None,
+    ) -> Iterator[Prediction]:
+        """Predictions in input order, each as soon as its group of documents is tagged.
+
+        `documents` is read lazily; `on_characters(n)` is told after each batch how many more
+        characters of text are done (in proportion within a group, exact at its end).
+        """
+        group: list[Document] = []
         windows: list[Window] = []
         owner: list[int] = []
-        for index, doc in enumerate(documents):
+        for doc in documents:
             doc_windows, _ = make_windows(doc.id, doc.text, (), self.max_chars)
+            owner.extend([len(group)] * len(doc_windows))
             windows.extend(doc_windows)
-            owner.extend([index] * len(doc_windows))
-        tagged = self.tag_windows(windows, on_batch, on_start)
-        found: list[list[tuple[Span, float]]] = [[] for _ in documents]
+            group.append(doc)
+            if len(windows) >= self.batch_size * GROUP_BATCHES:
+                yield from self._predict_group(group, windows, owner, on_characters)
+                group, windows, owner = [], [], []
+        if group:
+            yield from self._predict_group(group, windows, owner, on_characters)
+
+    def _predict_group(
+        self, group: list[Document], windows: list[Window], owner: list[int], on_characters: Callable[[int], None] | None,
+    ) -> Iterator[Prediction]:
+        share = CharacterShare(sum(len(doc.text) for doc in group), on_characters)
+        tagged = self.tag_windows(windows, on_batch=share.batch_done, on_start=share.start)
+        share.finish()
+        found: list[list[tuple[Span, float]]] = [[] for _ in group]
         for window, window_spans, window_scores, index in zip(windows, tagged.spans, tagged.scores, owner):
             found[index].extend((s.shifted(window.offset), score) for s, score in zip(window_spans, window_scores))
-        predictions = []
-        for doc, pairs in zip(documents, found):
+        for doc, pairs in zip(group, found):
             pairs.sort()
-            predictions.append(Prediction(doc.id, doc.text, [s for s, _ in pairs], [c for _, c in pairs], doc.source))
-        return predictions
+            yield Prediction(doc.id, doc.text, [s for s, _ in pairs], [c for _, c in pairs], doc.source)
+
+    def predict(self, documents: Iterable[Document]) -> list[Prediction]:
+        """All predictions at once (for evaluation and scripts); `predict_stream` holds less."""
+        return list(self.predict_stream(documents))
 
     def predict_text(self, text: str, doc_id: str = "text") -> list[Span]:
         return self.predict([Document(doc_id, text)])[0].spans
+
+
+class CharacterShare:
+    """Turns 'k more model inputs done' into 'n more characters done' for a group of documents."""
+
+    def __init__(self, characters: int, report: Callable[[int], None] | None):
+        self.characters, self.report = characters, report
+        self.inputs = 0
+        self.inputs_done = 0
+        self.reported = 0
+
+    def start(self, inputs: int) -> None:
+        self.inputs = inputs
+
+    def batch_done(self, inputs: int) -> None:
+        self.inputs_done += inputs
+        self.tell(self.characters * self.inputs_done // max(1, self.inputs))
+
+    def finish(self) -> None:
+        self.tell(self.characters)  # whitespace-only documents have no model inputs, but count as done
+
+    def tell(self, characters: int) -> None:
+        if self.report is not None and characters > self.reported:
+            self.report(characters - self.reported)
+            self.reported = characters

@@ -3,14 +3,21 @@
 from __future__ import annotations
 
 import sys
+from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Callable, Iterable, Iterator
 
 from bertner.console import info, warn
 from bertner.data.brat import decode_utf8
 from bertner.errors import BertnerError, DataError, OutputExistsError, RunError
-from bertner.fileio import atomic_dir, atomic_path
+from bertner.fileio import atomic_dir, atomic_path, output_conflict, write_json
+from bertner.progress import task_progress
 from bertner.runs import check_run_dir, looks_like_run, read_json
 from bertner.spans import Document
+
+if TYPE_CHECKING:
+    from bertner.predict import Prediction, Predictor
 
 
 def best_run(runs_dir: Path) -> Path:
@@ -35,69 +42,89 @@ def best_run(runs_dir: Path) -> Path:
     return Path(max(candidates)[1])
 
 
-def read_text_input(path: Path, doc_id: str) -> Document | None:
-    """A document from a text file, exactly as stored; None (with a warning) for an empty file."""
-    text = decode_utf8(path)  # the same checks (binary, not UTF-8) as the corpus readers
+@dataclass
+class TextInput:
+    """One document to tag, known before it is read for tagging: its id, where it is, its length."""
+
+    id: str
+    source: str  # the file, or <stdin>
+    characters: int
+    path: Path | None = None
+    text: str | None = None  # standard input only: it cannot be read a second time
+
+
+def read_text(path: Path, warn_bom: bool = False) -> str:
+    """A text file exactly as stored, less a UTF-8 byte-order mark."""
+    try:
+        text = decode_utf8(path)  # the same checks (binary, not UTF-8) as the corpus readers
+    except OSError as e:
+        raise DataError(f"cannot read it: {e.strerror or e}", path=path) from None
     if text.startswith("\ufeff"):
         # Offsets then count from the first character after the BOM, like our brat reader.
-        warn(f"{path}: has a UTF-8 byte-order mark; offsets count characters after it")
+        if warn_bom:
+            warn(f"{path}: has a UTF-8 byte-order mark; offsets count characters after it")
         text = text[1:]
+    return text
+
+
+def check_text_input(path: Path, doc_id: str) -> TextInput | None:
+    """A text file checked and measured (then let go: it is read again when its turn comes); None if empty."""
+    text = read_text(path, warn_bom=True)
     if not text.strip():
         warn(f"{path}: empty, skipped")
         return None
-    return Document(doc_id, text, source=str(path))
+    return TextInput(doc_id, str(path), len(text), path)
 
 
-def gather_documents(inputs: list[str]) -> list[Document]:
-    documents: list[Document] = []
+def gather_inputs(inputs: list[str]) -> list[TextInput]:
+    """Every document to tag, each file checked (UTF-8, not binary, not empty) before any is tagged."""
+    found: list[TextInput | None] = []
     for item in inputs:
         if item == "-":
             text = sys.stdin.read()
             if not text.strip():
                 raise DataError("standard input is empty", path="<stdin>")
-            documents.append(Document("stdin", text, source="<stdin>"))
+            found.append(TextInput("stdin", "<stdin>", len(text), text=text))
             continue
         path = Path(item)
         if path.is_dir():
             files = sorted(path.rglob("*.txt"))
             if not files:
                 raise DataError("no .txt files in this folder", path=path)
-            for f in files:
-                doc = read_text_input(f, f.relative_to(path).with_suffix("").as_posix())
-                if doc is not None:
-                    documents.append(doc)
+            found.extend(check_text_input(f, f.relative_to(path).with_suffix("").as_posix()) for f in files)
         elif path.is_file():
-            doc = read_text_input(path, path.stem)
-            if doc is not None:
-                documents.append(doc)
+            found.append(check_text_input(path, path.stem))
         else:
             raise DataError("no such file or folder", path=path)
-    if not documents:
+    kept = [f for f in found if f is not None]
+    if not kept:
         raise DataError("nothing to tag: every input was empty", path=", ".join(inputs))
-    ids = [d.id for d in documents]
-    if len(set(ids)) != len(ids):
-        duplicated = sorted({i for i in ids if ids.count(i) > 1})
-        raise DataError(f"two inputs share the document id {duplicated[0]!r}; rename one of them")
-    return documents
+    repeated = sorted(doc_id for doc_id, n in Counter(f.id for f in kept).items() if n > 1)
+    if repeated:
+        raise DataError(f"two inputs share the document id {repeated[0]!r}; rename one of them")
+    return kept
 
 
-def predict_with_progress(predictor, documents: list[Document]):
-    """Predict, with a progress bar on stderr when there is enough text to wait for."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+def read_documents(inputs: Iterable[TextInput]) -> Iterator[Document]:
+    """The documents one at a time, read when their turn comes."""
+    for item in inputs:
+        text = item.text if item.text is not None else read_text(item.path)
+        yield Document(item.id, text, source=item.source)
 
-    from bertner.console import err
 
-    characters = sum(len(d.text) for d in documents)
-    if characters < 50_000 or not err.is_terminal:
-        return predictor.predict(documents)
-    with Progress(TextColumn("tagging"), BarColumn(), MofNCompleteColumn(), TextColumn("inputs"),
-                  TimeRemainingColumn(), console=err, transient=True) as progress:
-        task = progress.add_task("tag", total=None)
+def gather_documents(inputs: list[str]) -> list[Document]:
+    """Every input document in memory at once (for scripts and benchmarks; `bertner predict` streams)."""
+    return list(read_documents(gather_inputs(inputs)))
 
-        def advance(n: int) -> None:
-            progress.update(task, advance=n)
 
-        return predictor.predict(documents, on_batch=advance, on_start=lambda total: progress.update(task, total=total))
+def brat_files(inputs: Iterable[TextInput]) -> Iterator[str]:
+    """The files `--format brat` writes, relative to the output folder."""
+    from bertner import writers
+
+    for item in inputs:
+        yield f"{item.id}.ann"
+        yield f"{item.id}.txt"
+    yield writers.BRAT_RECORD
 
 
 def run_predict(
@@ -105,7 +132,6 @@ def run_predict(
     device: str, force: bool,
 ) -> None:
     from bertner.predict import Predictor
-    from bertner.writers import FORMATS
 
     if inputs and looks_like_run(Path(inputs[0])):
         run, inputs = Path(inputs[0]), inputs[1:]
@@ -116,52 +142,98 @@ def run_predict(
     if not inputs:
         raise BertnerError("no input given: pass .txt files, folders, or - for standard input")
     fmt = output_format or ("pretty" if sys.stdout.isatty() and output is None else "jsonl")
+    check_output(fmt, output, force)
+
+    items = gather_inputs(inputs)
+    if fmt == "brat":
+        conflict = output_conflict(output, brat_files(items))  # found now, not after the tagging
+        if conflict is not None:
+            raise OutputExistsError(f"{conflict}; nothing was written")
+    predictor = Predictor.from_run(run, device=device, batch_size=batch_size)
+    totals = {"characters": sum(i.characters for i in items), "documents": len(items)}
+    with task_progress("tagging", totals) as progress:
+        predictions = counted(
+            predictor.predict_stream(read_documents(items), on_characters=lambda n: progress.advance("characters", n)),
+            lambda: progress.advance("documents", 1),
+        )
+        try:
+            write_predictions(predictions, fmt, output, predictor, run)
+        except OSError as e:  # disk full, permissions: the atomic writers left nothing half-written
+            if output is None:
+                raise BertnerError(f"cannot write to standard output: {e.strerror or e}") from None
+            raise BertnerError(f"cannot write {output}: {e.strerror or e}; nothing was written") from None
+
+
+def check_output(fmt: str, output: Path | None, force: bool) -> None:
+    """Refuse an output that does not fit the format, or that holds something, unless --force."""
+    from bertner.writers import FORMATS
+
     if fmt not in FORMATS:
         raise BertnerError(f"unknown --format {fmt!r}; use one of {', '.join(FORMATS)}")
     if fmt == "brat" and output is None:
         raise BertnerError("--format brat writes one .ann per input .txt: give the folder with -o DIR")
     if fmt == "pretty" and output is not None:
         raise BertnerError("--format pretty prints to the terminal; use jsonl, brat or conll with -o")
+    if output is None:
+        return
     if fmt == "brat" and output.exists() and not output.is_dir():
         raise OutputExistsError(f"{output} is a file; --format brat writes a folder of .ann files: give a folder with -o")
-    if output is not None and output.exists() and not force:
+    if fmt != "brat" and output.is_dir():
+        raise OutputExistsError(f"{output} is a folder; --format {fmt} writes one file: give a file name with -o")
+    if output.exists() and not force:
         if output.is_file() or (output.is_dir() and any(output.iterdir())):
             raise OutputExistsError(f"{output} already exists; pass --force to overwrite it")
 
-    documents = gather_documents(inputs)
-    predictor = Predictor.from_run(run, device=device, batch_size=batch_size)
-    predictions = predict_with_progress(predictor, documents)
 
-    try:
-        write_predictions(predictions, fmt, output)
-    except OSError as e:  # disk full, permissions: the atomic writers left nothing half-written
-        if output is None:
-            raise BertnerError(f"cannot write to standard output: {e.strerror or e}") from None
-        raise BertnerError(f"cannot write {output}: {e.strerror or e}; nothing was written") from None
+def counted(predictions: Iterable[Prediction], on_document: Callable[[], None]) -> Iterator[Prediction]:
+    for prediction in predictions:
+        on_document()
+        yield prediction
 
 
-def write_predictions(predictions, fmt: str, output: Path | None) -> None:
-    from bertner.writers import brat_ann, conll_lines, jsonl_line, print_pretty
+def write_predictions(predictions: Iterable[Prediction], fmt: str, output: Path | None, predictor: Predictor, run: Path) -> None:
+    """Write each prediction as it comes: to stdout at once, to a file or folder through a temporary name."""
+    from bertner import writers
 
     if fmt == "pretty":
-        print_pretty(predictions)
+        for p in predictions:
+            writers.print_pretty([p], labels=predictor.run.labels)
     elif fmt == "brat":
-        with atomic_dir(output) as folder:
-            for p in predictions:
-                target = folder / f"{p.doc}.ann"
-                target.parent.mkdir(parents=True, exist_ok=True)
-                target.write_text(brat_ann(p), encoding="utf-8", newline="")
-                # The text beside it makes the folder a complete brat corpus (viewable, scorable).
-                target.with_suffix(".txt").write_text(p.text, encoding="utf-8", newline="")
-        info(f"wrote {len(predictions)} .ann files ({sum(len(p.spans) for p in predictions):,} entities) to {output}")
+        write_brat(predictions, output, {"run": str(run), "discontinuous": predictor.run.data_info.get("discontinuous", "merge")})
     else:
-        render = jsonl_line if fmt == "jsonl" else (lambda p: "".join(conll_lines(p)))
+        render = writers.jsonl_line if fmt == "jsonl" else (lambda p: "".join(writers.conll_lines(p)))
         if output is None:
             for p in predictions:
                 sys.stdout.write(render(p))
+                sys.stdout.flush()  # a crash or Ctrl-C later keeps every document written so far
         else:
+            documents = 0
             with atomic_path(output) as tmp:
                 with open(tmp, "w", encoding="utf-8", newline="") as f:
                     for p in predictions:
                         f.write(render(p))
-            info(f"wrote {len(predictions)} documents to {output}")
+                        documents += 1
+            info(f"wrote {documents} documents to {output}")
+
+
+def write_brat(predictions: Iterable[Prediction], output: Path, record: dict) -> None:
+    """One .ann and the text beside it per document, and the record `bertner evaluate` reads (`writers.BRAT_RECORD`)."""
+    from bertner import writers
+
+    written: list[str] = []
+    entities = 0
+    with atomic_dir(output) as folder:
+        for p in predictions:
+            target = folder / f"{p.doc}.ann"
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_text(writers.brat_ann(p), encoding="utf-8", newline="")
+            # The text beside it makes the folder a complete brat corpus (viewable, scorable).
+            target.with_suffix(".txt").write_text(p.text, encoding="utf-8", newline="")
+            written.append(p.doc)
+            entities += len(p.spans)
+        write_json(folder / writers.BRAT_RECORD, {"format": 1, **record, "documents": written})
+    info(f"wrote {len(written)} .ann files ({entities:,} entities) to {output}")
+    older = sorted({p.stem for p in output.glob("*.ann")} - set(written))  # the ones `bertner evaluate` reads
+    if older:
+        warn(f"{len(older)} .ann files in {output} were not written by this predict and are kept (e.g. {older[0]}.ann); "
+             "`bertner evaluate` would score them with these")

@@ -7,12 +7,15 @@ none of them knows about models or tokens.
 from __future__ import annotations
 
 import json
-from typing import Iterable
+from typing import Iterable, Sequence
 
 from bertner.predict import Prediction
 from bertner.spans import Span
 
 FORMATS = ("pretty", "jsonl", "brat", "conll")
+# Written by `predict --format brat` beside the .ann files: the run, its discontinuous policy (so
+# `evaluate PRED GOLD` reads gold as `evaluate RUN GOLD` does) and the documents it wrote.
+BRAT_RECORD = "bertner_predict.json"
 
 
 def jsonl_line(prediction: Prediction) -> str:
@@ -73,8 +76,11 @@ def conll_lines(prediction: Prediction) -> Iterable[str]:
         yield "\n"
 
 
-def print_pretty(predictions: list[Prediction], max_chars: int = 2000) -> None:
-    """The text with entities highlighted by label, then a table of the entities."""
+def print_pretty(predictions: list[Prediction], max_chars: int = 2000, labels: Sequence[str] | None = None) -> None:
+    """The text with entities highlighted by label, then a table of the entities.
+
+    `labels` (all the run's labels) keeps each label's colour the same from one call to the next.
+    """
     from rich.table import Table
     from rich.text import Text
 
@@ -82,7 +88,7 @@ def print_pretty(predictions: list[Prediction], max_chars: int = 2000) -> None:
 
     palette = ["cyan", "magenta", "green", "yellow", "blue", "red", "bright_cyan", "bright_magenta",
                "bright_green", "bright_yellow", "bright_blue", "bright_red", "orange3", "purple", "turquoise2"]
-    labels = sorted({s.label for p in predictions for s in p.spans})
+    labels = sorted(set(labels or ()) | {s.label for p in predictions for s in p.spans})
     colour = {label: palette[i % len(palette)] for i, label in enumerate(labels)}
     for p in predictions:
         out.rule(f"{p.doc}: {len(p.spans)} entities", style="dim")

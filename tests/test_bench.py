@@ -16,6 +16,7 @@ sys.path.insert(0, str(BENCH))
 def test_bench_modules_import():
     import common  # noqa: F401
     import gpu_bench  # noqa: F401
+    import predict_memory
     import predict_throughput  # noqa: F401
     import run  # noqa: F401
     import scaling
@@ -23,6 +24,19 @@ def test_bench_modules_import():
     assert scaling.line_fit([1.0, 2.0, 4.0], [2.0, 4.0, 8.0])[1] == pytest.approx(2.0)
     assert scaling.loglog_slope([1.0, 2.0, 4.0], [3.0, 6.0, 12.0]) == pytest.approx(1.0)
     assert common.paired_ratio([2.0, 4.0, 6.0], [1.0, 2.0, 2.0]) == pytest.approx(2.0)
+    assert predict_memory.TARGET_RATIO == 1.3
+
+
+def test_predict_memory_inputs_repeat_the_texts_to_the_size(tmp_path):
+    import predict_memory
+
+    source = tmp_path / "source"
+    source.mkdir()
+    (source / "a.txt").write_text("患者" * 50, encoding="utf-8")  # 300 bytes
+    (source / "b.txt").write_text("x" * 100, encoding="utf-8")
+    made = predict_memory.build_inputs(source, tmp_path / "inputs", 1000)
+    assert made == {"bytes": 1100, "characters": 500, "documents": 5}  # a, b, a, b, a: stops at 1,000 bytes or more
+    assert sorted(p.name for p in (tmp_path / "inputs").iterdir())[:3] == ["r0_a.txt", "r0_b.txt", "r1_a.txt"]
 
 
 def test_smallest_training_comparison_writes_ratios(tmp_path):

@@ -122,3 +122,97 @@ def test_ruijin_unlabeled_brat_offsets_are_exact(run_dir, tmp_path):
             assert " ".join(text[s:e] for s, e in fragments) == surface
             checked += 1
     assert len(list(pred.glob("*.ann"))) == 5 and checked > 0
+
+
+def discontinuous_gold(folder):
+    """Notes where one Drug entity is two words around 和 (`4 8;9 13`): each policy reads it differently."""
+    folder.mkdir()
+    text = "患者口服二甲双胍和阿司匹林，复查肌酐，无高血压。\n"
+    ann = "T1\tDrug 4 8;9 13\t二甲双胍 阿司匹林\nT2\tTest 16 18\t肌酐\nT3\tDisease 20 23\t高血压\n"
+    for d in range(3):
+        (folder / f"note{d}.txt").write_text(text * (d + 1), encoding="utf-8")
+        (folder / f"note{d}.ann").write_text(ann, encoding="utf-8")
+    return folder
+
+
+def run_with_policy(run_dir, folder, policy):
+    """A copy of the module's run that records `policy` as its training data's discontinuous policy."""
+    shutil.copytree(run_dir, folder)
+    labels = json.loads((folder / "labels.json").read_text(encoding="utf-8"))
+    labels["data"] = {**labels.get("data", {}), "discontinuous": policy}
+    (folder / "labels.json").write_text(json.dumps(labels), encoding="utf-8")
+    return folder
+
+
+def test_brat_predictions_score_like_evaluate_under_every_policy(run_dir, tmp_path):
+    gold = discontinuous_gold(tmp_path / "gold")
+    document_f1 = {}
+    for policy in ("merge", "first", "split", "drop"):
+        run = run_with_policy(run_dir, tmp_path / f"run-{policy}", policy)
+        pred = tmp_path / f"pred-{policy}"
+        assert invoke("predict", run, gold, "-f", "brat", "-o", pred).exit_code == 0
+        on_run = json.loads(invoke("evaluate", run, gold, "--json").stdout)
+        on_files = json.loads(invoke("evaluate", pred, gold, "--json").stdout)
+        assert (on_files["document"], on_files["micro"]) == (on_run["document"], on_run["micro"]), policy
+        assert json.loads((pred / "bertner_predict.json").read_text())["discontinuous"] == policy
+        document_f1[policy] = on_files["document"]["micro"]["f1"]
+    assert document_f1["split"] > document_f1["merge"]  # the policies really score differently here
+
+
+def test_evaluate_a_prediction_folder_without_its_record(run_dir, tmp_path):
+    gold = discontinuous_gold(tmp_path / "gold")
+    run = run_with_policy(run_dir, tmp_path / "run", "split")
+    pred = tmp_path / "pred"
+    assert invoke("predict", run, gold, "-f", "brat", "-o", pred).exit_code == 0
+    on_run = json.loads(invoke("evaluate", run, gold, "--json").stdout)
+    (pred / "bertner_predict.json").unlink()  # .ann files from an older bertner or another tool
+    guessed = invoke("evaluate", pred, gold, "--json")
+    assert guessed.exit_code == 0 and "--discontinuous" in guessed.stderr  # says it assumed merge
+    told = json.loads(invoke("evaluate", pred, gold, "--json", "--discontinuous", "split").stdout)
+    assert told["document"] == on_run["document"]
+    result = invoke("evaluate", run, gold, "--discontinuous", "merge")
+    assert result.exit_code != 0 and not result.stdout
+    assert [line for line in result.stderr.splitlines() if line.startswith("error:")] == [
+        f"error: {run} scores with the policy it was trained with (split); --discontinuous is for a folder of predicted .ann files"
+    ]
+
+
+def test_ann_files_an_earlier_predict_left_are_named(run_dir, gold_brat, tmp_path):
+    """--force deletes nothing it does not write, so older .ann files can stay: predict and evaluate say so."""
+    pred = tmp_path / "pred"
+    assert invoke("predict", run_dir, gold_brat, "-f", "brat", "-o", pred).exit_code == 0
+    fewer = tmp_path / "fewer"
+    fewer.mkdir()
+    for d in (0, 1):
+        shutil.copy(gold_brat / f"doc{d}.txt", fewer)
+    again = invoke("predict", run_dir, fewer, "-f", "brat", "-o", pred, "--force")
+    assert again.exit_code == 0 and "4 .ann files" in again.stderr
+    assert len(list(pred.glob("*.ann"))) == 6
+    scored = invoke("evaluate", pred, gold_brat, "--json")
+    assert scored.exit_code == 0 and "4 .ann files" in scored.stderr and "not written by the last predict" in scored.stderr
+
+
+def test_predict_stream_reads_documents_as_it_goes(run_dir):
+    """Documents are tagged in groups: the first predictions come out before the last input is read."""
+    import random
+
+    from bertner.predict import Predictor
+    from bertner.spans import Document
+
+    predictor = Predictor.from_run(run_dir, device="cpu", batch_size=2)
+    rng = random.Random(3)
+    docs = [Document(f"s{i}", make_window(rng, i, "s").text) for i in range(200)]
+    taken = []
+
+    def source():
+        for doc in docs:
+            taken.append(doc.id)
+            yield doc
+
+    stream = predictor.predict_stream(source())
+    first = next(stream)
+    assert first.doc == "s0" and len(taken) < 100
+    predictions = [first, *stream]
+    assert [p.doc for p in predictions] == [d.id for d in docs]
+    for doc, p in zip(docs, predictions):
+        assert all(0 <= s.start < s.end <= len(doc.text) for s in p.spans) and len(p.scores) == len(p.spans)

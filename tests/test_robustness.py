@@ -324,7 +324,7 @@ def test_brat_output_into_a_non_empty_folder_needs_force(trained, two_notes, tmp
     assert sorted(p.name for p in out.iterdir()) == ["mine.txt"]
     result = invoke("predict", trained[0], two_notes, "--format", "brat", "-o", out, "--force")
     assert result.exit_code == 0, result.output
-    assert sorted(p.name for p in out.iterdir()) == ["a.ann", "a.txt", "b.ann", "b.txt", "mine.txt"]
+    assert sorted(p.name for p in out.iterdir()) == ["a.ann", "a.txt", "b.ann", "b.txt", "bertner_predict.json", "mine.txt"]
 
 
 def test_brat_output_onto_a_file_is_refused(trained, two_notes, tmp_path):
@@ -359,6 +359,91 @@ def test_a_write_that_fails_midway_leaves_nothing(trained, two_notes, tmp_path, 
         assert_one_line_error(result, f"cannot write {out}: No space left on device; nothing was written")
     assert not out.exists()
     assert not [p.name for p in tmp_path.iterdir() if p.name.startswith(f".{out.name}.")]
+
+
+@pytest.fixture
+def nested_notes(tmp_path) -> Path:
+    """Notes in a folder with a subfolder: predict writes a.ann and sub/b.ann."""
+    notes = tmp_path / "notes"
+    (notes / "sub").mkdir(parents=True)
+    (notes / "a.txt").write_text("患者有高血压。", encoding="utf-8")
+    (notes / "sub" / "b.txt").write_text("服用二甲双胍。", encoding="utf-8")
+    return notes
+
+
+def files_under(folder: Path) -> list[str]:
+    return sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file())
+
+
+def test_force_replaces_only_what_predict_writes(trained, nested_notes, tmp_path):
+    out = tmp_path / "pred"
+    (out / "sub").mkdir(parents=True)
+    (out / "sub" / "mine.txt").write_text("keep me", encoding="utf-8")
+    (out / "other").mkdir()
+    (out / "other" / "notes.md").write_text("keep me too", encoding="utf-8")
+    (out / "a.ann").write_text("old", encoding="utf-8")
+    result = invoke("predict", trained[0], nested_notes, "--format", "brat", "-o", out, "--force")
+    assert result.exit_code == 0, result.output
+    assert files_under(out) == ["a.ann", "a.txt", "bertner_predict.json", "other/notes.md", "sub/b.ann", "sub/b.txt", "sub/mine.txt"]
+    assert (out / "sub" / "mine.txt").read_text(encoding="utf-8") == "keep me"
+    assert (out / "a.ann").read_text(encoding="utf-8") != "old"
+
+
+def test_a_path_component_that_is_a_file_stops_before_anything_is_written(trained, nested_notes, tmp_path):
+    out = tmp_path / "pred"
+    out.mkdir()
+    (out / "a.ann").write_text("old", encoding="utf-8")
+    (out / "sub").write_text("a file where predict needs a folder", encoding="utf-8")
+    result = invoke("predict", trained[0], nested_notes, "--format", "brat", "-o", out, "--force")
+    assert_one_line_error(result, f"{out / 'sub'} is a file", "nothing was written")
+    assert files_under(out) == ["a.ann", "sub"]
+    assert (out / "a.ann").read_text(encoding="utf-8") == "old"
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".pred.")]
+
+
+def test_jsonl_output_onto_a_folder_is_refused(trained, two_notes, tmp_path):
+    out = tmp_path / "pred"
+    out.mkdir()
+    (out / "mine.txt").write_text("keep me", encoding="utf-8")
+    for extra in ((), ("--force",)):
+        result = invoke("predict", trained[0], two_notes, "--format", "jsonl", "-o", out, *extra)
+        assert_one_line_error(result, f"{out} is a folder")
+        assert files_under(out) == ["mine.txt"]
+
+
+def test_progress_shows_in_a_pipe_for_any_input(trained, two_notes, monkeypatch):
+    from bertner import progress
+
+    monkeypatch.setattr(progress, "LINE_EVERY_S", 0.0)  # a line at every step instead of every few seconds
+    result = invoke("predict", trained[0], two_notes, "--format", "jsonl")
+    assert result.exit_code == 0, result.output
+    assert [json.loads(line)["doc"] for line in result.stdout.splitlines()] == ["a", "b"]  # progress stays off stdout
+    lines = [line for line in result.stderr.splitlines() if line.startswith("tagging:")]
+    assert lines, result.stderr
+    assert "14 / 14 characters (100%)" in lines[-1] and "2 / 2 documents" in lines[-1]
+
+
+def test_stdout_keeps_the_documents_tagged_before_a_crash(trained, tmp_path, monkeypatch):
+    """Streaming: documents are tagged in groups and each is written as soon as its group is done."""
+    from bertner import predict
+
+    notes = tmp_path / "many"
+    notes.mkdir()
+    for i in range(40):
+        (notes / f"n{i:02d}.txt").write_text("患者有高血压，服用二甲双胍。", encoding="utf-8")
+    real, calls = predict.tag_windows, []
+
+    def second_group_crashes(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise RuntimeError("a crash while tagging")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(predict, "tag_windows", second_group_crashes)
+    result = invoke("predict", trained[0], notes, "--format", "jsonl", "--batch-size", "1")
+    assert isinstance(result.exception, RuntimeError), result.output
+    written = [json.loads(line)["doc"] for line in result.stdout.splitlines()]
+    assert 0 < len(written) < 40 and written == [f"n{i:02d}" for i in range(len(written))]
 
 
 # ----------------------------------------------------------------------------- security checks
