@@ -140,8 +140,13 @@ def check_writable(target: str | os.PathLike, folder: bool = False) -> None:
         if not place.is_dir():
             what = "a file, not a folder" if place.exists() else "a broken link"
             raise OutputError(f"cannot write {target}: {place} is {what}")
-        if not os.access(place, os.W_OK | os.X_OK):
+        if not writable(place):
             raise OutputError(f"cannot write {target}: {place} is not writable")
+
+
+def writable(folder: Path) -> bool:
+    # os.access says yes to root everywhere; a folder without a single write bit is read-only by intent.
+    return os.access(folder, os.W_OK | os.X_OK) and bool(folder.stat().st_mode & 0o222)
 
 
 @contextmanager
