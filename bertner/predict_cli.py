@@ -6,9 +6,8 @@ import sys
 from pathlib import Path
 
 from bertner.console import info, warn
-from bertner.data.brat import decode_utf8
 from bertner.errors import BertnerError, DataError, OutputExistsError, RunError
-from bertner.fileio import atomic_dir, atomic_path
+from bertner.fileio import atomic_dir, atomic_path, check_writable, decode_utf8, input_files, missing_input
 from bertner.runs import check_run_dir, looks_like_run, read_json
 from bertner.spans import Document
 
@@ -59,7 +58,7 @@ def gather_documents(inputs: list[str]) -> list[Document]:
             continue
         path = Path(item)
         if path.is_dir():
-            files = sorted(path.rglob("*.txt"))
+            files = input_files(path, (".txt",), recursive=True)
             if not files:
                 raise DataError("no .txt files in this folder", path=path)
             for f in files:
@@ -71,7 +70,7 @@ def gather_documents(inputs: list[str]) -> list[Document]:
             if doc is not None:
                 documents.append(doc)
         else:
-            raise DataError("no such file or folder", path=path)
+            raise missing_input(path)
     if not documents:
         raise DataError("nothing to tag: every input was empty", path=", ".join(inputs))
     ids = [d.id for d in documents]
@@ -127,6 +126,8 @@ def run_predict(
     if output is not None and output.exists() and not force:
         if output.is_file() or (output.is_dir() and any(output.iterdir())):
             raise OutputExistsError(f"{output} already exists; pass --force to overwrite it")
+    if output is not None:
+        check_writable(output, folder=fmt == "brat")  # before loading the model and tagging
 
     documents = gather_documents(inputs)
     predictor = Predictor.from_run(run, device=device, batch_size=batch_size)
