@@ -166,11 +166,12 @@ def evaluate(
     type) against the .ann gold, with the discontinuous policy the run was trained with.
     """
     from bertner.evaluate import evaluate as run_evaluate, evaluate_predicted_brat
+    from bertner.fileio import folder_suffixes
     from bertner.predict import Predictor
     from bertner.report import print_evaluation
     from bertner.runs import is_run_dir
 
-    if run.is_dir() and not is_run_dir(run) and any(run.glob("*.ann")):
+    if run.is_dir() and not is_run_dir(run) and ".ann" in folder_suffixes(run):
         # RUN is a folder of .ann files that `bertner predict --format brat` wrote: score them.
         result = evaluate_predicted_brat(run, data, policy=discontinuous, n_errors=errors)
     else:

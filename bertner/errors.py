@@ -25,6 +25,10 @@ class OutputExistsError(BertnerError):
     """Refusing to overwrite results that are already there."""
 
 
+class OutputError(BertnerError):
+    """An output that cannot be written: no permission, a file where a folder must be, a full disk."""
+
+
 class ModelError(BertnerError):
     """A model that cannot be loaded or built."""
 

@@ -12,6 +12,7 @@ from typing import Any
 
 from bertner.console import warn
 from bertner.errors import DataError
+from bertner.fileio import folder_suffixes, missing_input
 from bertner.inference import char_tags
 from bertner.predict import Predictor
 from bertner.spans import Document, Span
@@ -38,13 +39,14 @@ class Evaluation:
 
 
 def data_kind(path: Path) -> str:
-    if not path.exists():
-        raise DataError("no such file or folder", path=path)
     if path.is_file():
         return "jsonl" if path.suffix == ".jsonl" else "conll"
-    if any(path.glob("*.ann")):
+    if not path.is_dir():
+        raise missing_input(path)
+    suffixes = folder_suffixes(path)  # the reader checks each file it reads
+    if ".ann" in suffixes:
         return "brat"
-    if any(path.glob("*.jsonl")):
+    if ".jsonl" in suffixes:
         raise DataError("a folder of JSONL files: name one file, e.g. dev.jsonl", path=path)
     return "conll"
 

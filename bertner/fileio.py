@@ -1,16 +1,166 @@
-"""Atomic writes: write to a temporary name beside the target, then rename, so nothing is half-written."""
+"""File I/O shared by every command.
+
+Inputs: listed by one helper that refuses what is not a readable file (a link that loops, a folder
+named like a file, a pipe) and read by one decoder that refuses what is not UTF-8 text.
+Outputs: written to a temporary name beside the target, then renamed, so nothing is half-written;
+checked for writability before any work, and any OS error while writing is one line naming the path.
+"""
 
 from __future__ import annotations
 
+import errno
 import json
 import os
+import re
 import shutil
+import stat
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
 from bertner.errors import BertnerError, OutputExistsError
+
+from bertner.errors import DataError, OutputError
+
+# Universal line ends, as open() translates them: other separators (\x0b, \x85, \u2028) stay
+# inside a line, because brat offsets count them as ordinary characters.
+LINE_END = re.compile(r"\r\n|\r|\n")
+LINE_END_BYTES = re.compile(rb"\r\n|\r|\n")
+
+
+# ----------------------------------------------------------------------------- inputs
+
+def split_lines(text: str) -> list[str]:
+    """`text` cut at `\\r\\n`, `\\r` and `\\n` alike, so a file with CR-only line ends reads as many lines."""
+    return LINE_END.split(text)
+
+
+def _unreadable_reason(path: Path, error: OSError) -> str:
+    if error.errno == errno.ELOOP:
+        return "a link that loops"
+    if path.is_symlink() and error.errno == errno.ENOENT:
+        return "a link to nothing"
+    return error.strerror or str(error)
+
+
+def decode_utf8(path: Path) -> str:
+    """The file's text exactly as stored (no newline translation); DataError if unreadable, not UTF-8 or binary."""
+    try:
+        data = path.read_bytes()
+    except OSError as e:  # a folder, a link that loops, no permission
+        raise DataError(f"cannot read: {_unreadable_reason(path, e)}", path) from None
+    nul = data.find(b"\x00")
+    if nul >= 0:
+        # Valid UTF-8 can hold NUL bytes, but no text file does: this is a binary file with a text name.
+        raise DataError(f"looks like a binary file, not text (a NUL byte at byte {nul}); pass UTF-8 text files", path, _line_at(data, nul))
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise DataError(
+            f"not UTF-8 (byte 0x{data[e.start]:02x} at byte {e.start}); re-save the file as UTF-8", path, _line_at(data, e.start)
+        ) from None
+
+
+def _line_at(data: bytes, position: int) -> int:
+    return len(LINE_END_BYTES.findall(data, 0, position)) + 1
+
+
+def check_input_file(path: Path) -> None:
+    """DataError unless `path` (links followed) is a regular file: never a folder, a broken link or a pipe that would hang."""
+    try:
+        mode = path.stat().st_mode
+    except OSError as e:
+        raise DataError(f"cannot read: {_unreadable_reason(path, e)}", path) from None
+    if stat.S_ISDIR(mode):
+        raise DataError("is a folder with a file's name; rename it or move it out of the input folder", path)
+    if not stat.S_ISREG(mode):
+        raise DataError("is not a regular file (a pipe, socket or device); pass regular files", path)
+
+
+def missing_input(path: Path) -> DataError:
+    """The error for an input that is neither a file nor a folder: missing, or why it cannot be read."""
+    if not os.path.lexists(path):
+        return DataError("no such file or folder", path)
+    try:
+        check_input_file(path)
+    except DataError as e:
+        return e
+    return DataError("cannot read", path)
+
+
+def folder_entries(folder: Path) -> list[Path]:
+    """The entries of `folder`, sorted; DataError (not a traceback) when it cannot be listed."""
+    try:
+        return sorted(folder.iterdir())
+    except OSError as e:
+        raise DataError(f"cannot list this folder: {_unreadable_reason(folder, e)}", folder) from None
+
+
+def folder_suffixes(folder: Path) -> set[str]:
+    """The name suffixes in `folder` (names only, nothing opened): enough to tell a corpus format."""
+    return {entry.suffix for entry in folder_entries(folder)}
+
+
+def input_files(folder: Path, suffixes: tuple[str, ...], recursive: bool = False, ignore_case: bool = False) -> list[Path]:
+    """The files in `folder` whose suffix is one of `suffixes`, sorted by path.
+
+    Every input folder is listed here. An entry with a matching name that is not a regular file
+    (a folder called `x.txt`, a link that loops or points nowhere, a pipe) is a DataError naming
+    it. With `recursive`, sub-folders are searched too; links to folders are never followed, so a
+    link loop cannot make the search endless.
+    """
+    files: list[Path] = []
+    for entry in folder_entries(folder):
+        if recursive and entry.is_dir() and not entry.is_symlink():
+            files.extend(input_files(entry, suffixes, recursive, ignore_case))
+            continue
+        suffix = entry.suffix.lower() if ignore_case else entry.suffix
+        if suffix in suffixes:
+            check_input_file(entry)
+            files.append(entry)
+    return sorted(files)
+
+
+# ----------------------------------------------------------------------------- outputs
+
+def check_writable(target: str | os.PathLike, folder: bool = False) -> None:
+    """OutputError naming the path unless `target` (a file, or a folder with `folder`) can be written.
+
+    Atomic writes create a temporary beside the target, so the nearest existing folder above it
+    must be a writable folder, and so must the target itself when it is an existing folder.
+    Run before any work, so a bad `--output` fails in a second, not after reading a corpus.
+    """
+    target = Path(target)
+    if folder and target.is_symlink() and not target.exists():  # a file target just replaces the link
+        raise OutputError(f"cannot write {target}: it is a broken link or a link that loops")
+    above = target.parent
+    while not above.exists() and not above.is_symlink() and above != above.parent:
+        above = above.parent  # exists() is False under a file too; the loop stops at that file
+    places = [above] + ([target] if folder and target.is_dir() else [])
+    for place in places:
+        if not place.is_dir():
+            what = "a file, not a folder" if place.exists() else "a broken link"
+            raise OutputError(f"cannot write {target}: {place} is {what}")
+        if not writable(place):
+            raise OutputError(f"cannot write {target}: {place} is not writable")
+
+
+def writable(folder: Path) -> bool:
+    # os.access says yes to root everywhere; a folder without a single write bit is read-only by intent.
+    return os.access(folder, os.W_OK | os.X_OK) and bool(folder.stat().st_mode & 0o222)
+
+
+@contextmanager
+def output_errors(target: str | os.PathLike) -> Iterator[None]:
+    """Turn an OS error while writing `target` (no permission, disk full) into one line naming it.
+
+    Use around atomic writes only: they leave nothing behind, so the message can say so.
+    """
+    try:
+        yield
+    except OSError as e:
+        raise OutputError(f"cannot write {target}: {e.strerror or e}; nothing was written") from None
 
 
 @contextmanager
@@ -64,7 +214,10 @@ def atomic_dir(target: str | os.PathLike) -> Iterator[Path]:
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
     try:
         yield tmp
-        move_files_into(tmp, target)
+        if not target.exists():
+            os.replace(tmp, target)  # a new folder: one rename, so all of it or nothing appears
+        else:
+            move_files_into(tmp, target)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 

@@ -9,9 +9,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Iterable, Iterator
 
 from bertner.console import info, warn
-from bertner.data.brat import decode_utf8
 from bertner.errors import BertnerError, DataError, OutputExistsError, RunError
-from bertner.fileio import atomic_dir, atomic_path, output_conflict, write_json
+from bertner.fileio import (
+    atomic_dir, atomic_path, check_writable, decode_utf8, input_files, missing_input, output_conflict, write_json,
+)
 from bertner.progress import task_progress
 from bertner.runs import check_run_dir, looks_like_run, read_json
 from bertner.spans import Document
@@ -88,14 +89,14 @@ def gather_inputs(inputs: list[str]) -> list[TextInput]:
             continue
         path = Path(item)
         if path.is_dir():
-            files = sorted(path.rglob("*.txt"))
+            files = input_files(path, (".txt",), recursive=True)
             if not files:
                 raise DataError("no .txt files in this folder", path=path)
             found.extend(check_text_input(f, f.relative_to(path).with_suffix("").as_posix()) for f in files)
         elif path.is_file():
             found.append(check_text_input(path, path.stem))
         else:
-            raise DataError("no such file or folder", path=path)
+            raise missing_input(path)
     kept = [f for f in found if f is not None]
     if not kept:
         raise DataError("nothing to tag: every input was empty", path=", ".join(inputs))
@@ -183,6 +184,7 @@ def check_output(fmt: str, output: Path | None, force: bool) -> None:
     if output.exists() and not force:
         if output.is_file() or (output.is_dir() and any(output.iterdir())):
             raise OutputExistsError(f"{output} already exists; pass --force to overwrite it")
+    check_writable(output, folder=fmt == "brat")  # before loading the model and tagging
 
 
 def counted(predictions: Iterable[Prediction], on_document: Callable[[], None]) -> Iterator[Prediction]:

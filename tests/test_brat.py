@@ -110,3 +110,65 @@ def test_ruijin_reference_numbers():
     assert report.discontinuous == 9_913
     assert len(report.text_mismatches) == 6
     assert report.crlf_files == 0 and report.bom_files == []
+
+
+# ----------------------------------------------------------------------------- issue 12: nothing lost, nothing silently wrong
+
+TEXT = "患者有高血压。服用阿司匹林。"
+
+
+@pytest.mark.parametrize("line_end", ["\r", "\r\n", "\n"])
+def test_every_line_end_keeps_every_entity(tmp_path, line_end):
+    ann = line_end.join(["T1\tDisease 3 6\t高血压", "#1\tAnnotatorNotes T1\tnote", "T2\tDrug 9 13\t阿司匹林", ""])
+    pair(tmp_path, "a", TEXT, ann)
+    docs, report = read_brat_folder(tmp_path)
+    assert [(e.id, e.label, e.fragments, e.line) for e in docs[0].entities] == [
+        ("T1", "Disease", ((3, 6),), 1), ("T2", "Drug", ((9, 13),), 3)
+    ]
+    assert report.ignored == {"note": 1} and not report.text_mismatches and not report.warnings
+
+
+@pytest.mark.parametrize("text, ann", [
+    ("患者有高血\n压。", "T1\tDisease 3 7\t高血\n"),  # the text column stops at the .txt's line end: the line was cut
+    (TEXT, "T1\tDisease 3 6\t高血压\x85T2\tDrug 9 13\t阿司匹林\n"),  # a line end open() keeps swallowed T2
+])
+def test_text_column_differing_across_a_line_end_is_an_error(tmp_path, text, ann):
+    pair(tmp_path, "a", text, ann)
+    with pytest.raises(DataError, match=r"a\.ann:1: T1 text .* differs from the \.txt slice .* across a line end"):
+        read_brat_folder(tmp_path)
+
+
+def test_text_column_with_a_space_for_a_line_end_is_only_a_warning(tmp_path):
+    pair(tmp_path, "a", "患者有高血\n压。", "T1\tDisease 3 7\t高血 压\n")
+    docs, report = read_brat_folder(tmp_path)
+    assert docs[0].entities[0].fragments == ((3, 7),) and len(report.text_mismatches) == 1
+
+
+@pytest.mark.parametrize("digit", ["²", "٣", "３", "३", "𝟑", "①", "³", "1" * 5000], ids=lambda d: d if len(d) == 1 else "5000-digits")
+@pytest.mark.parametrize("where", ["start", "end"])
+def test_offsets_are_ascii_digits_only(tmp_path, digit, where):
+    offsets = f"{digit} 6" if where == "start" else f"3 {digit}"
+    pair(tmp_path, "a", TEXT, f"T1\tDisease {offsets}\t高血压\n")
+    with pytest.raises(DataError, match=r"a\.ann:1: malformed offsets .*ASCII digits"):
+        read_brat_folder(tmp_path)
+
+
+@pytest.mark.parametrize("label", ["Dis\x0bease", "Dis\x1cease", "Dis\x85ease", "Dis\u3000ease", "Dis\u200bease", "Dis\x7fease"])
+def test_label_with_whitespace_or_control_character_is_an_error(tmp_path, label):
+    pair(tmp_path, "a", TEXT, f"T1\t{label} 3 6\t高血压\n")
+    with pytest.raises(DataError, match=r"a\.ann:1: label .* holds U\+"):
+        read_brat_folder(tmp_path)
+
+
+@pytest.mark.parametrize("make", ["folder", "loop", "broken-link"])
+@pytest.mark.parametrize("suffix", [".txt", ".ann"])
+def test_entry_named_like_an_input_that_is_no_file_is_refused(tmp_path, make, suffix):
+    pair(tmp_path, "a", TEXT, "T1\tDisease 3 6\t高血压\n")
+    odd = tmp_path / f"odd{suffix}"
+    if make == "folder":
+        odd.mkdir()
+    else:
+        odd.symlink_to(odd.name if make == "loop" else "nowhere")
+    expected = {"folder": "is a folder", "loop": "a link that loops", "broken-link": "a link to nothing"}[make]
+    with pytest.raises(DataError, match=rf"odd\{suffix}: .*{expected}"):
+        read_brat_folder(tmp_path)

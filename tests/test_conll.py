@@ -84,3 +84,41 @@ def test_msra_stray_tags_need_repair():
     docs, report = read_conll_file(msra / "test.bio", repair=True)
     assert len(docs) == 4631 and report.repaired_tags == 11
     assert all(len(t) == 1 for d in docs[:50] for t in d.text)  # joined without spaces
+
+
+# ----------------------------------------------------------------------------- issue 12: nothing lost, nothing silently wrong
+
+@pytest.mark.parametrize("after_tag", ["\t", "\t\t", " ", "\t \t", "\u3000"])
+def test_whitespace_after_the_tag_is_not_a_column(tmp_path, after_tag):
+    text = f"糖\tB-Disease{after_tag}\n尿\tI-Disease{after_tag}\n病\tI-Disease\n\n"
+    docs, report = read_conll_file(write(tmp_path, "x.bio", text))
+    assert [(e.label, e.fragments) for e in docs[0].entities] == [("Disease", ((0, 3),))]
+    assert report.entities == 1
+
+
+@pytest.mark.parametrize("line", ["尿\t", "尿\t\t", "尿 \t ", "尿\t\u3000"])
+def test_empty_tag_column_is_an_error_with_file_and_line(tmp_path, line):
+    with pytest.raises(DataError, match=r"x\.bio:2: malformed line .*non-empty tag"):
+        read_conll_file(write(tmp_path, "x.bio", f"糖\tB-Disease\n{line}\n病\tO\n"))
+
+
+@pytest.mark.parametrize("line_end", ["\r", "\r\n"])
+def test_cr_and_crlf_line_ends(tmp_path, line_end):
+    docs, report = read_conll_file(write(tmp_path, "x.bio", CHARS.replace("\n", line_end)))
+    assert [d.text for d in docs] == ["中共在北京", "张"] and report.entities == 3
+    assert docs[0].entities[1].line == 4
+
+
+@pytest.mark.parametrize("tag", ["B-Dis\u200bease", "B-Dis\x0bease", "B-Dis\x85ease", "S-Dis\u3000ease"])
+def test_label_with_whitespace_or_control_character_is_an_error(tmp_path, tag):
+    with pytest.raises(DataError, match=r"x\.bio:2: label .* holds U\+"):
+        read_conll_file(write(tmp_path, "x.bio", f"糖\tO\n病\t{tag}\n"), scheme="BIOES")
+
+
+@pytest.mark.parametrize("make", ["folder", "loop"])
+def test_entry_named_like_a_column_file_that_is_no_file_is_refused(tmp_path, make):
+    write(tmp_path, "train.bio", CHARS)
+    odd = tmp_path / "dev.bio"
+    odd.mkdir() if make == "folder" else odd.symlink_to("dev.bio")
+    with pytest.raises(DataError, match=r"dev\.bio: " + ("is a folder" if make == "folder" else "cannot read: a link that loops")):
+        read_conll(tmp_path)

@@ -59,8 +59,22 @@ def test_a_folder_where_a_file_must_go_stops_before_any_move(tmp_path):
     assert files_under(target) == {"b.ann/mine.txt": "keep me"}
 
 
+def test_a_new_folder_appears_whole_in_one_rename(tmp_path, monkeypatch):
+    target = tmp_path / "out"
+    renames = []
+    real_replace = os.replace
+    monkeypatch.setattr(fileio.os, "replace", lambda a, b: (renames.append(Path(b).name), real_replace(a, b)))
+    with atomic_dir(target) as tmp:
+        for name in ("a.txt", "b.txt"):
+            (tmp / name).write_text(name)
+    assert renames == ["out"]
+    assert files_under(target) == {"a.txt": "a.txt", "b.txt": "b.txt"}
+    assert no_temp_left(target)
+
+
 def test_a_move_that_fails_midway_says_exactly_what_was_written(tmp_path, monkeypatch):
     target = tmp_path / "out"
+    target.mkdir()  # an existing folder is filled file by file
     real_replace = os.replace
 
     def full_disk_at_c(source, destination):

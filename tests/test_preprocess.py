@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -229,3 +230,54 @@ def test_msra_folder_uses_given_split(tmp_path):
     assert "given by the input files" in result.output
     stats = json.loads((out / "stats.json").read_text())
     assert stats["splits"]["test"]["documents"] == 4631 and stats["read"]["repaired_tags"] == 17
+
+
+# ----------------------------------------------------------------------------- issue 12: nothing lost, nothing silently wrong
+
+@pytest.mark.parametrize("label, message", [
+    (None, "label null is not a string"),
+    (["Disease"], 'label ["Disease"] is not a string'),
+    (7, "label 7 is not a string"),
+    ("", "label '' is empty"),
+    ("Dis\tease", "label 'Dis\\tease' holds U+0009"),
+    ("Dis\nease", "label 'Dis\\nease' holds U+000A"),
+    ("Dis ease", "label 'Dis ease' holds U+0020"),
+    ("\ud800", "label '\\ud800' holds U+D800 (a lone surrogate)"),
+])
+def test_jsonl_labels_are_checked_as_read(tmp_path, label, message):
+    path = tmp_path / "w.jsonl"
+    row = {"id": "d#0", "doc": "d", "offset": 0, "text": "高血压", "entities": [{"start": 0, "end": 3, "label": label}]}
+    path.write_text(json.dumps(row) + "\n", encoding="utf-8")
+    with pytest.raises(DataError, match=r"w\.jsonl:1: " + re.escape(message)):
+        read_windows(path)
+
+
+@pytest.mark.parametrize("field", ["start", "end", "offset"])
+def test_jsonl_booleans_are_not_offsets(tmp_path, field):
+    row = {"id": "d#0", "doc": "d", "offset": 0, "text": "高血压", "entities": [{"start": 0, "end": 3, "label": "X"}]}
+    if field == "offset":
+        row["offset"] = False
+    else:
+        row["entities"][0][field] = True  # a bool is an int in Python: it would read as 1
+    path = tmp_path / "w.jsonl"
+    path.write_text(json.dumps(row) + "\n", encoding="utf-8")
+    with pytest.raises(DataError, match=r"w\.jsonl:1: "):
+        read_windows(path)
+
+
+def test_jsonl_cr_only_line_ends(tmp_path):
+    path = tmp_path / "w.jsonl"
+    write_windows(path, [Window(f"d{i}#0", f"d{i}", 0, "高血压", [Span(0, 3, "Disease")]) for i in range(3)])
+    path.write_bytes(path.read_bytes().replace(b"\n", b"\r"))
+    assert [w.doc for w in read_windows(path)] == ["d0", "d1", "d2"]
+
+
+@pytest.mark.parametrize("line, message", [
+    ('{"text": "abc", "offset": ' + "9" * 5000 + "}", "Exceeds the limit"),
+    ("[" * 100_000 + "]" * 100_000, "maximum recursion depth"),
+])
+def test_jsonl_that_python_cannot_hold_is_one_error(tmp_path, line, message):
+    path = tmp_path / "w.jsonl"
+    path.write_text(line + "\n", encoding="utf-8")
+    with pytest.raises(DataError, match=r"w\.jsonl:1: cannot read this JSON \(" + message):
+        read_windows(path)

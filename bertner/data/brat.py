@@ -2,17 +2,23 @@
 
 Offsets count characters (code points) of the `.txt` as decoded, `\\r` included (the brat
 convention), so text is decoded from bytes and never newline-translated: CRLF stays two characters.
-Only `T` lines become entities; every fragment of a discontinuous entity is kept. An entity id used
-twice in one `.ann`, a label with a space and a file holding NUL bytes (binary) are errors.
+The `.ann` is split at `\\r\\n`, `\\r` and `\\n` alike (universal line ends), so a CR-only file loses
+no line. Only `T` lines become entities; every fragment of a discontinuous entity is kept. An entity
+id used twice in one `.ann`, a label that breaks the shared label rule (`bertner.data.labels`),
+offsets that are not ASCII digits, a text column that differs from the `.txt` across a line end and
+a file holding NUL bytes (binary) are errors.
 """
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from bertner.data.labels import check_label
 from bertner.errors import DataError
+from bertner.fileio import decode_utf8, input_files, split_lines
 from bertner.spans import Document, Entity
 
 BOM = "\ufeff"
@@ -21,6 +27,12 @@ IGNORED_KINDS = {
     "R": "relation", "E": "event", "A": "attribute", "M": "attribute",
     "N": "normalization", "*": "equivalence", "#": "note",
 }
+# An offset is ASCII digits only: str.isdigit() also takes '²' (which int() refuses) and '٣' or
+# '３' (which int() reads as 3), so a corrupted file would crash or shift entities silently.
+OFFSET = re.compile(r"[0-9]+")
+# Every character str.splitlines() breaks at: a text column that differs from the .txt across one
+# of these means the .ann line was cut (or swallowed the next one), not a typo.
+LINE_BREAK = re.compile(r"\r\n|[\n\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029]")
 
 
 @dataclass
@@ -40,35 +52,31 @@ class BratReport:
     warnings: list[str] = field(default_factory=list)
 
 
-def decode_utf8(path: Path) -> str:
-    """The file's text exactly as stored (no newline translation); DataError if not UTF-8 or binary."""
-    data = path.read_bytes()
-    nul = data.find(b"\x00")
-    if nul >= 0:
-        # Valid UTF-8 can hold NUL bytes, but no text file does: this is a binary file with a text name.
-        line = data[:nul].count(b"\n") + 1
-        raise DataError(f"looks like a binary file, not text (a NUL byte at byte {nul}); pass UTF-8 text files", path, line)
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError as e:
-        line = data[: e.start].count(b"\n") + 1
-        raise DataError(f"not UTF-8 (byte 0x{data[e.start]:02x} at byte {e.start}); re-save the file as UTF-8", path, line) from None
-
-
 @dataclass
 class AnnEntity:
     entity: Entity
     text: str | None  # the text column of the .ann line, if present
 
 
+def parse_offset(text: str) -> int | None:
+    """`text` as an offset when it is ASCII digits, else None."""
+    if not OFFSET.fullmatch(text):
+        return None
+    try:
+        return int(text)
+    except ValueError:  # more digits than int() converts (4300): no text is that long anyway
+        return None
+
+
 def parse_fragments(field_text: str, path: Path, line: int) -> tuple[tuple[int, int], ...]:
     """`"10 14;15 20"` -> `((10, 14), (15, 20))`."""
     fragments = []
     for part in field_text.split(";"):
-        bits = part.split()
-        if len(bits) != 2 or not all(b.isdigit() for b in bits):
-            raise DataError(f"malformed offsets {part.strip()!r}: expected 'START END' pairs separated by ';'", path, line)
-        start, end = int(bits[0]), int(bits[1])
+        offsets = [parse_offset(bit) for bit in part.split()]
+        if len(offsets) != 2 or None in offsets:
+            shown = part.strip()[:60] + ("..." if len(part.strip()) > 60 else "")
+            raise DataError(f"malformed offsets {shown!r}: expected 'START END' pairs of ASCII digits separated by ';'", path, line)
+        start, end = offsets
         if start >= end:
             raise DataError(f"empty or reversed fragment {start} {end}", path, line)
         fragments.append((start, end))
@@ -79,8 +87,7 @@ def parse_ann(text: str, path: Path, ignored: Counter) -> list[AnnEntity]:
     """Entities of one `.ann`; other annotation lines are counted in `ignored` by kind."""
     entities: list[AnnEntity] = []
     first_line: dict[str, int] = {}  # entity id -> line that defined it
-    for number, raw in enumerate(text.split("\n"), start=1):
-        line = raw.rstrip("\r")
+    for number, line in enumerate(split_lines(text), start=1):
         if not line.strip():
             continue
         kind = line[0]
@@ -91,13 +98,14 @@ def parse_ann(text: str, path: Path, ignored: Counter) -> list[AnnEntity]:
         if kind != "T" or len(parts) < 2:
             raise DataError(f"malformed annotation line {line[:60]!r}: expected 'T<n>\\t<label> <start> <end>\\t<text>'", path, number)
         label, _, offsets = parts[1].partition(" ")
-        if not label or not offsets:
+        if not label or not offsets.strip():
             raise DataError(f"malformed entity line {line[:60]!r}: missing label or offsets", path, number)
-        if not offsets.split()[0].lstrip("-").isdigit():
+        if not offsets.split()[0].lstrip("-").isdigit():  # any script's digits: a word here is part of the label
             raise DataError(
                 f"malformed entity line {line[:60]!r}: a label is one word (no spaces) followed by 'START END' offsets",
                 path, number,
             )
+        check_label(label, path, number)
         if parts[0] in first_line:
             raise DataError(f"entity id {parts[0]} is used twice (first on line {first_line[parts[0]]}); ids must be unique", path, number)
         first_line[parts[0]] = number
@@ -123,6 +131,22 @@ def choose_bom_base(text: str, entities: list[AnnEntity]) -> tuple[int, int, int
 
     without, with_bom = matches(0), matches(1)
     return (1 if with_bom > without else 0), without, with_bom
+
+
+def check_text_column(column: str, sliced: str, entity: Entity, ann_path: Path, strict: bool) -> None:
+    """A text column that differs from the `.txt` slice: an error with `strict` or when the two differ
+    across a line end (the `.ann` line was cut there, or swallowed the lines after it); else the
+    caller counts it and warns. A column with spaces for the slice's line ends is only a warning.
+    """
+    across_line_end = bool(LINE_BREAK.search(column) or LINE_BREAK.search(sliced))
+    if across_line_end and LINE_BREAK.sub(" ", column) != LINE_BREAK.sub(" ", sliced):
+        raise DataError(
+            f"{entity.id} text {column!r} differs from the .txt slice {sliced!r} across a line end: the .ann line is cut "
+            f"or runs into the next one (an entity over a line end is written as fragments, one per line)",
+            ann_path, entity.line,
+        )
+    if strict:
+        raise DataError(f"{entity.id} text {column!r} differs from the .txt slice {sliced!r}", ann_path, entity.line)
 
 
 def read_pair(txt_path: Path, ann_path: Path, strict: bool, report: BratReport) -> Document:
@@ -157,11 +181,7 @@ def read_pair(txt_path: Path, ann_path: Path, strict: bool, report: BratReport) 
                 ann_path, entity.line,
             )
         if a.text is not None and fragment_text(text, entity.fragments) != a.text:
-            if strict:
-                raise DataError(
-                    f"{entity.id} text {a.text!r} differs from the .txt slice {fragment_text(text, entity.fragments)!r}",
-                    ann_path, entity.line,
-                )
+            check_text_column(a.text, fragment_text(text, entity.fragments), entity, ann_path, strict)
             report.text_mismatches.append(f"{ann_path}:{entity.line}")
         entities.append(entity)
         report.labels[entity.label] += 1
@@ -174,8 +194,8 @@ def read_pair(txt_path: Path, ann_path: Path, strict: bool, report: BratReport) 
 
 def pair_files(folder: Path, strict: bool, report: BratReport) -> list[tuple[Path, Path]]:
     """`(txt, ann)` pairs by stem; an unpaired file is a warning, or an error with `strict`."""
-    txts = {p.stem: p for p in folder.glob("*.txt")}
-    anns = {p.stem: p for p in folder.glob("*.ann")}
+    txts = {p.stem: p for p in input_files(folder, (".txt",))}
+    anns = {p.stem: p for p in input_files(folder, (".ann",))}
     for stem in sorted(txts.keys() ^ anns.keys()):
         lone, other = (txts[stem], ".ann") if stem in txts else (anns[stem], ".txt")
         if strict:

@@ -2,7 +2,10 @@
 
 Each sentence becomes a `Document` (`id` = `<file stem>-<n>`, n from 1). Its text is the tokens
 joined with "" when every token in the file is one character (Chinese char-per-line, like MSRA),
-else with one space; spans are mapped from token positions to character offsets.
+else with one space; spans are mapped from token positions to character offsets. Lines end at
+`\\r\\n`, `\\r` or `\\n`; whitespace after the tag is dropped, so a trailing tab never makes the tag
+an empty column (read as O); a line without a tag and a label that breaks the shared label rule
+(`bertner.data.labels`) are errors naming file:line.
 """
 
 from __future__ import annotations
@@ -11,8 +14,10 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bertner.data.brat import BOM, decode_utf8
+from bertner.data.brat import BOM
+from bertner.data.labels import check_label
 from bertner.errors import BertnerError, DataError
+from bertner.fileio import decode_utf8, input_files, missing_input, split_lines
 from bertner.spans import Document, Entity
 from bertner.tags import _check_scheme, split_tag, stray_inside_tags, tags_to_spans
 
@@ -41,6 +46,8 @@ class Sentence:
 
 
 def split_columns(line: str) -> list[str]:
+    """Columns of a non-blank line, trailing whitespace columns dropped (`糖\\tB-X\\t` has its tag last)."""
+    line = line.rstrip()  # the token is first, so only whitespace after the tag goes
     # Tabs when the file has them, so a token that is a (full-width) space survives; else any whitespace.
     return line.split("\t") if "\t" in line else line.split()
 
@@ -48,8 +55,7 @@ def split_columns(line: str) -> list[str]:
 def parse_sentences(text: str, path: Path, report: ConllReport) -> list[Sentence]:
     sentences: list[Sentence] = []
     current = Sentence([], [], [])
-    for number, raw in enumerate(text.split("\n"), start=1):
-        line = raw.rstrip("\r")
+    for number, line in enumerate(split_lines(text), start=1):
         if not line.strip() or line.startswith("-DOCSTART-"):
             report.docstart_lines += line.startswith("-DOCSTART-")
             if current.tokens:
@@ -58,12 +64,15 @@ def parse_sentences(text: str, path: Path, report: ConllReport) -> list[Sentence
             continue
         columns = split_columns(line)
         if len(columns) < 2 or not columns[0]:
-            raise DataError(f"malformed line {line[:60]!r}: expected a token and a tag separated by whitespace", path, number)
+            # An empty tag column is a broken line, never an O token.
+            raise DataError(f"malformed line {line[:60]!r}: expected a token and a non-empty tag separated by whitespace", path, number)
         tag = columns[-1].strip()
         try:
-            split_tag(tag)
+            _, label = split_tag(tag)
         except BertnerError as e:
             raise DataError(str(e), path, number) from None
+        if label:
+            check_label(label, path, number)
         current.tokens.append(columns[0])
         current.tags.append(tag)
         current.lines.append(number)
@@ -120,7 +129,7 @@ def read_conll_file(path: str | Path, scheme: str = "BIO", repair: bool = False,
 
 
 def column_files(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in COLUMN_SUFFIXES)
+    return input_files(folder, COLUMN_SUFFIXES, ignore_case=True)
 
 
 def given_split_files(files: list[Path]) -> dict[str, Path]:
@@ -136,7 +145,7 @@ def read_conll(path: str | Path, scheme: str = "BIO", repair: bool = False) -> t
         docs, _ = read_conll_file(path, scheme, repair, report)
         return {"all": docs}, report
     if not path.is_dir():
-        raise DataError("no such file or folder", path)
+        raise missing_input(path)
     files = column_files(path)
     if not files:
         raise DataError(f"no column files ({', '.join(COLUMN_SUFFIXES)}) found", path)

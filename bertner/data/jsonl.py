@@ -2,6 +2,8 @@
 
 One object a line: `{"id", "doc", "offset", "text", "entities": [{"start", "end", "label", "text"}]}`
 with entity offsets relative to the window `text`; `offset` is where the window starts in its document.
+Offsets are JSON integers (not booleans) and labels obey the shared label rule (`bertner.data.labels`),
+both checked as each line is read.
 """
 
 from __future__ import annotations
@@ -11,9 +13,9 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Iterable
 
-from bertner.data.brat import decode_utf8
+from bertner.data.labels import check_label
 from bertner.errors import DataError
-from bertner.fileio import write_jsonl
+from bertner.fileio import decode_utf8, split_lines, write_jsonl
 from bertner.spans import Document, Entity, Span, Window
 
 
@@ -27,22 +29,27 @@ def window_to_row(window: Window) -> dict:
     }
 
 
+def is_index(value: object) -> bool:
+    # JSON true/false are Python bools, which are ints: `"start": true` must not read as 1.
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
 def row_to_window(row: object, path: Path | str = "<row>", line: int | None = None) -> Window:
     """A validated `Window` from one parsed line; DataError naming path:line otherwise."""
     if not isinstance(row, dict):
         raise DataError("expected a JSON object", path, line)
     try:
         text, doc, offset = row["text"], str(row.get("doc", row.get("id", ""))), row.get("offset", 0)
-        if not isinstance(text, str) or not isinstance(offset, int) or offset < 0:
+        if not isinstance(text, str) or not is_index(offset) or offset < 0:
             raise DataError("'text' must be a string and 'offset' a non-negative integer", path, line)
         spans = []
         for entity in row.get("entities", []):
             start, end, label = entity["start"], entity["end"], entity["label"]
-            if not (isinstance(start, int) and isinstance(end, int) and 0 <= start < end <= len(text)):
+            if not (is_index(start) and is_index(end) and 0 <= start < end <= len(text)):
                 raise DataError(f"entity offsets {start}-{end} are out of range for a text of {len(text)} characters", path, line)
             if "text" in entity and entity["text"] != text[start:end]:
                 raise DataError(f"entity text {entity['text']!r} differs from text[{start}:{end}] = {text[start:end]!r}", path, line)
-            spans.append(Span(start, end, str(label)))
+            spans.append(Span(start, end, check_label(label, path, line)))
     except (KeyError, TypeError) as e:
         raise DataError(f"missing or wrong field {e}: expected id, doc, offset, text, entities[start, end, label, text]", path, line) from None
     return Window(id=str(row.get("id", f"{doc}#{offset}")), doc=doc, offset=offset, text=text, spans=spans)
@@ -55,13 +62,15 @@ def write_windows(path: str | Path, windows: Iterable[Window]) -> None:
 def read_windows(path: str | Path) -> list[Window]:
     path = Path(path)
     windows = []
-    for number, raw in enumerate(decode_utf8(path).split("\n"), start=1):
+    for number, raw in enumerate(split_lines(decode_utf8(path)), start=1):
         if not raw.strip():
             continue
         try:
             row = json.loads(raw)
         except json.JSONDecodeError as e:
             raise DataError(f"not valid JSON ({e.msg} at column {e.colno})", path, number) from None
+        except (ValueError, RecursionError) as e:  # an integer of over 4300 digits, nesting too deep
+            raise DataError(f"cannot read this JSON ({str(e).split(':')[0]})", path, number) from None
         windows.append(row_to_window(row, path, number))
     return windows
 

@@ -2,7 +2,8 @@
 
 Output folder: `train.jsonl`, `dev.jsonl` (always, possibly empty, so `train` can find it),
 `test.jsonl` (when a test split is asked for or given), `labels.json`, `stats.json`; written
-through `atomic_dir`, so a failure leaves nothing half-written.
+through `atomic_dir`, so a failure leaves nothing half-written. An output that cannot be written
+(no permission, a file in its path) is refused before the corpus is read.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from bertner.data.jsonl import read_jsonl_documents, window_to_row
 from bertner.data.splits import SPLITS, check_ratios, split_documents
 from bertner.data.windows import WindowReport, make_windows
 from bertner.errors import BertnerError, DataError, OutputExistsError
-from bertner.fileio import atomic_dir, write_json, write_jsonl
+from bertner.fileio import atomic_dir, check_writable, folder_suffixes, input_files, missing_input, output_errors, write_json, write_jsonl
 from bertner.spans import Document, Window
 from bertner.tags import _check_scheme
 
@@ -63,15 +64,16 @@ class PreprocessResult:
 
 
 def detect_format(path: Path) -> str:
-    if not path.exists():
-        raise DataError("no such file or folder", path)
     if path.is_file():
         return "jsonl" if path.suffix.lower() == ".jsonl" else "conll"
-    if any(path.glob("*.ann")):
+    if not path.is_dir():
+        raise missing_input(path)
+    suffixes = folder_suffixes(path)  # the reader checks each file it reads
+    if ".ann" in suffixes:
         return "brat"
-    if any(path.glob("*.jsonl")):
+    if ".jsonl" in suffixes:
         return "jsonl"
-    if any(p.suffix.lower() in COLUMN_SUFFIXES for p in path.iterdir()):
+    if {s.lower() for s in suffixes} & set(COLUMN_SUFFIXES):
         return "conll"
     raise DataError("cannot tell the format: no .ann, .jsonl or column files; use --format", path)
 
@@ -82,6 +84,7 @@ def check_output(output: Path, force: bool) -> None:
     held = [name for name in OUTPUT_FILES if (output / name).exists()]
     if held and not force:
         raise OutputExistsError(f"{output} already holds data ({', '.join(held)}); use --force to overwrite or choose another --output")
+    check_writable(output, folder=True)
 
 
 @dataclass
@@ -111,7 +114,7 @@ def read_corpus(options: PreprocessOptions, input_format: str) -> Corpus:
         }
         return Corpus(by_split, read, r.warnings)
     if input_format == "jsonl":
-        files = [path] if path.is_file() else sorted(path.glob("*.jsonl"))
+        files = jsonl_files(path)
         names = {f.stem.lower(): f for f in files}
         given = {n: names[n] for n in SPLITS if n in names}
         by_split = {n: read_jsonl_documents(f) for n, f in given.items()} if given else {"all": [d for f in files for d in read_jsonl_documents(f)]}
@@ -119,6 +122,18 @@ def read_corpus(options: PreprocessOptions, input_format: str) -> Corpus:
         read = {"files": len(given or files), "characters": sum(len(d.text) for d in docs), "entities": sum(len(d.entities) for d in docs), "discontinuous": 0}
         return Corpus(by_split, read, [])
     raise BertnerError(f"unknown --format {input_format!r}; use one of {', '.join(FORMATS)}")
+
+
+def jsonl_files(path: Path) -> list[Path]:
+    """The file itself, or the `.jsonl` files of a folder (at least one)."""
+    if path.is_file():
+        return [path]
+    if not path.is_dir():
+        raise missing_input(path)
+    files = input_files(path, (".jsonl",))
+    if not files:
+        raise DataError("no .jsonl files found", path)
+    return files
 
 
 def assign_splits(corpus: Corpus, options: PreprocessOptions, group: bool, notes: list[str]) -> dict[str, list[Document]]:
@@ -196,7 +211,7 @@ def preprocess(options: PreprocessOptions) -> PreprocessResult:
         split_stats.pop("test")
     labels = sorted({label for s in split_stats.values() for label in s.entities})
     stats_json = build_stats(corpus.read, changes, windowing, split_stats, group, policy)
-    with atomic_dir(output) as tmp:
+    with output_errors(output), atomic_dir(output) as tmp:
         for name in SPLITS:
             if name in split_stats:
                 write_jsonl(tmp / f"{name}.jsonl", rows[name])

@@ -1,0 +1,39 @@
+"""The one rule for entity labels, which every reader (brat, CoNLL, JSONL) applies as it reads.
+
+A label becomes a tag (`B-<label>`), a field of a brat `.ann` line and an entry of labels.json, so
+it must be a non-empty string without whitespace or control characters: an empty label makes tags
+that read back as O, and a tab or line end in one writes a broken `.ann`.
+"""
+
+from __future__ import annotations
+
+import json
+import unicodedata
+from pathlib import Path
+
+from bertner.errors import DataError
+
+# Control, invisible format (zero-width, BOM) and lone surrogate characters; whitespace is tested apart.
+FORBIDDEN_CATEGORIES = ("Cc", "Cf", "Cs")
+
+
+def label_problem(label: object) -> str | None:
+    """Why `label` is not a usable entity label, or None when it is."""
+    if not isinstance(label, str):
+        return f"{json.dumps(label, ensure_ascii=True, default=str)} is not a string"
+    if not label:
+        return "'' is empty"
+    for char in label:
+        category = unicodedata.category(char)
+        if char.isspace() or category in FORBIDDEN_CATEGORIES:
+            name = unicodedata.name(char, "a lone surrogate" if category == "Cs" else "a control character")
+            return f"{label!r} holds U+{ord(char):04X} ({name.lower()})"
+    return None
+
+
+def check_label(label: object, path: Path | str | None = None, line: int | None = None) -> str:
+    """`label` itself if it is a usable entity label; DataError naming path:line otherwise."""
+    problem = label_problem(label)
+    if problem is not None:
+        raise DataError(f"label {problem}: a label is a non-empty string without spaces, tabs, line ends or control characters", path, line)
+    return label
