@@ -44,12 +44,14 @@ def data_dir(corpus: str) -> Path:
     return study_data.ruijin() if corpus == "ruijin" else study_data.msra()
 
 
-def train_run(corpus: str, row: str, seed: int, minutes: float, log=print) -> Path:
+def train_run(corpus: str, row: str, seed: int, minutes: float, threads: int, log=print) -> Path:
     run = OUT / corpus / f"{row}-seed{seed}"
     if (run / "summary.json").exists():
         return run
     cmd = [sys.executable, "-m", "bertner", "train", str(data_dir(corpus)), *ROWS[row][1],
            "--time-budget", str(minutes), "--seed", str(seed), "-o", str(run), "--force"]
+    if threads:
+        cmd += ["--num-threads", str(threads)]
     log(f"{corpus} {row} seed {seed}: {' '.join(cmd[3:])}")
     with open(OUT / corpus / f"{row}-seed{seed}.log", "w", encoding="utf-8") as handle:
         subprocess.run(cmd, check=True, stdout=handle, stderr=subprocess.STDOUT, cwd=str(common.ROOT))
@@ -142,6 +144,7 @@ def main() -> None:
     parser.add_argument("--rows", default=",".join(ROWS), help=f"comma-separated, from: {', '.join(ROWS)}")
     parser.add_argument("--seeds", default="1,2")
     parser.add_argument("--minutes", type=float, default=25.0)
+    parser.add_argument("--threads", type=int, default=0, help="torch threads per run (0: torch's default)")
     parser.add_argument("--table", action="store_true", help="only print the table of the runs done so far")
     args = parser.parse_args()
     corpora = ["ruijin", "msra"] if args.corpus == "both" else [args.corpus]
@@ -151,7 +154,7 @@ def main() -> None:
             for row in args.rows.split(","):
                 for seed in (int(s) for s in args.seeds.split(",")):
                     started = time.perf_counter()
-                    run = train_run(corpus, row, seed, args.minutes)
+                    run = train_run(corpus, row, seed, args.minutes, args.threads)
                     scores = score_run(corpus, run)
                     print(f"  {corpus} {row} seed {seed}: F1 {headline(corpus, scores):.4f} "
                           f"({(time.perf_counter() - started) / 60:.1f} min)", flush=True)

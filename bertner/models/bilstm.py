@@ -40,8 +40,8 @@ class RecurrentConfig:
     vocab_size: int
     bigram_count: int  # known bigrams; id 0 is "unknown bigram"
     char_dim: int = 128
-    bigram_dim: int = 64  # 0: characters only
-    hidden: int = 256  # per direction; the encoder's output is 2 x hidden
+    bigram_dim: int = 0  # 0: characters only
+    hidden: int = 128  # per direction; the encoder's output is 2 x hidden
     layers: int = 1
     cell: str = "lstm"  # lstm | gru
     dropout: float = 0.2  # on the embeddings and between recurrent layers

@@ -361,8 +361,8 @@ class RecurrentShape:
     """`--model bilstm` sizes, as the user gave them (None: the default, or the pretrained table's)."""
 
     char_dim: int | None = None
-    bigram_dim: int = 64
-    hidden: int = 256
+    bigram_dim: int = 0
+    hidden: int = 128
     layers: int = 1
     cell: str = "lstm"
     dropout: float = 0.2
