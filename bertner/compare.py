@@ -24,7 +24,7 @@ from typing import Any
 
 import yaml
 
-from bertner.config import TrainConfig
+from bertner.config import TrainConfig, encoder_type, variant_name
 from bertner.errors import BertnerError, RunError
 from bertner.runs import RUN_FORMAT, is_run_dir, read_json
 
@@ -161,7 +161,11 @@ def read_run(path: Path, root: Path) -> RunResult:
         raise RunError(f"{path / 'config.yaml'} is corrupt (not a mapping)")
     settings = {k: v for k, v in config.items() if k in TrainConfig.__dataclass_fields__}
     settings.update({k: summary[k] for k in SUMMARY_SETTINGS if k in summary})
-    if "variant" not in settings:
+    saved_encoder = saved_encoder_type(path)
+    if saved_encoder is not None:
+        # Runs written before variants named the encoder's type say `bert+...` whatever it was.
+        settings["variant"] = variant_name(saved_encoder, bool(settings.get("crf")), bool(settings.get("gru")))
+    elif "variant" not in settings:
         settings["variant"] = TrainConfig(crf=bool(settings.get("crf")), gru=bool(settings.get("gru"))).variant
     per_type = {label: scores.get("f1") for label, scores in (summary.get("best_per_type") or {}).items()
                 if isinstance(scores, dict) and scores.get("f1") is not None}
@@ -170,6 +174,21 @@ def read_run(path: Path, root: Path) -> RunResult:
         best_step=summary.get("best_step"), steps=summary.get("steps"), train_seconds=summary.get("train_seconds"),
         tokens_per_second=summary.get("tokens_per_second"), per_type_f1=per_type, curve=read_curve(path),
     )
+
+
+def saved_encoder_type(path: Path) -> str | None:
+    """The encoder type of the run in `path` by its encoder/ folder (tiny, bilstm, albert, ...); None without one."""
+    try:
+        meta = json.loads((path / "encoder" / "bertner_encoder.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if not isinstance(meta, dict):
+        return None
+    if meta.get("family") == "bertner-bilstm":
+        return "bilstm"
+    if meta.get("name") == "tiny":
+        return "tiny"
+    return encoder_type(str(path / "encoder"))
 
 
 def read_curve(path: Path) -> list[tuple[int, float]]:

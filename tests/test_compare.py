@@ -168,3 +168,18 @@ def test_missing_matplotlib_gives_the_install_hint(runs, tmp_path, monkeypatch):
     monkeypatch.setattr(builtins, "__import__", no_matplotlib)
     result = runner.invoke(app, ["compare", str(runs), "--plot", str(tmp_path / "x.png")])
     assert result.exit_code == 1 and 'pip install "bertner[plot]"' in result.output
+
+
+def test_variants_name_the_encoder_type_also_for_old_runs(tmp_path):
+    def with_encoder(folder, meta, config):
+        (folder / "encoder").mkdir()
+        (folder / "encoder" / "bertner_encoder.json").write_text(json.dumps(meta))
+        (folder / "encoder" / "config.json").write_text(json.dumps(config))
+
+    # Both summaries say bert+...: what bertner wrote for every transformer encoder before.
+    with_encoder(fake_run(tmp_path / "albert", crf=True, f1=0.6), {"name": "models/albert-tiny"}, {"model_type": "albert"})
+    with_encoder(fake_run(tmp_path / "tiny", f1=0.5), {"name": "tiny"}, {"model_type": "bert"})
+    c = compare_runs(tmp_path)
+    assert [r.variant for r in c.runs] == ["albert+crf", "tiny+softmax"]
+    result = runner.invoke(app, ["compare", str(tmp_path)])
+    assert result.exit_code == 0 and "albert+crf" in result.stdout and "bert+crf" not in result.stdout.replace("albert+crf", "")

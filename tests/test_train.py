@@ -32,7 +32,7 @@ def small_config(data_dir, output, **overrides):
 def test_every_variant_learns_the_synthetic_task(data_dir, tmp_path, crf, gru):
     summary = train(small_config(data_dir, tmp_path / "run", crf=crf, gru=gru, crf_lr_mult=10 if crf else 1), show=False)
     assert summary["best_f1"] > 0.9, summary
-    assert summary["variant"] == "bert" + ("+gru" if gru else "") + ("+crf" if crf else "+softmax")
+    assert summary["variant"] == "tiny" + ("+gru" if gru else "") + ("+crf" if crf else "+softmax")
 
 
 def test_run_directory_is_complete_and_reloads(data_dir, tmp_path):
