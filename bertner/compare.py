@@ -25,6 +25,7 @@ from typing import Any
 import yaml
 
 from bertner.config import TrainConfig, encoder_type, variant_name
+from bertner.console import plural
 from bertner.errors import BertnerError, RunError
 from bertner.runs import RUN_FORMAT, is_run_dir, read_json
 
@@ -274,7 +275,7 @@ def compare_runs(runs_dir: str | Path, by: list[str] | None = None) -> Compariso
         except RunError as e:
             incomplete.append(IncompleteRun(_name(path, root), str(path), str(e)))
     if not runs:
-        hint = f" ({len(incomplete)} incomplete run folder(s) skipped)" if incomplete else ""
+        hint = f" ({plural(len(incomplete), 'incomplete run folder')} skipped)" if incomplete else ""
         raise RunError(f"no finished runs found under {root}{hint}; train one with `bertner train` or `bertner sweep`")
     runs.sort(key=lambda r: (r.best_f1 is None, -(r.best_f1 or 0.0), r.name))
     by_default = not by

@@ -241,14 +241,14 @@ def load_sweep(config_file: str | Path, output: str | Path | None = None) -> Swe
 
 # -- running -------------------------------------------------------------------------------------
 def print_plan(sweep: Sweep) -> None:
-    from bertner.console import out
+    from bertner.console import out, plural
     from bertner.runs import read_json
 
     statuses = [r.status() for r in sweep.runs]
     note = ""
     if sweep.collapsed:
-        note = f" ({sweep.collapsed} combination(s) collapsed: {'; '.join(sweep.collapse_reasons)})"
-    out.print(f"sweep {sweep.source}: {len(sweep.runs)} runs in {sweep.output}{note}", markup=False, highlight=False,
+        note = f" ({plural(sweep.collapsed, 'combination')} collapsed: {'; '.join(sweep.collapse_reasons)})"
+    out.print(f"sweep {sweep.source}: {plural(len(sweep.runs), 'run')} in {sweep.output}{note}", markup=False, highlight=False,
               soft_wrap=True)
     width = max(len(r.name) for r in sweep.runs)
     for run, status in zip(sweep.runs, statuses):

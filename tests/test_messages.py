@@ -1,0 +1,21 @@
+"""What a newcomer reads: counts in the right number, the legend of error examples, why a run scored 0."""
+
+from __future__ import annotations
+
+from bertner.console import plural
+
+
+def test_plural_forms():
+    assert [plural(n, "entity") for n in (0, 1, 2, 1500)] == ["0 entities", "1 entity", "2 entities", "1,500 entities"]
+    assert plural(1, "document") == "1 document" and plural(3, "run") == "3 runs"
+    assert plural(2, ".ann file") == "2 .ann files" and plural(2, "day") == "2 days"
+
+
+def test_pretty_output_says_1_entity(capsys):
+    from bertner.predict import Prediction
+    from bertner.spans import Span
+    from bertner.writers import print_pretty
+
+    print_pretty([Prediction("note", "患者有糖尿病。", [Span(3, 6, "Disease")], [0.9])])
+    shown = capsys.readouterr().out
+    assert "note: 1 entity" in shown and "1 entities" not in shown
