@@ -11,7 +11,7 @@ from rich.markup import escape
 from typer.core import TyperCommand
 
 from bertner import __version__
-from bertner.console import err, warn
+from bertner.console import err, info, warn
 from bertner.errors import BertnerError
 
 # Plain (click) help, not rich panels: it wraps to the terminal or to 80 columns in a pipe and never
@@ -271,7 +271,8 @@ def compare(
 
     comparison = compare_runs(runs_dir, by=[c.strip() for c in by.split(",")] if by else None)
     if plot is not None:
-        plot_comparison(comparison, plot)
+        written = plot_comparison(comparison, plot)
+        info(f"wrote the plot to {written}")
     print_comparison(comparison, per_type=per_type, as_json=as_json)
 
 

@@ -76,8 +76,9 @@ class GroupResult:
     per_type_mean_f1: dict[str, float]
 
     def label(self) -> str:
-        return ", ".join(_group_cell(self, k, v) if k == "variant" else f"{k}={_group_cell(self, k, v)}"
-                         for k, v in self.key.items())
+        """`tiny+crf, crf_lr_mult=x10`; a setting that means nothing in this group (a dash) is left out."""
+        cells = [(k, _group_cell(self, k, v)) for k, v in self.key.items()]
+        return ", ".join(cell if k == "variant" else f"{k}={cell}" for k, cell in cells if cell != "-")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -375,8 +376,30 @@ def print_comparison(comparison: Comparison, per_type: bool = False, as_json: bo
     out.print(table)
 
 
+LINE_STYLES = ("-", "--", ":", "-.")
+MARKERS = ("o", "s", "^", "D", "v", "P")
+
+
 def plot_comparison(comparison: Comparison, png_path: str | Path) -> Path:
     """Two panels: dev F1 against step for each run, and each group's mean F1 with std error bars. Atomic write."""
+    png_path = Path(png_path)
+    if png_path.suffix.lower() != ".png":
+        raise BertnerError(f"--plot writes a PNG; give a file name ending in .png (got {png_path})")
+    fig = comparison_figure(comparison)
+    import matplotlib.pyplot as plt
+
+    from bertner.fileio import atomic_path
+
+    try:
+        with atomic_path(png_path) as tmp:
+            fig.savefig(tmp, format="png", dpi=120)
+    finally:
+        plt.close(fig)
+    return png_path
+
+
+def comparison_figure(comparison: Comparison):
+    """The matplotlib figure `plot_comparison` writes: curves on the left, grouped bars on the right."""
     try:
         import matplotlib
     except ImportError:
@@ -385,47 +408,39 @@ def plot_comparison(comparison: Comparison, png_path: str | Path) -> Path:
     matplotlib.use("Agg", force=True)
     import matplotlib.pyplot as plt
 
-    from bertner.fileio import atomic_path
-
-    png_path = Path(png_path)
-    if png_path.suffix.lower() != ".png":
-        raise BertnerError(f"--plot writes a PNG; give a file name ending in .png (got {png_path})")
     groups = comparison.groups
     fig, (curves, bars) = plt.subplots(1, 2, figsize=(13, 5 + 0.1 * len(groups)), gridspec_kw={"width_ratios": [3, 2]})
-    try:
-        # One colour per group, so the seeds of one setting read as one family of curves.
-        cmap = plt.get_cmap("tab10" if len(groups) <= 10 else "tab20")
-        colour = {name: cmap(i % cmap.N) for i, g in enumerate(groups) for name in g.runs}
-        for run in comparison.runs:
-            if run.curve:
-                steps, f1 = zip(*run.curve)
-                curves.plot(steps, f1, marker="o", markersize=3, linewidth=1.2, color=colour.get(run.name),
-                            label=run.name if len(comparison.runs) <= 12 else None)
-        curves.set_xlabel("step")
-        curves.set_ylabel("dev micro F1")
-        curves.set_title("dev F1 during training")
-        curves.grid(alpha=0.3)
-        if len(comparison.runs) <= 12:
-            curves.legend(fontsize=7)
+    # One colour per group, so the seeds of one setting read as one family of curves; within a group each
+    # run (seed) has its own line style and marker, so they stay apart.
+    cmap = plt.get_cmap("tab10" if len(groups) <= 10 else "tab20")
+    style = {name: (cmap(i % cmap.N), LINE_STYLES[j % len(LINE_STYLES)], MARKERS[j % len(MARKERS)])
+             for i, g in enumerate(groups) for j, name in enumerate(g.runs)}
+    labelled = len(comparison.runs) <= 12
+    for run in comparison.runs:
+        if run.curve:
+            steps, f1 = zip(*run.curve)
+            colour, line, marker = style.get(run.name, (None, "-", "o"))
+            curves.plot(steps, f1, marker=marker, markersize=3, linewidth=1.2, color=colour, linestyle=line,
+                        label=run.name if labelled else None)
+    curves.set_xlabel("step")
+    curves.set_ylabel("dev micro F1")
+    curves.set_title("dev F1 during training")
+    curves.grid(alpha=0.3)
+    if labelled:
+        curves.legend(fontsize=7)
 
-        names = [g.label() for g in groups]
-        means = [g.mean_f1 or 0.0 for g in groups]
-        errors = [g.std_f1 or 0.0 for g in groups]
-        positions = list(range(len(groups)))
-        bars.barh(positions, means, xerr=errors, capsize=3, color=[cmap(i % cmap.N) for i in positions])
-        bars.set_yticks(positions, labels=names, fontsize=7)
-        bars.invert_yaxis()  # best on top
-        low = min((g.min_f1 for g in groups if g.min_f1 is not None), default=0.0)
-        left = max(0.0, low - 0.1) if low > 0.2 else 0.0
-        bars.set_xlim(left, 1.0)
-        for y, g in zip(positions, groups):
-            bars.text(left + 0.01, y, f"{_f1(g.mean_f1)} (n={g.count})", va="center", fontsize=7)
-        bars.set_xlabel("best dev F1: mean and std over runs")
-        bars.set_title(f"grouped by {', '.join(comparison.by)}")
-        bars.grid(axis="x", alpha=0.3)
-        fig.tight_layout()
-        with atomic_path(png_path) as tmp:
-            fig.savefig(tmp, format="png", dpi=120)
-    finally:
-        plt.close(fig)
-    return png_path
+    names = [g.label() for g in groups]
+    means = [g.mean_f1 or 0.0 for g in groups]
+    errors = [g.std_f1 or 0.0 for g in groups]
+    positions = list(range(len(groups)))
+    bars.barh(positions, means, xerr=errors, capsize=3, color=[cmap(i % cmap.N) for i in positions])
+    bars.set_yticks(positions, labels=names, fontsize=7)
+    bars.invert_yaxis()  # best on top
+    bars.set_xlim(0.0, 1.0)  # from 0, so bar lengths compare honestly
+    for y, g in zip(positions, groups):
+        bars.text(0.01, y, f"{_f1(g.mean_f1)} (n={g.count})", va="center", fontsize=7)
+    bars.set_xlabel("best dev F1: mean and std over runs")
+    bars.set_title(f"grouped by {', '.join(comparison.by)}")
+    bars.grid(axis="x", alpha=0.3)
+    fig.tight_layout()
+    return fig

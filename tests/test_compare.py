@@ -183,3 +183,25 @@ def test_variants_name_the_encoder_type_also_for_old_runs(tmp_path):
     assert [r.variant for r in c.runs] == ["albert+crf", "tiny+softmax"]
     result = runner.invoke(app, ["compare", str(tmp_path)])
     assert result.exit_code == 0 and "albert+crf" in result.stdout and "bert+crf" not in result.stdout.replace("albert+crf", "")
+
+
+def test_plot_tells_seeds_apart_starts_bars_at_zero_and_says_where_it_went(runs, tmp_path):
+    import matplotlib.pyplot as plt
+
+    from bertner.compare import comparison_figure
+
+    c = compare_runs(runs)
+    fig = comparison_figure(c)
+    try:
+        curves, bars = fig.axes
+        styles = [(line.get_color(), line.get_linestyle(), line.get_marker()) for line in curves.get_lines()]
+        assert len(styles) == len(c.runs) == len(set(styles))  # the two seeds of a setting differ
+        assert bars.get_xlim()[0] == 0
+        labels = [t.get_text() for t in bars.get_yticklabels()]
+        assert "bert+softmax" in labels  # alone: no "crf_lr_mult=-" for a softmax group
+        assert not any("=-" in label for label in labels), labels
+    finally:
+        plt.close(fig)
+    png = tmp_path / "plot.png"
+    result = runner.invoke(app, ["compare", str(runs), "--plot", str(png)])
+    assert result.exit_code == 0 and f"wrote the plot to {png}" in result.stderr

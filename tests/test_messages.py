@@ -19,3 +19,15 @@ def test_pretty_output_says_1_entity(capsys):
     print_pretty([Prediction("note", "患者有糖尿病。", [Span(3, 6, "Disease")], [0.9])])
     shown = capsys.readouterr().out
     assert "note: 1 entity" in shown and "1 entities" not in shown
+
+
+def test_error_examples_come_with_a_legend(capsys):
+    from bertner.evaluate import Evaluation
+    from bertner.metrics import Scores
+    from bertner.report import print_evaluation
+
+    errors = [{"kind": "missed", "count": 1, "pairs": {"Disease->-": 1}, "examples": ["d: 有[糖尿病]。  (gold=Disease)"]}]
+    print_evaluation(Evaluation("dev.jsonl", "jsonl", Scores().to_dict(), errors=errors))
+    shown = capsys.readouterr().out
+    assert "[...] is the gold entity, {...} the predicted one" in shown
+    assert shown.index("gold entity") < shown.index("有[糖尿病]")
