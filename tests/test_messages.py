@@ -31,3 +31,19 @@ def test_error_examples_come_with_a_legend(capsys):
     shown = capsys.readouterr().out
     assert "[...] is the gold entity, {...} the predicted one" in shown
     assert shown.index("gold entity") < shown.index("有[糖尿病]")
+
+
+def test_a_run_that_scores_0_says_why(tmp_path):
+    from typer.testing import CliRunner
+
+    from bertner.cli import app
+    from synthetic import write_synthetic
+
+    data = write_synthetic(tmp_path / "data", n_train=32, n_dev=8)
+    result = CliRunner().invoke(app, [
+        "train", str(data), "-o", str(tmp_path / "run"), "--max-steps", "1", "--epochs", "1", "--tiny-layers", "1",
+        "--tiny-hidden", "32", "--tiny-heads", "2", "--num-threads", "1", "--seed", "1"])
+    assert result.exit_code == 0, result.output
+    assert "best dev F1 0.0000" in result.stdout
+    hint = next(line for line in result.stdout.splitlines() if line.startswith("why 0:"))
+    assert "more training than 1 step " in hint and "--epochs 1" in hint and "pretrained" in hint
