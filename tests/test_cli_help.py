@@ -23,7 +23,7 @@ def help_page(*args: str) -> str:
 
 def test_every_command_is_listed_whole():
     page = help_page()
-    assert {"preprocess", "train", "evaluate", "predict", "compare", "sweep"} <= set(COMMANDS)
+    assert {"preprocess", "train", "evaluate", "predict", "compare", "sweep", "export"} <= set(COMMANDS)
     listed = page.split("Commands:", 1)[1]
     for name in COMMANDS:
         line = next(line for line in listed.splitlines() if line.strip().startswith(name + " "))
