@@ -43,6 +43,8 @@ RUN_PARTS = {"encoder", "tensorboard", "checkpoint"}
 
 @dataclass
 class RunResult:
+    """One finished run as compare reads it: settings, best dev scores and the dev-F1 curve."""
+
     name: str  # path relative to the compared folder
     path: str
     settings: dict[str, Any]  # config.yaml merged with the summary's resolved settings
@@ -66,6 +68,8 @@ class RunResult:
 
 @dataclass
 class GroupResult:
+    """Runs with the same grouping values (usually: differing only in seed), with mean, std, min and max F1."""
+
     key: dict[str, Any]  # grouping column -> value
     runs: list[str]  # run names, best first
     count: int
@@ -86,6 +90,8 @@ class GroupResult:
 
 @dataclass
 class IncompleteRun:
+    """A folder that looks like a run but cannot be compared, and why (crashed, interrupted, corrupt)."""
+
     name: str
     path: str
     reason: str
@@ -96,6 +102,8 @@ class IncompleteRun:
 
 @dataclass
 class Comparison:
+    """What `compare_runs` returns: every run best first, the groups, and what was skipped."""
+
     runs_dir: str
     by: list[str]  # the grouping columns
     runs: list[RunResult]  # best dev F1 first

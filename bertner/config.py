@@ -76,6 +76,12 @@ def variant_name(encoder: str, crf: bool, gru: bool) -> str:
 
 @dataclass
 class TrainConfig:
+    """Every training setting; `bertner train` flags and YAML keys are its field names.
+
+    `train(TrainConfig(data="data/processed", crf=True))` is `bertner train --crf`. Settings left None
+    (lr, crf_lr_mult, epochs, batch_size) take the encoder family's defaults (`RECIPES`) when training starts.
+    """
+
     # data and model
     data: str = "data/processed"
     model: str = "tiny"

@@ -19,6 +19,8 @@ from bertner.spans import Document, Span
 
 @dataclass
 class Evaluation:
+    """Scores of a run (or of predicted .ann files) on labelled data, with error kinds when asked for."""
+
     data: str
     kind: str  # jsonl | brat | conll
     scores: dict[str, Any]  # micro, macro, per_type (seqeval strict, characters)

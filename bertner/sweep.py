@@ -64,6 +64,8 @@ DONE, TODO, RESTART = "done", "to train", "restart"
 
 @dataclass
 class SweepRun:
+    """One run of a sweep: its name, folder and settings, and whether it is done."""
+
     name: str
     run_dir: Path
     config: TrainConfig
@@ -96,6 +98,8 @@ class SweepRun:
 
 @dataclass
 class Sweep:
+    """A sweep file read and expanded: the base settings, the grid and the runs it makes."""
+
     source: Path
     output: Path
     base: dict[str, Any]
@@ -114,6 +118,8 @@ class Sweep:
 
 @dataclass
 class SweepResult:
+    """What `run_sweep` did: runs trained, skipped (already finished) and failed, and the comparison."""
+
     sweep: Sweep
     trained: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)  # already finished

@@ -68,3 +68,38 @@ def test_the_main_job_leaves_nothing_for_git():
     # The quick start writes data/processed/ and runs/quickstart/ in the folder it runs from.
     ignored = (ROOT / ".gitignore").read_text(encoding="utf-8").split()
     assert "/data/" in ignored and "/runs/" in ignored
+
+
+def test_the_python_example_runs_as_written(tmp_path, monkeypatch, capsys):
+    from synthetic import write_synthetic
+
+    (example,) = code_blocks(section("From Python"), "python")
+    monkeypatch.chdir(tmp_path)
+    write_synthetic(tmp_path / "data" / "processed", n_train=48, n_dev=8)  # what `bertner preprocess` leaves
+    exec(compile(example, "README.md", "exec"), {})
+    printed = capsys.readouterr().out.splitlines()
+    assert printed[0].startswith("tiny+crf ")  # variant and best dev F1
+    assert (tmp_path / "runs" / "api" / "summary.json").exists()
+    assert all(re.fullmatch(r"\d+ \d+ \w+", line) for line in printed[1:])  # start end label per entity
+
+
+def test_public_classes_say_what_they_are():
+    import importlib
+    import inspect
+    import pkgutil
+
+    import bertner
+
+    # The corpus readers' record types are left to their owners (bertner/data/brat.py, conll.py, jsonl.py).
+    readers = {"bertner.data.brat", "bertner.data.conll", "bertner.data.jsonl"}
+    undocumented = []
+    for info in pkgutil.walk_packages(bertner.__path__, "bertner."):
+        if info.name.endswith("__main__") or info.name in readers:
+            continue
+        module = importlib.import_module(info.name)
+        for name, obj in vars(module).items():
+            if inspect.isclass(obj) and obj.__module__ == module.__name__ and not name.startswith("_"):
+                doc = obj.__dict__.get("__doc__") or ""
+                if not doc.strip() or doc.startswith(f"{name}("):  # a dataclass's generated signature is no docstring
+                    undocumented.append(f"{module.__name__}.{name}")
+    assert not undocumented

@@ -28,6 +28,8 @@ OUTPUT_FILES = ("train.jsonl", "dev.jsonl", "test.jsonl", "labels.json", "stats.
 
 @dataclass
 class PreprocessOptions:
+    """The settings of `bertner preprocess`, one field per flag."""
+
     input: Path
     output: Path = Path("data/processed")
     input_format: str = "auto"
@@ -45,6 +47,8 @@ class PreprocessOptions:
 
 @dataclass
 class SplitStats:
+    """Counts of one split: documents, windows, characters and entities by label."""
+
     documents: int = 0
     windows: int = 0
     characters: int = 0
@@ -53,6 +57,8 @@ class SplitStats:
 
 @dataclass
 class PreprocessResult:
+    """What `preprocess` did: the split counts, what it changed, its warnings, and where it wrote."""
+
     output: Path
     input_format: str
     splits: dict[str, SplitStats]

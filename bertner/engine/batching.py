@@ -101,6 +101,8 @@ def sorted_batches(lengths: Sequence[int], batch_size: int) -> list[list[int]]:
 
 @dataclass
 class Batch:
+    """Padded tensors of some examples, ready for the model."""
+
     input_ids: Tensor
     attention_mask: Tensor
     label_mask: Tensor  # true on text tokens

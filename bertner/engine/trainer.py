@@ -97,6 +97,8 @@ def default_run_name(config: TrainConfig) -> str:
 
 @dataclass
 class Datasets:
+    """Preprocessed train and dev windows, the labels to learn, and how preprocess made them."""
+
     train: list[Window]
     dev: list[Window]
     labels: list[str]
@@ -170,6 +172,11 @@ def count_parameters(model: torch.nn.Module) -> int:
 # ----------------------------------------------------------------------------- the loop
 
 class Trainer:
+    """One training run: `setup` builds data, model and optimiser, `fit` trains and returns the summary.
+
+    `train(config)` is the usual entry point; a Trainer is for callers that need the pieces (sweeps, tests).
+    """
+
     def __init__(self, config: TrainConfig, resume: bool = False, force: bool = False, show: bool = True):
         config.validate()
         self.config = config
