@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 from bertner.cli import app
 from bertner.config import TrainConfig
 from bertner.engine.trainer import train
-from conftest import ALBERT_TINY, need
+from conftest import ALBERT_TINY, BERT_TOKENIZER, need
 from synthetic import write_synthetic
 
 runner = CliRunner()
@@ -177,3 +177,37 @@ def test_albert_export_uses_its_class_and_the_bert_vocabulary_cut_per_character(
     # The encoder's own tokenizer would give "hba", "##1c" here, and drop the spaces.
     texts = ["HbA1c 7.5%，Diabetes Mellitus 2型\n血压 130/80 mmHg", "ＡＢＣ [UNK] 𝔸"]
     assert_same_inputs_and_logits(load_run(tmp_path / "run"), tokenizer, model, texts)
+
+
+def test_subword_runs_keep_the_encoders_tokenizer(tmp_path):
+    from transformers import AutoModelForTokenClassification, AutoTokenizer
+
+    from bertner.runs import load_run
+
+    model = tmp_path / "small-bert"  # bert-base-chinese's tokenizer on a BERT small enough to train here
+    shutil.copytree(need(BERT_TOKENIZER), model)
+    config = json.loads((model / "config.json").read_text())
+    config.update(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64)
+    (model / "config.json").write_text(json.dumps(config))
+    data = write_synthetic(tmp_path / "data", n_train=16, n_dev=4)
+    train(TrainConfig(data=str(data), output=str(tmp_path / "run"), model=str(model), random_init=True,
+                      alignment="subword", epochs=1, max_steps=1, batch_size=16, seed=1, num_threads=1), show=False)
+    result = export(tmp_path / "run", tmp_path / "hf")
+    assert "whitespace alone" in result.stderr
+    tokenizer = AutoTokenizer.from_pretrained(tmp_path / "hf")
+    exported = AutoModelForTokenClassification.from_pretrained(tmp_path / "hf").eval()
+    assert_same_inputs_and_logits(load_run(tmp_path / "run"), tokenizer, exported, ["HbA1c 7.5%，诊断 糖尿病", "Diabetes 2型"])
+
+
+def test_skip_whitespace_runs_export_a_tokenizer_that_skips_it_too(runs, tmp_path):
+    from transformers import AutoModelForTokenClassification, AutoTokenizer
+
+    from bertner.runs import load_run
+
+    train(TrainConfig(data=str(runs / "data"), output=str(tmp_path / "run"), model="tiny", whitespace_tokens=False,
+                      tiny_layers=1, tiny_hidden=32, tiny_heads=2, epochs=1, max_steps=1, seed=1, num_threads=1),
+          show=False)
+    export(tmp_path / "run", tmp_path / "hf")
+    tokenizer = AutoTokenizer.from_pretrained(tmp_path / "hf")
+    model = AutoModelForTokenClassification.from_pretrained(tmp_path / "hf").eval()
+    assert_same_inputs_and_logits(load_run(tmp_path / "run"), tokenizer, model, TEXTS + ["甲 \t\u3000\n乙\u2028丙"])
