@@ -26,6 +26,20 @@ app = typer.Typer(
 DEFAULT_DATA = Path("data/processed")
 
 
+def _by_encoder(setting: str) -> str:
+    """`default 2, bilstm 10`: a recipe setting's default (per encoder family where they differ), for --help."""
+    from collections import Counter
+
+    from bertner.config import RECIPES
+
+    names = {"tiny": "tiny", "bilstm": "bilstm", "small": "pretrained", "base": "BERT-base size and up"}
+    values = {names.get(family, family): getattr(recipe, setting) for family, recipe in RECIPES.items()}
+    common, count = Counter(values.values()).most_common(1)[0]
+    if count == 1:
+        return "default by encoder: " + ", ".join(f"{name} {value:g}" for name, value in values.items())
+    return ", ".join([f"default {common:g}"] + [f"{name} {value:g}" for name, value in values.items() if value != common])
+
+
 def _argument_name(param) -> str:
     return (param.metavar or param.name.upper()) + ("..." if param.nargs != 1 else "")
 
@@ -129,12 +143,12 @@ def train(
     gru_hidden: Optional[int] = typer.Option(None, "--gru-hidden", metavar="N", help="GRU hidden size (default: the encoder's)."),
     gru_layers: Optional[int] = typer.Option(None, "--gru-layers", metavar="N", help="GRU layers (default 1)."),
     gru_bidirectional: Optional[bool] = typer.Option(None, "--gru-bidirectional/--gru-unidirectional", help="Run the GRU both ways (default: one direction, as in the study)."),
-    crf_lr_mult: Optional[float] = typer.Option(None, "--crf-lr-mult", metavar="X", help="CRF transitions learn at this multiple of --lr (default 1)."),
+    crf_lr_mult: Optional[float] = typer.Option(None, "--crf-lr-mult", metavar="X", help=f"CRF transitions learn at this multiple of --lr ({_by_encoder('crf_lr_mult')})."),
     head_lr_mult: Optional[float] = typer.Option(None, "--head-lr-mult", metavar="X", help="GRU and classifier learn at this multiple of --lr (default 1)."),
-    lr: Optional[float] = typer.Option(None, "--lr", metavar="RATE", help="Base learning rate of the encoder (default by encoder: tiny 1e-3, bilstm 2e-3, pretrained 1e-4, or 5e-5 from BERT-base size up)."),
-    epochs: Optional[int] = typer.Option(None, "--epochs", metavar="N", help="Passes over the training windows (default 2, bilstm 10; --time-budget replaces it)."),
+    lr: Optional[float] = typer.Option(None, "--lr", metavar="RATE", help=f"Base learning rate of the encoder ({_by_encoder('lr')})."),
+    epochs: Optional[int] = typer.Option(None, "--epochs", metavar="N", help=f"Passes over the training windows ({_by_encoder('epochs')}; --time-budget replaces it)."),
     max_steps: Optional[int] = typer.Option(None, "--max-steps", metavar="N", help="Stop after this many optimiser steps (0: no limit)."),
-    batch_size: Optional[int] = typer.Option(None, "--batch-size", "-b", metavar="N", help="Inputs per batch (default 16, bilstm 32)."),
+    batch_size: Optional[int] = typer.Option(None, "--batch-size", "-b", metavar="N", help=f"Inputs per batch ({_by_encoder('batch_size')})."),
     grad_accum: Optional[int] = typer.Option(None, "--grad-accum", metavar="N", help="Batches per optimiser step (default 1)."),
     max_length: Optional[int] = typer.Option(None, "--max-length", metavar="N", help="Tokens per model input incl. [CLS]/[SEP] (default 512); longer windows are cut with overlap."),
     warmup_ratio: Optional[float] = typer.Option(None, "--warmup-ratio", metavar="SHARE", help="Share of steps for the linear warm-up (default 0.1)."),
