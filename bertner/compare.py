@@ -418,9 +418,20 @@ def comparison_figure(comparison: Comparison):
 
     groups = comparison.groups
     fig, (curves, bars) = plt.subplots(1, 2, figsize=(13, 5 + 0.1 * len(groups)), gridspec_kw={"width_ratios": [3, 2]})
+    try:
+        draw_comparison(comparison, curves, bars, plt.get_cmap("tab10" if len(groups) <= 10 else "tab20"))
+        fig.tight_layout()
+    except BaseException:
+        plt.close(fig)
+        raise
+    return fig
+
+
+def draw_comparison(comparison: Comparison, curves: Any, bars: Any, cmap: Any) -> None:
+    """Dev-F1 curves per run on `curves`, each group's mean and std on `bars`."""
+    groups = comparison.groups
     # One colour per group, so the seeds of one setting read as one family of curves; within a group each
     # run (seed) has its own line style and marker, so they stay apart.
-    cmap = plt.get_cmap("tab10" if len(groups) <= 10 else "tab20")
     style = {name: (cmap(i % cmap.N), LINE_STYLES[j % len(LINE_STYLES)], MARKERS[j % len(MARKERS)])
              for i, g in enumerate(groups) for j, name in enumerate(g.runs)}
     labelled = len(comparison.runs) <= 12
@@ -450,5 +461,3 @@ def comparison_figure(comparison: Comparison):
     bars.set_xlabel("best dev F1: mean and std over runs")
     bars.set_title(f"grouped by {', '.join(comparison.by)}")
     bars.grid(axis="x", alpha=0.3)
-    fig.tight_layout()
-    return fig
