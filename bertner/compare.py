@@ -24,7 +24,8 @@ from typing import Any
 
 import yaml
 
-from bertner.config import TrainConfig
+from bertner.config import TrainConfig, encoder_type, variant_name
+from bertner.console import plural
 from bertner.errors import BertnerError, RunError
 from bertner.runs import RUN_FORMAT, is_run_dir, read_json
 
@@ -42,6 +43,8 @@ RUN_PARTS = {"encoder", "tensorboard", "checkpoint"}
 
 @dataclass
 class RunResult:
+    """One finished run as compare reads it: settings, best dev scores and the dev-F1 curve."""
+
     name: str  # path relative to the compared folder
     path: str
     settings: dict[str, Any]  # config.yaml merged with the summary's resolved settings
@@ -65,6 +68,8 @@ class RunResult:
 
 @dataclass
 class GroupResult:
+    """Runs with the same grouping values (usually: differing only in seed), with mean, std, min and max F1."""
+
     key: dict[str, Any]  # grouping column -> value
     runs: list[str]  # run names, best first
     count: int
@@ -75,8 +80,9 @@ class GroupResult:
     per_type_mean_f1: dict[str, float]
 
     def label(self) -> str:
-        return ", ".join(_group_cell(self, k, v) if k == "variant" else f"{k}={_group_cell(self, k, v)}"
-                         for k, v in self.key.items())
+        """`tiny+crf, crf_lr_mult=x10`; a setting that means nothing in this group (a dash) is left out."""
+        cells = [(k, _group_cell(self, k, v)) for k, v in self.key.items()]
+        return ", ".join(cell if k == "variant" else f"{k}={cell}" for k, cell in cells if cell != "-")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -84,6 +90,8 @@ class GroupResult:
 
 @dataclass
 class IncompleteRun:
+    """A folder that looks like a run but cannot be compared, and why (crashed, interrupted, corrupt)."""
+
     name: str
     path: str
     reason: str
@@ -94,6 +102,8 @@ class IncompleteRun:
 
 @dataclass
 class Comparison:
+    """What `compare_runs` returns: every run best first, the groups, and what was skipped."""
+
     runs_dir: str
     by: list[str]  # the grouping columns
     runs: list[RunResult]  # best dev F1 first
@@ -161,7 +171,11 @@ def read_run(path: Path, root: Path) -> RunResult:
         raise RunError(f"{path / 'config.yaml'} is corrupt (not a mapping)")
     settings = {k: v for k, v in config.items() if k in TrainConfig.__dataclass_fields__}
     settings.update({k: summary[k] for k in SUMMARY_SETTINGS if k in summary})
-    if "variant" not in settings:
+    saved_encoder = saved_encoder_type(path)
+    if saved_encoder is not None:
+        # Runs written before variants named the encoder's type say `bert+...` whatever it was.
+        settings["variant"] = variant_name(saved_encoder, bool(settings.get("crf")), bool(settings.get("gru")))
+    elif "variant" not in settings:
         settings["variant"] = TrainConfig(crf=bool(settings.get("crf")), gru=bool(settings.get("gru"))).variant
     per_type = {label: scores.get("f1") for label, scores in (summary.get("best_per_type") or {}).items()
                 if isinstance(scores, dict) and scores.get("f1") is not None}
@@ -170,6 +184,21 @@ def read_run(path: Path, root: Path) -> RunResult:
         best_step=summary.get("best_step"), steps=summary.get("steps"), train_seconds=summary.get("train_seconds"),
         tokens_per_second=summary.get("tokens_per_second"), per_type_f1=per_type, curve=read_curve(path),
     )
+
+
+def saved_encoder_type(path: Path) -> str | None:
+    """The encoder type of the run in `path` by its encoder/ folder (tiny, bilstm, albert, ...); None without one."""
+    try:
+        meta = json.loads((path / "encoder" / "bertner_encoder.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if not isinstance(meta, dict):
+        return None
+    if meta.get("family") == "bertner-bilstm":
+        return "bilstm"
+    if meta.get("name") == "tiny":
+        return "tiny"
+    return encoder_type(str(path / "encoder"))
 
 
 def read_curve(path: Path) -> list[tuple[int, float]]:
@@ -255,7 +284,7 @@ def compare_runs(runs_dir: str | Path, by: list[str] | None = None) -> Compariso
         except RunError as e:
             incomplete.append(IncompleteRun(_name(path, root), str(path), str(e)))
     if not runs:
-        hint = f" ({len(incomplete)} incomplete run folder(s) skipped)" if incomplete else ""
+        hint = f" ({plural(len(incomplete), 'incomplete run folder')} skipped)" if incomplete else ""
         raise RunError(f"no finished runs found under {root}{hint}; train one with `bertner train` or `bertner sweep`")
     runs.sort(key=lambda r: (r.best_f1 is None, -(r.best_f1 or 0.0), r.name))
     by_default = not by
@@ -355,8 +384,30 @@ def print_comparison(comparison: Comparison, per_type: bool = False, as_json: bo
     out.print(table)
 
 
+LINE_STYLES = ("-", "--", ":", "-.")
+MARKERS = ("o", "s", "^", "D", "v", "P")
+
+
 def plot_comparison(comparison: Comparison, png_path: str | Path) -> Path:
     """Two panels: dev F1 against step for each run, and each group's mean F1 with std error bars. Atomic write."""
+    png_path = Path(png_path)
+    if png_path.suffix.lower() != ".png":
+        raise BertnerError(f"--plot writes a PNG; give a file name ending in .png (got {png_path})")
+    fig = comparison_figure(comparison)
+    import matplotlib.pyplot as plt
+
+    from bertner.fileio import atomic_path
+
+    try:
+        with atomic_path(png_path) as tmp:
+            fig.savefig(tmp, format="png", dpi=120)
+    finally:
+        plt.close(fig)
+    return png_path
+
+
+def comparison_figure(comparison: Comparison):
+    """The matplotlib figure `plot_comparison` writes: curves on the left, grouped bars on the right."""
     try:
         import matplotlib
     except ImportError:
@@ -365,47 +416,48 @@ def plot_comparison(comparison: Comparison, png_path: str | Path) -> Path:
     matplotlib.use("Agg", force=True)
     import matplotlib.pyplot as plt
 
-    from bertner.fileio import atomic_path
-
-    png_path = Path(png_path)
-    if png_path.suffix.lower() != ".png":
-        raise BertnerError(f"--plot writes a PNG; give a file name ending in .png (got {png_path})")
     groups = comparison.groups
     fig, (curves, bars) = plt.subplots(1, 2, figsize=(13, 5 + 0.1 * len(groups)), gridspec_kw={"width_ratios": [3, 2]})
     try:
-        # One colour per group, so the seeds of one setting read as one family of curves.
-        cmap = plt.get_cmap("tab10" if len(groups) <= 10 else "tab20")
-        colour = {name: cmap(i % cmap.N) for i, g in enumerate(groups) for name in g.runs}
-        for run in comparison.runs:
-            if run.curve:
-                steps, f1 = zip(*run.curve)
-                curves.plot(steps, f1, marker="o", markersize=3, linewidth=1.2, color=colour.get(run.name),
-                            label=run.name if len(comparison.runs) <= 12 else None)
-        curves.set_xlabel("step")
-        curves.set_ylabel("dev micro F1")
-        curves.set_title("dev F1 during training")
-        curves.grid(alpha=0.3)
-        if len(comparison.runs) <= 12:
-            curves.legend(fontsize=7)
-
-        names = [g.label() for g in groups]
-        means = [g.mean_f1 or 0.0 for g in groups]
-        errors = [g.std_f1 or 0.0 for g in groups]
-        positions = list(range(len(groups)))
-        bars.barh(positions, means, xerr=errors, capsize=3, color=[cmap(i % cmap.N) for i in positions])
-        bars.set_yticks(positions, labels=names, fontsize=7)
-        bars.invert_yaxis()  # best on top
-        low = min((g.min_f1 for g in groups if g.min_f1 is not None), default=0.0)
-        left = max(0.0, low - 0.1) if low > 0.2 else 0.0
-        bars.set_xlim(left, 1.0)
-        for y, g in zip(positions, groups):
-            bars.text(left + 0.01, y, f"{_f1(g.mean_f1)} (n={g.count})", va="center", fontsize=7)
-        bars.set_xlabel("best dev F1: mean and std over runs")
-        bars.set_title(f"grouped by {', '.join(comparison.by)}")
-        bars.grid(axis="x", alpha=0.3)
+        draw_comparison(comparison, curves, bars, plt.get_cmap("tab10" if len(groups) <= 10 else "tab20"))
         fig.tight_layout()
-        with atomic_path(png_path) as tmp:
-            fig.savefig(tmp, format="png", dpi=120)
-    finally:
+    except BaseException:
         plt.close(fig)
-    return png_path
+        raise
+    return fig
+
+
+def draw_comparison(comparison: Comparison, curves: Any, bars: Any, cmap: Any) -> None:
+    """Dev-F1 curves per run on `curves`, each group's mean and std on `bars`."""
+    groups = comparison.groups
+    # One colour per group, so the seeds of one setting read as one family of curves; within a group each
+    # run (seed) has its own line style and marker, so they stay apart.
+    style = {name: (cmap(i % cmap.N), LINE_STYLES[j % len(LINE_STYLES)], MARKERS[j % len(MARKERS)])
+             for i, g in enumerate(groups) for j, name in enumerate(g.runs)}
+    labelled = len(comparison.runs) <= 12
+    for run in comparison.runs:
+        if run.curve:
+            steps, f1 = zip(*run.curve)
+            colour, line, marker = style.get(run.name, (None, "-", "o"))
+            curves.plot(steps, f1, marker=marker, markersize=3, linewidth=1.2, color=colour, linestyle=line,
+                        label=run.name if labelled else None)
+    curves.set_xlabel("step")
+    curves.set_ylabel("dev micro F1")
+    curves.set_title("dev F1 during training")
+    curves.grid(alpha=0.3)
+    if labelled:
+        curves.legend(fontsize=7)
+
+    names = [g.label() for g in groups]
+    means = [g.mean_f1 or 0.0 for g in groups]
+    errors = [g.std_f1 or 0.0 for g in groups]
+    positions = list(range(len(groups)))
+    bars.barh(positions, means, xerr=errors, capsize=3, color=[cmap(i % cmap.N) for i in positions])
+    bars.set_yticks(positions, labels=names, fontsize=7)
+    bars.invert_yaxis()  # best on top
+    bars.set_xlim(0.0, 1.0)  # from 0, so bar lengths compare honestly
+    for y, g in zip(positions, groups):
+        bars.text(0.01, y, f"{_f1(g.mean_f1)} (n={g.count})", va="center", fontsize=7)
+    bars.set_xlabel("best dev F1: mean and std over runs")
+    bars.set_title(f"grouped by {', '.join(comparison.by)}")
+    bars.grid(axis="x", alpha=0.3)

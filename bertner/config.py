@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -37,8 +38,50 @@ def recipe_family(model: str, hidden_size: int) -> str:
     return "base" if hidden_size >= 768 else "small"
 
 
+# Guesses from a hub name whose config.json is not downloaded yet, longest first (albert contains bert).
+NAMED_TYPES = ("xlm-roberta", "distilbert", "deberta", "roberta", "electra", "albert", "bert")
+
+
+def encoder_type(model: str) -> str:
+    """What variant names call an encoder: `tiny`, `bilstm`, or its config's model_type (bert, albert, roberta...).
+
+    Read from the folder's config.json, or a hub model's in the local cache; a hub name never downloaded
+    is guessed from its name (else `bert`), which only the default run folder's name can see.
+    """
+    if model in ("tiny", "bilstm"):
+        return model
+    config = Path(model).expanduser() / "config.json"
+    if not config.is_file():
+        try:
+            from huggingface_hub import try_to_load_from_cache
+
+            cached = try_to_load_from_cache(model, "config.json")
+            config = Path(cached) if isinstance(cached, str) else config
+        except Exception:  # not a valid repository id, no cache: guess below
+            pass
+    try:
+        kind = json.loads(config.read_text(encoding="utf-8")).get("model_type")
+        if isinstance(kind, str) and kind:
+            return kind
+    except (OSError, ValueError, AttributeError):
+        pass
+    name = model.lower().rsplit("/", 1)[-1]
+    return next((kind for kind in NAMED_TYPES if kind in name), "bert")
+
+
+def variant_name(encoder: str, crf: bool, gru: bool) -> str:
+    """`albert+gru+crf`, `tiny+softmax`, `bilstm+crf`: the encoder's type, then the head."""
+    return encoder + ("+gru" if gru else "") + ("+crf" if crf else "+softmax")
+
+
 @dataclass
 class TrainConfig:
+    """Every training setting; `bertner train` flags and YAML keys are its field names.
+
+    `train(TrainConfig(data="data/processed", crf=True))` is `bertner train --crf`. Settings left None
+    (lr, crf_lr_mult, epochs, batch_size) take the encoder family's defaults (`RECIPES`) when training starts.
+    """
+
     # data and model
     data: str = "data/processed"
     model: str = "tiny"
@@ -96,9 +139,8 @@ class TrainConfig:
 
     @property
     def variant(self) -> str:
-        """The study's name for the architecture, e.g. `bert+gru+crf` or `bilstm+crf`."""
-        encoder = "bilstm" if self.model == "bilstm" else "bert"
-        return encoder + ("+gru" if self.gru else "") + ("+crf" if self.crf else "+softmax")
+        """The architecture by its encoder's type, e.g. `bert+gru+crf`, `albert+crf` or `tiny+softmax`."""
+        return variant_name(encoder_type(self.model), self.crf, self.gru)
 
     def resolve(self, hidden_size: int) -> None:
         """Fill the settings left to their family's recipe, so the saved config says what ran."""

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bertner.console import warn
+from bertner.console import plural, warn
 from bertner.errors import DataError
 from bertner.fileio import folder_suffixes, missing_input
 from bertner.inference import char_tags
@@ -20,6 +20,8 @@ from bertner.spans import Document, Span
 
 @dataclass
 class Evaluation:
+    """Scores of a run (or of predicted .ann files) on labelled data, with error kinds when asked for."""
+
     data: str
     kind: str  # jsonl | brat | conll
     scores: dict[str, Any]  # micro, macro, per_type (seqeval strict, characters)
@@ -190,14 +192,14 @@ def evaluate_predicted_brat(
     if isinstance(record.get("documents"), list):
         older = sorted(set(pred_docs) - set(record["documents"]))
         if older:
-            warn(f"{len(older)} .ann files in {predicted} were not written by the last predict into it "
+            warn(f"{plural(len(older), '.ann file')} in {predicted} {'was' if len(older) == 1 else 'were'} not written by the last predict into it "
                  f"(e.g. {older[0]}.ann); they are scored too")
     missing = sorted(set(gold_docs) - set(pred_docs))
     if missing:
-        warn(f"{len(missing)} gold documents have no prediction (scored as all missed), e.g. {missing[0]}")
+        warn(f"{plural(len(missing), 'gold document')} without a prediction (scored as all missed), e.g. {missing[0]}")
     extra = sorted(set(pred_docs) - set(gold_docs))
     if extra:
-        warn(f"{len(extra)} predicted documents are not in the gold folder and are ignored, e.g. {extra[0]}")
+        warn(f"{plural(len(extra), 'predicted document')} not in the gold folder, ignored, e.g. {extra[0]}")
     ids = sorted(gold_docs)
     texts = [gold_docs[i].text for i in ids]
     for i in ids:

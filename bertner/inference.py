@@ -17,6 +17,8 @@ from bertner.tags import spans_to_tags, tags_to_spans
 
 @dataclass
 class TaggedWindows:
+    """A tagger's output over windows: spans and their confidences per window, and the loss when labelled."""
+
     spans: list[list[Span]]  # per window, relative to the window's text
     scores: list[list[float]]  # per window, one confidence per span (see `tag_windows`)
     loss: float | None  # mean loss per batch when the windows were labelled

@@ -19,6 +19,8 @@ from bertner.tags import split_tag
 
 @dataclass
 class Score:
+    """Precision, recall and F1 of one type (or micro/macro), and the number of gold entities."""
+
     precision: float = 0.0
     recall: float = 0.0
     f1: float = 0.0
@@ -27,6 +29,8 @@ class Score:
 
 @dataclass
 class Scores:
+    """Micro, macro and per-type scores."""
+
     micro: Score = field(default_factory=Score)
     macro: Score = field(default_factory=Score)  # unweighted mean over types in gold or pred
     per_type: dict[str, Score] = field(default_factory=dict)

@@ -26,6 +26,8 @@ GROUP_BATCHES = 16  # batches of windows per group: enough to sort by length and
 
 @dataclass
 class Prediction:
+    """The entities found in one document, in document offsets, with a confidence each."""
+
     doc: str
     text: str
     spans: list[Span]  # document offsets, sorted
@@ -34,6 +36,11 @@ class Prediction:
 
 
 class Predictor:
+    """A trained run ready to tag text: `Predictor.from_run("runs/x").predict_text("...")`.
+
+    `predict` takes `Document`s and returns `Prediction`s; `predict_stream` yields them one group at a time.
+    """
+
     def __init__(self, run: LoadedRun, device: torch.device, batch_size: int = 32, max_chars: int = 256):
         self.run = run
         self.device = device
@@ -45,6 +52,7 @@ class Predictor:
     def from_run(
         cls, path: str | Path, device: str = "auto", batch_size: int = 32, constrained: bool | None = None
     ) -> "Predictor":
+        """Load the run in `path` (offline). `constrained` overrides a softmax run's decoding."""
         torch_device = pick_device(device)
         run = load_run(path, torch_device, constrained)
         max_chars = int(run.data_info.get("max_chars") or 256)
@@ -109,6 +117,7 @@ class Predictor:
         return list(self.predict_stream(documents))
 
     def predict_text(self, text: str, doc_id: str = "text") -> list[Span]:
+        """The entities of one text: `Span(start, end, label)`s in its character offsets."""
         return self.predict([Document(doc_id, text)])[0].spans
 
 

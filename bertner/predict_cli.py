@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Iterable, Iterator
 
-from bertner.console import info, warn
+from bertner.console import info, plural, warn
 from bertner.errors import BertnerError, DataError, OutputExistsError, RunError
 from bertner.fileio import (
     atomic_dir, atomic_path, check_writable, decode_utf8, input_files, missing_input, output_conflict, write_json,
@@ -215,7 +215,7 @@ def write_predictions(predictions: Iterable[Prediction], fmt: str, output: Path 
                     for p in predictions:
                         f.write(render(p))
                         documents += 1
-            info(f"wrote {documents} documents to {output}")
+            info(f"wrote {plural(documents, 'document')} to {output}")
 
 
 def write_brat(predictions: Iterable[Prediction], output: Path, record: dict) -> None:
@@ -234,8 +234,8 @@ def write_brat(predictions: Iterable[Prediction], output: Path, record: dict) ->
             written.append(p.doc)
             entities += len(p.spans)
         write_json(folder / writers.BRAT_RECORD, {"format": 1, **record, "documents": written})
-    info(f"wrote {len(written)} .ann files ({entities:,} entities) to {output}")
+    info(f"wrote {plural(len(written), '.ann file')} ({plural(entities, 'entity')}) to {output}")
     older = sorted({p.stem for p in output.glob("*.ann")} - set(written))  # the ones `bertner evaluate` reads
     if older:
-        warn(f"{len(older)} .ann files in {output} were not written by this predict and are kept (e.g. {older[0]}.ann); "
+        warn(f"{plural(len(older), '.ann file')} in {output} {'was' if len(older) == 1 else 'were'} not written by this predict and {'is' if len(older) == 1 else 'are'} kept (e.g. {older[0]}.ann); "
              "`bertner evaluate` would score them with these")

@@ -56,6 +56,9 @@ def print_evaluation(result, as_json: bool = False) -> None:
     out.print(_scores_table(f"entity-level strict scores over characters: {result.data}", result.scores))
     if result.document_scores is not None:
         out.print(_scores_table("document-level exact spans (document, start, end, type)", result.document_scores))
+    if any(kind["count"] for kind in result.errors):
+        out.print("most frequent errors; in the examples [...] is the gold entity, {...} the predicted one:",
+                  markup=False, highlight=False)
     for kind in result.errors:
         if not kind["count"]:
             continue

@@ -135,6 +135,8 @@ def load_labels(path: Path) -> dict[str, Any]:
 
 @dataclass
 class LoadedRun:
+    """A run directory loaded for use: its settings, labels, tagger (weights loaded) and aligner."""
+
     path: Path
     config: TrainConfig
     labels: list[str]

@@ -20,9 +20,11 @@ Rules:
 - Combinations in which a setting has no effect are collapsed into one run: `crf_lr_mult` without `crf`,
   `gru_hidden`/`gru_layers`/`gru_bidirectional` without `gru`, `tiny_*` without `model: tiny` are reset to their
   defaults, and duplicates dropped. So `crf: [false, true]` x `crf_lr_mult: [1, 10]` gives 3 runs, not 4.
-- Each run's folder is named from its grid values, stably: the variant (`bert-softmax`, `bert-gru-crf`, ...), then
-  every other grid setting in file order: `x100` for crf_lr_mult, `seed2` for seed, `lr5e-05` for others,
-  `key`/`no_key` for true/false. Example: `runs/study/bert-gru-crf-x100-seed2`.
+- Each run's folder is named from its grid values, stably: the variant, by the encoder's type (`tiny-softmax`,
+  `bert-gru-crf`, `albert-crf`, ...), then every other grid setting in file order: `x100` for crf_lr_mult, `seed2`
+  for seed, `lr5e-05` for others, `key`/`no_key` for true/false, a model by its folder name (`tiny` and `bilstm`
+  are in the variant already). Example: `runs/study/bert-gru-crf-x100-seed2`. A finished run that an older bertner
+  named `bert-...` for any transformer encoder is found under that name and not trained again.
 - A run whose folder already holds a finished run is skipped, so running the same sweep again continues where it
   stopped. A folder with an unfinished run (crashed or interrupted) is trained again from scratch (`force`).
 - A run that stops on a training error (e.g. the loss became NaN at a large crf_lr_mult) is reported and the sweep
@@ -39,7 +41,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bertner.config import TrainConfig, build_config, coerce_setting, config_keys, load_yaml
+from bertner.config import TrainConfig, build_config, coerce_setting, config_keys, encoder_type, load_yaml
 from bertner.errors import BertnerError, TrainingError
 from bertner.runs import is_run_dir
 
@@ -62,6 +64,8 @@ DONE, TODO, RESTART = "done", "to train", "restart"
 
 @dataclass
 class SweepRun:
+    """One run of a sweep: its name, folder and settings, and whether it is done."""
+
     name: str
     run_dir: Path
     config: TrainConfig
@@ -94,6 +98,8 @@ class SweepRun:
 
 @dataclass
 class Sweep:
+    """A sweep file read and expanded: the base settings, the grid and the runs it makes."""
+
     source: Path
     output: Path
     base: dict[str, Any]
@@ -112,6 +118,8 @@ class Sweep:
 
 @dataclass
 class SweepResult:
+    """What `run_sweep` did: runs trained, skipped (already finished) and failed, and the comparison."""
+
     sweep: Sweep
     trained: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)  # already finished
@@ -149,13 +157,21 @@ def run_name(values: dict[str, Any], grid_keys: list[str]) -> str:
     variant = TrainConfig(model=str(values["model"]), crf=bool(values["crf"]), gru=bool(values["gru"])).variant.replace("+", "-")
     parts = [variant]
     for key in grid_keys:
-        if key in ("crf", "gru"):
-            continue
+        if key in ("crf", "gru") or (key == "model" and values[key] in ("tiny", "bilstm")):
+            continue  # spelled by the variant
         condition = CONDITIONAL.get(key)
         if condition and not condition[0](values):
             continue
         parts.append(_format_part(key, values[key]))
     return "-".join(parts)
+
+
+def legacy_run_name(name: str, model: str) -> str | None:
+    """The name sweeps gave this run before variants named the encoder's type: `bert-...` for every transformer."""
+    kind = encoder_type(str(model))
+    if kind in ("bert", "bilstm"):
+        return None
+    return "bert" + name[len(kind):]
 
 
 def expand_grid(base: dict[str, Any], grid: dict[str, list[Any]], output: Path,
@@ -182,6 +198,9 @@ def expand_grid(base: dict[str, Any], grid: dict[str, list[Any]], output: Path,
             raise BertnerError(f"{source}: two different runs would both be named {name}; make the grid values distinct")
         seen[identity], names[name] = name, identity
         run_dir = output / name
+        legacy = legacy_run_name(name, values["model"])
+        if legacy and not run_dir.exists() and is_run_dir(output / legacy):
+            name, run_dir = legacy, output / legacy  # finished under its old name: kept, not trained again
         config = build_config({**values, "output": str(run_dir)}, {})
         grid_values = {k: values[k] for k in keys if not (k in CONDITIONAL and not CONDITIONAL[k][0](values))}
         runs.append(SweepRun(name, run_dir, config, grid_values))
@@ -228,14 +247,14 @@ def load_sweep(config_file: str | Path, output: str | Path | None = None) -> Swe
 
 # -- running -------------------------------------------------------------------------------------
 def print_plan(sweep: Sweep) -> None:
-    from bertner.console import out
+    from bertner.console import out, plural
     from bertner.runs import read_json
 
     statuses = [r.status() for r in sweep.runs]
     note = ""
     if sweep.collapsed:
-        note = f" ({sweep.collapsed} combination(s) collapsed: {'; '.join(sweep.collapse_reasons)})"
-    out.print(f"sweep {sweep.source}: {len(sweep.runs)} runs in {sweep.output}{note}", markup=False, highlight=False,
+        note = f" ({plural(sweep.collapsed, 'combination')} collapsed: {'; '.join(sweep.collapse_reasons)})"
+    out.print(f"sweep {sweep.source}: {plural(len(sweep.runs), 'run')} in {sweep.output}{note}", markup=False, highlight=False,
               soft_wrap=True)
     width = max(len(r.name) for r in sweep.runs)
     for run, status in zip(sweep.runs, statuses):

@@ -84,14 +84,14 @@ def print_pretty(predictions: list[Prediction], max_chars: int = 2000, labels: S
     from rich.table import Table
     from rich.text import Text
 
-    from bertner.console import out
+    from bertner.console import out, plural
 
     palette = ["cyan", "magenta", "green", "yellow", "blue", "red", "bright_cyan", "bright_magenta",
                "bright_green", "bright_yellow", "bright_blue", "bright_red", "orange3", "purple", "turquoise2"]
     labels = sorted(set(labels or ()) | {s.label for p in predictions for s in p.spans})
     colour = {label: palette[i % len(palette)] for i, label in enumerate(labels)}
     for p in predictions:
-        out.rule(f"{p.doc}: {len(p.spans)} entities", style="dim")
+        out.rule(f"{p.doc}: {plural(len(p.spans), 'entity')}", style="dim")
         shown = p.text[:max_chars]
         text = Text(shown)
         for s in p.spans:

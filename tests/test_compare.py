@@ -168,3 +168,40 @@ def test_missing_matplotlib_gives_the_install_hint(runs, tmp_path, monkeypatch):
     monkeypatch.setattr(builtins, "__import__", no_matplotlib)
     result = runner.invoke(app, ["compare", str(runs), "--plot", str(tmp_path / "x.png")])
     assert result.exit_code == 1 and 'pip install "bertner[plot]"' in result.output
+
+
+def test_variants_name_the_encoder_type_also_for_old_runs(tmp_path):
+    def with_encoder(folder, meta, config):
+        (folder / "encoder").mkdir()
+        (folder / "encoder" / "bertner_encoder.json").write_text(json.dumps(meta))
+        (folder / "encoder" / "config.json").write_text(json.dumps(config))
+
+    # Both summaries say bert+...: what bertner wrote for every transformer encoder before.
+    with_encoder(fake_run(tmp_path / "albert", crf=True, f1=0.6), {"name": "models/albert-tiny"}, {"model_type": "albert"})
+    with_encoder(fake_run(tmp_path / "tiny", f1=0.5), {"name": "tiny"}, {"model_type": "bert"})
+    c = compare_runs(tmp_path)
+    assert [r.variant for r in c.runs] == ["albert+crf", "tiny+softmax"]
+    result = runner.invoke(app, ["compare", str(tmp_path)])
+    assert result.exit_code == 0 and "albert+crf" in result.stdout and "bert+crf" not in result.stdout.replace("albert+crf", "")
+
+
+def test_plot_tells_seeds_apart_starts_bars_at_zero_and_says_where_it_went(runs, tmp_path):
+    import matplotlib.pyplot as plt
+
+    from bertner.compare import comparison_figure
+
+    c = compare_runs(runs)
+    fig = comparison_figure(c)
+    try:
+        curves, bars = fig.axes
+        styles = [(line.get_color(), line.get_linestyle(), line.get_marker()) for line in curves.get_lines()]
+        assert len(styles) == len(c.runs) == len(set(styles))  # the two seeds of a setting differ
+        assert bars.get_xlim()[0] == 0
+        labels = [t.get_text() for t in bars.get_yticklabels()]
+        assert "bert+softmax" in labels  # alone: no "crf_lr_mult=-" for a softmax group
+        assert not any("=-" in label for label in labels), labels
+    finally:
+        plt.close(fig)
+    png = tmp_path / "plot.png"
+    result = runner.invoke(app, ["compare", str(runs), "--plot", str(png)])
+    assert result.exit_code == 0 and f"wrote the plot to {png}" in result.stderr

@@ -43,3 +43,48 @@ def test_bad_ratios(dev, test, message):
 def test_too_few_documents():
     with pytest.raises(BertnerError, match="train would be empty"):
         split_documents(["a_1", "a_2"], 0.5, 0.0, group_by_prefix=True)
+
+
+def test_dev_labels_are_kept_in_train_when_a_split_allows_it():
+    from bertner.data.splits import unseen_labels
+
+    ids = [f"{a}_{b}" for a in range(12) for b in (1, 2)]
+    labels = {doc_id: {"Common"} for doc_id in ids}
+    labels["5_2"] = {"Common", "Rare"}  # one article holds the only Rare entities
+    plain_bad = 0
+    for seed in range(40):
+        plain = split_documents(ids, 0.2, seed=seed, group_by_prefix=True)
+        aware = split_documents(ids, 0.2, seed=seed, group_by_prefix=True, labels=labels)
+        assert not unseen_labels(aware, labels)
+        assert aware == split_documents(ids, 0.2, seed=seed, group_by_prefix=True, labels=labels)  # reproducible
+        if unseen_labels(plain, labels):
+            plain_bad += 1
+            assert len(aware["dev"]) == len(plain["dev"])  # the same shares, other articles
+        else:
+            assert aware == plain  # the seed's own split, when it already works
+    assert plain_bad  # the situation the labels are there for does arise
+
+
+def test_twelve_ruijin_documents_split_by_article_keep_dev_labels_in_train(tmp_path):
+    import json
+    import shutil
+
+    from typer.testing import CliRunner
+
+    from bertner.cli import app
+    from conftest import RUIJIN_TRAIN, need
+
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    for txt in sorted(need(RUIJIN_TRAIN).glob("*.txt"))[:12]:  # 0, 12 and ten parts of article 123
+        shutil.copy(txt, raw)
+        shutil.copy(txt.with_suffix(".ann"), raw)
+    result = CliRunner().invoke(app, ["preprocess", str(raw), "-o", str(tmp_path / "data"), "--dev-ratio", "0.2"])
+    assert result.exit_code == 0, result.output
+    assert "no train document has" not in result.stderr
+
+    def labels(name):
+        rows = (tmp_path / "data" / f"{name}.jsonl").read_text(encoding="utf-8").splitlines()
+        return {e["label"] for row in rows for e in json.loads(row)["entities"]}
+
+    assert labels("dev") and labels("dev") <= labels("train")

@@ -29,15 +29,15 @@ def test_grid_expands_in_file_order_and_collapses_meaningless_settings(tmp_path)
         "crf": [False, True], "gru": [False, True], "crf_lr_mult": [1, 10], "seed": [1, 2]})
     sweep = load_sweep(spec)
     assert names(sweep) == [
-        "bert-softmax-seed1", "bert-softmax-seed2", "bert-gru-softmax-seed1", "bert-gru-softmax-seed2",
-        "bert-crf-x1-seed1", "bert-crf-x1-seed2", "bert-crf-x10-seed1", "bert-crf-x10-seed2",
-        "bert-gru-crf-x1-seed1", "bert-gru-crf-x1-seed2", "bert-gru-crf-x10-seed1", "bert-gru-crf-x10-seed2",
+        "tiny-softmax-seed1", "tiny-softmax-seed2", "tiny-gru-softmax-seed1", "tiny-gru-softmax-seed2",
+        "tiny-crf-x1-seed1", "tiny-crf-x1-seed2", "tiny-crf-x10-seed1", "tiny-crf-x10-seed2",
+        "tiny-gru-crf-x1-seed1", "tiny-gru-crf-x1-seed2", "tiny-gru-crf-x10-seed1", "tiny-gru-crf-x10-seed2",
     ]
     assert sweep.collapsed == 4 and sweep.collapse_reasons == ["crf_lr_mult without crf"]
     assert str(sweep.output) == "runs/study"  # default: runs/<file name>
     run = sweep.runs[6]
     assert run.config.crf and run.config.crf_lr_mult == 10 and run.config.seed == 1 and run.config.data == "d"
-    assert run.run_dir == sweep.output / "bert-crf-x10-seed1" and run.config.output == str(run.run_dir)
+    assert run.run_dir == sweep.output / "tiny-crf-x10-seed1" and run.config.output == str(run.run_dir)
     assert all(r.config.crf_lr_mult is None for r in sweep.runs if not r.config.crf)  # left to the recipe
 
 
@@ -47,12 +47,12 @@ def test_names_for_other_settings_and_gru_collapsing(tmp_path):
     sweep = load_sweep(spec)
     assert sweep.runs[0].config.lr == 5e-5  # YAML reads 5e-5 as a string; it is coerced
     assert names(sweep) == [
-        "bert-softmax-dropout0.1-tiny", "bert-softmax-dropout0.1-bert-base-chinese",
-        "bert-gru-softmax-gru_hidden32-dropout0.1-tiny", "bert-gru-softmax-gru_hidden32-dropout0.1-bert-base-chinese",
-        "bert-gru-softmax-gru_hidden64-dropout0.1-tiny", "bert-gru-softmax-gru_hidden64-dropout0.1-bert-base-chinese",
+        "tiny-softmax-dropout0.1", "bert-softmax-dropout0.1-bert-base-chinese",
+        "tiny-gru-softmax-gru_hidden32-dropout0.1", "bert-gru-softmax-gru_hidden32-dropout0.1-bert-base-chinese",
+        "tiny-gru-softmax-gru_hidden64-dropout0.1", "bert-gru-softmax-gru_hidden64-dropout0.1-bert-base-chinese",
     ]
     assert sweep.output == tmp_path / "out"
-    assert load_sweep(spec, output=tmp_path / "cli").runs[0].run_dir == tmp_path / "cli" / "bert-softmax-dropout0.1-tiny"
+    assert load_sweep(spec, output=tmp_path / "cli").runs[0].run_dir == tmp_path / "cli" / "tiny-softmax-dropout0.1"
 
 
 @pytest.mark.parametrize("values,message", [
@@ -81,22 +81,22 @@ def test_cli_reports_unknown_settings_in_one_line(tmp_path):
 def test_dry_run_lists_runs_and_their_state(tmp_path):
     out = tmp_path / "runs"
     spec = write_sweep(tmp_path / "s.yaml", output=str(out), grid={"crf": [False, True], "seed": [1, 2]})
-    done = out / "bert-softmax-seed2"
+    done = out / "tiny-softmax-seed2"
     done.mkdir(parents=True)
     (done / "config.yaml").write_text("seed: 2\n")
     (done / "summary.json").write_text(json.dumps({"best_f1": 0.8123}))
-    crashed = out / "bert-crf-seed1"
+    crashed = out / "tiny-crf-seed1"
     crashed.mkdir()
     (crashed / "config.yaml").write_text("crf: true\n")
 
     result = runner.invoke(app, ["sweep", str(spec), "--dry-run"])
     assert result.exit_code == 0, result.output
     lines = [line.split() for line in result.stdout.splitlines()]
-    assert ["to", "train", "bert-softmax-seed1"] in lines
-    assert ["done", "bert-softmax-seed2", "dev", "F1", "0.8123"] in lines
-    assert ["restart", "bert-crf-seed1", "unfinished:", "will", "be", "trained", "again", "from", "scratch"] in lines
+    assert ["to", "train", "tiny-softmax-seed1"] in lines
+    assert ["done", "tiny-softmax-seed2", "dev", "F1", "0.8123"] in lines
+    assert ["restart", "tiny-crf-seed1", "unfinished:", "will", "be", "trained", "again", "from", "scratch"] in lines
     assert "3 to train (1 restarted), 1 done" in result.stdout
-    assert not (out / "bert-crf-seed2").exists()  # nothing trained
+    assert not (out / "tiny-crf-seed2").exists()  # nothing trained
 
 
 def test_sweep_trains_once_and_resumes_without_retraining(tmp_path, monkeypatch):
@@ -107,7 +107,7 @@ def test_sweep_trains_once_and_resumes_without_retraining(tmp_path, monkeypatch)
     spec = write_sweep(tmp_path / "s.yaml", **base, grid={"crf": [False, True], "seed": [3]})
 
     first = run_sweep(spec, show=False)
-    assert first.trained == ["bert-softmax-seed3", "bert-crf-seed3"] and not first.failed
+    assert first.trained == ["tiny-softmax-seed3", "tiny-crf-seed3"] and not first.failed
     runs = tmp_path / "sweep"
     stamps = {p: p.stat().st_mtime_ns for p in runs.glob("*/summary.json")}
     assert len(stamps) == 2
@@ -117,16 +117,28 @@ def test_sweep_trains_once_and_resumes_without_retraining(tmp_path, monkeypatch)
     assert second.exit_code == 0, second.output
     assert second.stderr.count("already finished, skipped") == 2
     assert {p: p.stat().st_mtime_ns for p in runs.glob("*/summary.json")} == stamps  # nothing retrained
-    assert "bert-crf-seed3" in second.stdout and "dev F1" in second.stdout  # the compare table at the end
+    assert "tiny-crf-seed3" in second.stdout and "dev F1" in second.stdout  # the compare table at the end
 
     # An unfinished run (crashed: no summary.json) is trained again from scratch; the other stays as it was.
-    (runs / "bert-crf-seed3" / "summary.json").unlink()
+    (runs / "tiny-crf-seed3" / "summary.json").unlink()
     third = run_sweep(spec, show=False)
-    assert third.trained == ["bert-crf-seed3"] and third.skipped == ["bert-softmax-seed3"]
-    assert (runs / "bert-softmax-seed3" / "summary.json").stat().st_mtime_ns == stamps[runs / "bert-softmax-seed3" / "summary.json"]
-    assert len((runs / "bert-crf-seed3" / "metrics.jsonl").read_text().splitlines()) == 1  # restarted, not appended
+    assert third.trained == ["tiny-crf-seed3"] and third.skipped == ["tiny-softmax-seed3"]
+    assert (runs / "tiny-softmax-seed3" / "summary.json").stat().st_mtime_ns == stamps[runs / "tiny-softmax-seed3" / "summary.json"]
+    assert len((runs / "tiny-crf-seed3" / "metrics.jsonl").read_text().splitlines()) == 1  # restarted, not appended
 
     # Changing a setting of a finished run warns instead of silently mixing settings.
     spec = write_sweep(tmp_path / "s.yaml", **{**base, "epochs": 2}, grid={"crf": [False, True], "seed": [3]})
     fourth = runner.invoke(app, ["sweep", str(spec)])
     assert fourth.exit_code == 0 and "trained with other settings" in fourth.stderr and "epochs" in fourth.stderr
+
+
+def test_runs_finished_under_their_old_names_are_kept(tmp_path):
+    out = tmp_path / "runs"
+    spec = write_sweep(tmp_path / "s.yaml", output=str(out), grid={"crf": [False, True], "seed": [1]})
+    old = out / "bert-crf-seed1"  # how sweeps named a tiny CRF run before variants named the encoder type
+    old.mkdir(parents=True)
+    (old / "config.yaml").write_text("crf: true\nseed: 1\n")
+    (old / "summary.json").write_text(json.dumps({"best_f1": 0.5}))
+    sweep = load_sweep(spec)
+    assert names(sweep) == ["tiny-softmax-seed1", "bert-crf-seed1"]
+    assert sweep.runs[1].run_dir == old and sweep.runs[1].status() == "done"

@@ -16,7 +16,7 @@ from bertner.data import policies
 from bertner.data.brat import read_brat_folder
 from bertner.data.conll import COLUMN_SUFFIXES, read_conll
 from bertner.data.jsonl import read_jsonl_documents, window_to_row
-from bertner.data.splits import SPLITS, check_ratios, split_documents
+from bertner.data.splits import SPLITS, check_ratios, split_documents, unseen_labels
 from bertner.data.windows import WindowReport, make_windows
 from bertner.errors import BertnerError, DataError, OutputExistsError
 from bertner.fileio import atomic_dir, check_writable, folder_suffixes, input_files, missing_input, output_errors, write_json, write_jsonl
@@ -29,6 +29,8 @@ OUTPUT_FILES = ("train.jsonl", "dev.jsonl", "test.jsonl", "labels.json", "stats.
 
 @dataclass
 class PreprocessOptions:
+    """The settings of `bertner preprocess`, one field per flag."""
+
     input: Path
     output: Path = Path("data/processed")
     input_format: str = "auto"
@@ -46,6 +48,8 @@ class PreprocessOptions:
 
 @dataclass
 class SplitStats:
+    """Counts of one split: documents, windows, characters and entities by label."""
+
     documents: int = 0
     windows: int = 0
     characters: int = 0
@@ -54,6 +58,8 @@ class SplitStats:
 
 @dataclass
 class PreprocessResult:
+    """What `preprocess` did: the split counts, what it changed, its warnings, and where it wrote."""
+
     output: Path
     input_format: str
     splits: dict[str, SplitStats]
@@ -136,6 +142,10 @@ def jsonl_files(path: Path) -> list[Path]:
     return files
 
 
+def doc_labels(documents: list[Document]) -> dict[str, set[str]]:
+    return {d.id: {e.label for e in d.entities} for d in documents}
+
+
 def assign_splits(corpus: Corpus, options: PreprocessOptions, group: bool, notes: list[str]) -> dict[str, list[Document]]:
     """Random split by document, or the input's own train/dev/test with missing parts carved from train."""
     docs = corpus.documents
@@ -146,7 +156,8 @@ def assign_splits(corpus: Corpus, options: PreprocessOptions, group: bool, notes
             raise DataError(f"document id {d.id!r} occurs twice; ids must be unique", d.source or None)
         seen.add(d.id)
     if "all" in docs:
-        ids = split_documents([d.id for d in all_docs], options.dev_ratio, options.test_ratio, options.seed, group)
+        ids = split_documents([d.id for d in all_docs], options.dev_ratio, options.test_ratio, options.seed, group,
+                              labels=doc_labels(all_docs))
         by_id = {d.id: d for d in all_docs}
         return {name: [by_id[i] for i in ids[name]] for name in SPLITS}
     if "train" not in docs:
@@ -158,7 +169,7 @@ def assign_splits(corpus: Corpus, options: PreprocessOptions, group: bool, notes
         notes.append("--test-ratio ignored: the input has its own test file")
     train = docs["train"]
     if carve_dev or carve_test:
-        ids = split_documents([d.id for d in train], carve_dev, carve_test, options.seed, group)
+        ids = split_documents([d.id for d in train], carve_dev, carve_test, options.seed, group, labels=doc_labels(train))
         by_id = {d.id: d for d in train}
         carved = {name: [by_id[i] for i in ids[name]] for name in SPLITS}
         notes.append(f"carved {', '.join(n for n, r in (('dev', carve_dev), ('test', carve_test)) if r)} out of the given train file by ratio")
@@ -219,12 +230,21 @@ def preprocess(options: PreprocessOptions) -> PreprocessResult:
         write_json(tmp / "stats.json", stats_json)
 
     warnings = list(corpus.warnings)
+    unseen = unseen_labels({name: [d.id for d in docs] for name, docs in documents.items()}, doc_labels(corpus_docs(documents)))
+    if unseen:
+        tried = " (no split of whole documents tried avoids it)" if "all" in corpus.documents else ""
+        warnings.append(f"dev/test hold labels that no train document has: {', '.join(sorted(unseen))}{tried}; "
+                        "`bertner train` counts their entities as misses")
     if windowing.overlong_entities:
         warnings.append(
             f"{windowing.overlong_entities} entities are longer than --max-chars {options.max_chars}; kept whole in longer windows "
             f"(first: {windowing.overlong_examples[0]})"
         )
     return PreprocessResult(output, input_format, split_stats, change_list(corpus.read, changes, windowing), warnings, stats_json, notes)
+
+
+def corpus_docs(documents: dict[str, list[Document]]) -> list[Document]:
+    return [d for docs in documents.values() for d in docs]
 
 
 def build_stats(read: dict, changes: Counter, windowing: WindowReport, splits: dict[str, SplitStats], group: bool, policy: str) -> dict:

@@ -53,12 +53,16 @@ def encode_windows(
     offsets_all: list[list[tuple[int, int]]] = []
     examples: list[Example] = []
     inexact = 0
+    # Dev may hold labels train never saw: the model has no tag for them, so they are O for the loss
+    # (and misses in the scores, which read the windows' own spans).
+    known = {tag.split("-", 1)[-1] for tag in tag_to_id} if tag_to_id is not None else set()
     for index, window in enumerate(windows):
         tokenized = aligner.encode(window.text)
         offsets_all.append(tokenized.offsets)
         tag_ids: list[int] = []
         if tag_to_id is not None:
-            tags, bad = token_tags(tokenized, window.spans, scheme)
+            spans = [s for s in window.spans if s.label in known]
+            tags, bad = token_tags(tokenized, spans, scheme)
             inexact += bad
             tag_ids = [tag_to_id[t] for t in tags]
         n = len(tokenized.ids)
@@ -97,6 +101,8 @@ def sorted_batches(lengths: Sequence[int], batch_size: int) -> list[list[int]]:
 
 @dataclass
 class Batch:
+    """Padded tensors of some examples, ready for the model."""
+
     input_ids: Tensor
     attention_mask: Tensor
     label_mask: Tensor  # true on text tokens

@@ -17,6 +17,8 @@ import time
 
 
 class TimeBudget:
+    """The wall-clock budget of `--time-budget`: time used, and the steps it still allows."""
+
     def __init__(self, minutes: float):
         self.seconds = minutes * 60.0
         self.started: float | None = None  # the clock runs from `start`, at the first step

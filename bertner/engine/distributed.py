@@ -18,6 +18,8 @@ T = TypeVar("T")
 
 @dataclass(frozen=True)
 class Dist:
+    """This process's place in a distributed run (rank, world size); one process when not distributed."""
+
     rank: int = 0
     world: int = 1
     local_rank: int = 0

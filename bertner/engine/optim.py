@@ -20,6 +20,8 @@ NO_DECAY_MARKERS = ("bias", "LayerNorm.weight", "layer_norm.weight", "LayerNorm.
 
 @dataclass
 class GroupInfo:
+    """One optimiser group as printed at the start of training: name, rate, weight decay, parameters."""
+
     name: str
     lr: float
     weight_decay: float

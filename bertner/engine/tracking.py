@@ -131,3 +131,15 @@ def print_train_summary(summary: dict[str, Any]) -> None:
         f"run directory {summary['run_dir']}",
         highlight=False,
     )
+    if summary.get("best_f1") == 0:
+        out.print(zero_f1_hint(summary), highlight=False)
+
+
+def zero_f1_hint(summary: dict[str, Any]) -> str:
+    """Why a run scored 0 on every type, in one line: a newcomer's short run looks broken otherwise."""
+    from bertner.console import plural
+
+    steps = plural(summary.get("steps") or 0, "step")
+    epochs = f" (--epochs {summary['epochs']} now)" if summary.get("epochs") else ""
+    return (f"[yellow]why 0:[/yellow] this data needs more training than {steps} to learn any entity type; "
+            f"train longer{epochs} or start from a pretrained encoder (--model FOLDER)")

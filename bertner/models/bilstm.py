@@ -69,6 +69,8 @@ class RecurrentConfig:
 
 @dataclass
 class EncoderOutput:
+    """What the recurrent encoder returns, shaped like a transformers encoder's output."""
+
     last_hidden_state: Tensor  # [B, T, 2 x hidden], the shape transformers encoders return
 
 
@@ -87,6 +89,8 @@ def bigram_keys(ids: Tensor, vocab_size: int) -> Tensor:
 
 
 class RecurrentEncoder(nn.Module):
+    """`--model bilstm`: character (+ bigram) embeddings and a bidirectional LSTM or GRU, no transformer."""
+
     def __init__(self, config: RecurrentConfig):
         super().__init__()
         if config.cell not in ("lstm", "gru"):

@@ -38,6 +38,8 @@ _REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
 
 @dataclass
 class EncoderBundle:
+    """An encoder with everything needed to feed it: model, tokenizer, aligner, sizes."""
+
     model: Any  # transformers.PreTrainedModel (AutoModel: BERT, ALBERT, RoBERTa, ELECTRA, ...)
     tokenizer: Any  # a fast tokenizer
     aligner: Any  # bertner.align.CharAligner | SubwordAligner

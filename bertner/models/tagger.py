@@ -17,6 +17,8 @@ IGNORE = -100
 
 @dataclass
 class HeadSpec:
+    """The tagger's head: CRF or softmax, optional GRU, dropout, decoding, tag inventory."""
+
     num_tags: int
     crf: bool = False
     gru: bool = False
@@ -46,6 +48,8 @@ def constraint_scores(tags: tuple[str, ...], scheme: str) -> tuple[Tensor, Tenso
 
 
 class Tagger(nn.Module):
+    """Encoder, optional GRU, then a softmax or CRF head over the text's tokens (`emissions`, `loss`, `decode`)."""
+
     def __init__(self, encoder: nn.Module, hidden_size: int, spec: HeadSpec):
         super().__init__()
         self.spec = spec
