@@ -70,7 +70,7 @@ class FolderLock:
                 if process_alive(pid):  # a live owner without the flock: respected, never broken
                     os.close(fd)
                     raise _locked(folder, path, pid, host, held_for)
-                warn(f"{path}: process {pid}, which held it, is no longer running; taking the lock over")
+                warn(f"{path}: PID {pid}, which held it, is no longer running; taking the lock over")
             os.ftruncate(fd, 0)
             os.pwrite(fd, f"{os.getpid()} {socket.gethostname()} {what}\n".encode(), 0)
             return cls(folder, fd)
@@ -133,7 +133,7 @@ def _wait_for_holder(fd: int, seconds: float = 1.0) -> tuple[int | None, str, st
 
 
 def _locked(folder: Path, path: Path, pid: int | None, host: str, what: str) -> LockedError:
-    who = f"process {pid}" if pid is not None else "another process"
+    who = f"PID {pid}" if pid is not None else "another process"
     if host != socket.gethostname():
         who += f" on {host}"
     doing = f" ({what})" if what else ""

@@ -97,9 +97,9 @@ def test_a_second_trainer_is_refused_naming_the_holder(data, stopped, tmp_path):
     before = snapshot(run)
     with FolderLock.acquire(run, "training a run"):  # the first trainer, as far as the folder can tell
         result = invoke("train", "-o", run, "--resume")
-        one_line_error(result, f"{run} is locked by process {os.getpid()} (training a run)", LOCK_FILE)
+        one_line_error(result, f"{run} is locked by PID {os.getpid()} (training a run)", LOCK_FILE)
         fresh = invoke("train", data, "-o", run, *SETTINGS, "--force")  # --force must not clear it either
-        one_line_error(fresh, f"is locked by process {os.getpid()}")
+        one_line_error(fresh, f"is locked by PID {os.getpid()}")
     assert snapshot(run) == before  # nothing resumed, nothing cleared, no lock file left behind
 
 
@@ -115,7 +115,7 @@ def test_the_lock_holds_across_processes(tmp_path):
         assert holder.stdout.readline().strip() == "held"
         from bertner.errors import LockedError
 
-        with pytest.raises(LockedError, match=f"locked by process {holder.pid} \\(running a sweep\\)"):
+        with pytest.raises(LockedError, match=f"locked by PID {holder.pid} \\(running a sweep\\)"):
             FolderLock.acquire(folder, "training a run")
     finally:
         holder.kill()
@@ -134,7 +134,7 @@ def test_a_stale_lock_from_a_killed_process_is_taken_over(data, tmp_path):
     (run / LOCK_FILE).write_text(f"{dead.pid}\n")
     result = invoke("train", data, "-o", run, *SETTINGS, "--max-steps", "1")
     assert result.exit_code == 0, result.output
-    assert f"process {dead.pid}, which held it, is no longer running" in result.output
+    assert f"PID {dead.pid}, which held it, is no longer running" in result.output
     assert (run / "summary.json").exists() and not (run / LOCK_FILE).exists()
 
 
@@ -145,7 +145,7 @@ def test_a_second_sweep_of_the_same_folder_is_refused(data, tmp_path):
     spec.write_text(f"data: {data}\nmodel: tiny\ntiny_layers: 1\ntiny_hidden: 32\nmax_steps: 1\nnum_threads: 1\n"
                     f"output: {out}\ngrid:\n  seed: [1, 2]\n", encoding="utf-8")
     with FolderLock.acquire(out, "running a sweep"):
-        one_line_error(invoke("sweep", spec), f"{out} is locked by process {os.getpid()} (running a sweep)")
+        one_line_error(invoke("sweep", spec), f"{out} is locked by PID {os.getpid()} (running a sweep)")
     assert sorted(p.name for p in out.iterdir()) == []  # no run was started
 
 
