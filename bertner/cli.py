@@ -90,7 +90,9 @@ def user_errors(fn: Callable) -> Callable:
         try:
             return fn(*args, **kwargs)
         except BertnerError as e:
-            err.print(f"[red]error:[/red] {escape(str(e))}", highlight=False, soft_wrap=True)
+            # One line, always: a message that quotes a library's multi-line text is joined up.
+            message = " ".join(line.strip() for line in str(e).splitlines() if line.strip())
+            err.print(f"[red]error:[/red] {escape(message)}", highlight=False, soft_wrap=True)
             raise typer.Exit(e.exit_code)
         except KeyboardInterrupt:
             err.print("[red]interrupted[/red]")
@@ -228,12 +230,14 @@ def evaluate(
     For a brat folder it also gives the document-level exact-span score (document, start, end,
     type) against the .ann gold, with the discontinuous policy the run was trained with.
     """
+    from bertner.config import check_settings
     from bertner.evaluate import evaluate as run_evaluate, evaluate_predicted_brat
     from bertner.fileio import folder_suffixes
     from bertner.predict import Predictor
     from bertner.report import print_evaluation
     from bertner.runs import is_run_dir
 
+    check_settings(batch_size=batch_size, device=device)
     if run.is_dir() and not is_run_dir(run) and ".ann" in folder_suffixes(run):
         # RUN is a folder of .ann files that `bertner predict --format brat` wrote: score them.
         result = evaluate_predicted_brat(run, data, policy=discontinuous, n_errors=errors)

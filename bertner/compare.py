@@ -22,12 +22,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
 
 from bertner.config import TrainConfig, encoder_type, variant_name
 from bertner.console import plural
 from bertner.errors import BertnerError, RunError
-from bertner.runs import RUN_FORMAT, is_run_dir, read_json
+from bertner.runs import RUN_FORMAT, check_summary, is_run_dir, read_config_values, read_json
 
 # Summary fields that describe the run's settings as actually resolved (lr None -> the real rate, alignment auto ->
 # char/subword, ...); they take precedence over config.yaml's values of the same name.
@@ -158,18 +157,11 @@ def _incomplete_reason(path: Path, names: set[str]) -> str:
 
 
 def read_run(path: Path, root: Path) -> RunResult:
-    summary = read_json(path / "summary.json")
-    if not isinstance(summary, dict):
-        raise RunError(f"{path / 'summary.json'} is corrupt (not a mapping)")
-    if summary.get("format", RUN_FORMAT) > RUN_FORMAT:
+    """One run's settings and results; a file with a field of the wrong type is a RunError (the run is skipped)."""
+    summary = check_summary(read_json(path / "summary.json"), path / "summary.json")
+    if (summary.get("format") or RUN_FORMAT) > RUN_FORMAT:
         raise RunError(f"written by a newer bertner (run format {summary['format']})")
-    try:
-        config = yaml.safe_load((path / "config.yaml").read_text(encoding="utf-8")) or {}
-    except (yaml.YAMLError, UnicodeDecodeError) as e:
-        raise RunError(f"{path / 'config.yaml'} is corrupt ({str(e).splitlines()[0]})") from None
-    if not isinstance(config, dict):
-        raise RunError(f"{path / 'config.yaml'} is corrupt (not a mapping)")
-    settings = {k: v for k, v in config.items() if k in TrainConfig.__dataclass_fields__}
+    settings = read_config_values(path)
     settings.update({k: summary[k] for k in SUMMARY_SETTINGS if k in summary})
     saved_encoder = saved_encoder_type(path)
     if saved_encoder is not None:
@@ -206,7 +198,7 @@ def read_curve(path: Path) -> list[tuple[int, float]]:
     curve = []
     try:
         lines = (path / "metrics.jsonl").read_text(encoding="utf-8").splitlines()
-    except (FileNotFoundError, UnicodeDecodeError):
+    except (OSError, UnicodeDecodeError):
         return []
     for line in lines:
         try:

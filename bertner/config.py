@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
+import re
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -11,6 +13,7 @@ from typing import Any
 import yaml
 
 from bertner.errors import BertnerError
+from bertner.tags import SCHEMES
 
 @dataclass(frozen=True)
 class Recipe:
@@ -152,35 +155,171 @@ class TrainConfig:
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
-    def validate(self) -> None:
+    def validate(self, source: str | None = None) -> None:
+        """Check every setting against `LIMITS` and the settings against each other.
+
+        `source` names where the values came from (a file): messages then use its keys
+        (`max_length`) instead of flags (`--max-length`).
+        """
+        for f in fields(self):
+            check_setting(f.name, getattr(self, f.name), source)
+        name = (lambda key: f"--{key.replace('_', '-')}") if source is None else (lambda key: key)
+        where = "" if source is None else f"{source}: "
         checks = [
-            (self.epochs is None or self.epochs >= 1, "--epochs must be at least 1"),
-            (self.max_steps >= 0, "--max-steps must be 0 (no limit) or more"),
-            (self.batch_size is None or self.batch_size >= 1, "--batch-size must be at least 1"),
-            (self.grad_accum >= 1, "--grad-accum must be at least 1"),
-            (self.max_length >= 8, "--max-length must be at least 8"),
-            (self.lr is None or self.lr > 0, "--lr must be positive"),
-            ((self.crf_lr_mult is None or self.crf_lr_mult > 0) and self.head_lr_mult > 0,
-             "learning-rate multipliers must be positive"),
-            (0 <= self.warmup_ratio < 1, "--warmup-ratio must be in [0, 1)"),
-            (0 <= self.dropout < 1, "--dropout must be in [0, 1)"),
-            (self.alignment in ("auto", "char", "subword"), "--alignment must be auto, char or subword"),
-            (self.precision in ("auto", "fp32", "bf16", "fp16"), "--precision must be auto, fp32, bf16 or fp16"),
-            (self.rnn_cell in ("lstm", "gru"), "--rnn-cell must be lstm or gru"),
-            (self.rnn_hidden >= 1 and self.rnn_layers >= 1, "--rnn-hidden and --rnn-layers must be at least 1"),
-            (0 <= self.rnn_dropout < 1, "--rnn-dropout must be in [0, 1)"),
-            (self.char_dim is None or self.char_dim >= 1, "--char-dim must be at least 1"),
-            (self.bigram_dim >= 0, "--bigram-dim must be 0 (no bigrams) or more"),
-            (self.time_budget >= 0, "--time-budget must be 0 (no limit) or a number of minutes"),
-            (self.init_embeddings is None or self.model == "bilstm", "--init-embeddings is for --model bilstm"),
+            (self.init_embeddings is None or self.model == "bilstm",
+             f"{name('init_embeddings')} is for {name('model')} bilstm"),
+            (self.model != "tiny" or self.tiny_hidden % self.tiny_heads == 0,
+             f"{name('tiny_hidden')} {self.tiny_hidden} must be a multiple of {name('tiny_heads')} {self.tiny_heads}"),
         ]
         for ok, message in checks:
             if not ok:
-                raise BertnerError(message)
+                raise BertnerError(where + message)
+
+
+# ----------------------------------------------------------------------------- what each setting accepts
+
+INT_MAX = 2**31 - 1  # counts and sizes reach C code as 32-bit ints; nothing larger would fit in memory anyway
+
+
+@dataclass(frozen=True)
+class Limit:
+    """The values one setting accepts: numbers in a range, or text from a list or of a form."""
+
+    low: float | None = None  # the smallest value allowed
+    above: float | None = None  # values must be greater than this
+    below: float | None = None  # values must be less than this
+    high: float | None = None  # the largest value allowed (whole numbers: INT_MAX when not given)
+    choices: tuple[str, ...] = ()
+    pattern: str | None = None  # a regular expression the whole text must match
+    form: str = ""  # what the pattern means, for the message
+    note: str = ""  # what a special value means, e.g. "0: no limit"
+
+    def accepts(self, value: Any, whole: bool) -> bool:
+        if self.choices:
+            return value in self.choices
+        if self.pattern is not None:
+            return re.fullmatch(self.pattern, value) is not None
+        high = self.high if self.high is not None or not whole else INT_MAX
+        return not (
+            (self.low is not None and value < self.low) or (self.above is not None and value <= self.above)
+            or (self.below is not None and value >= self.below) or (high is not None and value > high)
+        )
+
+    def describe(self, value: Any) -> str:
+        """The rule `value` broke, e.g. "at least 1 (0: no limit)" or "in [0, 1)"."""
+        if self.choices:
+            return "one of " + ", ".join(self.choices)
+        if self.pattern is not None:
+            return self.form
+        # INT_MAX is named only to a value above it: "at least 1" reads better than a full range.
+        high = self.high if self.high is not None or value <= INT_MAX else INT_MAX
+        if self.low is not None and self.below is not None:
+            text = f"in [{self.low:g}, {self.below:g})"
+        elif self.above == 0 and high is None:
+            text = "positive"
+        else:
+            bounds = [f"at least {self.low:g}" if self.low is not None else "",
+                      f"greater than {self.above:g}" if self.above is not None else "",
+                      f"at most {high}" if high is not None else ""]
+            text = " and ".join(b for b in bounds if b)
+        return f"{text} ({self.note})" if self.note else text
+
+
+# Every setting with a range or a list of values, in one table: flags, config files, sweep grids and a
+# run's saved config.yaml are all checked against it (check_setting) before anything is created.
+LIMITS: dict[str, Limit] = {
+    # data and model
+    "data": Limit(pattern=r"(?s).*\S.*", form="a folder"),
+    "model": Limit(pattern=r"(?s).*\S.*", form="tiny, bilstm, a model folder or a hub name"),
+    "alignment": Limit(choices=("auto", "char", "subword")),
+    # variant
+    "gru_hidden": Limit(low=1),
+    "gru_layers": Limit(low=1),
+    "dropout": Limit(low=0, below=1),
+    # tiny encoder
+    "tiny_layers": Limit(low=1),
+    "tiny_hidden": Limit(low=1),
+    "tiny_heads": Limit(low=1),
+    # bilstm encoder
+    "rnn_cell": Limit(choices=("lstm", "gru")),
+    "rnn_hidden": Limit(low=1),
+    "rnn_layers": Limit(low=1),
+    "rnn_dropout": Limit(low=0, below=1),
+    "char_dim": Limit(low=1),
+    "bigram_dim": Limit(low=0, note="0: characters only"),
+    # optimisation
+    "lr": Limit(above=0),
+    "head_lr_mult": Limit(above=0),
+    "crf_lr_mult": Limit(above=0),
+    "weight_decay": Limit(low=0),
+    "warmup_ratio": Limit(low=0, below=1),
+    "max_grad_norm": Limit(above=0),
+    "epochs": Limit(low=1),
+    "max_steps": Limit(low=0, note="0: no limit"),
+    "time_budget": Limit(low=0, note="minutes; 0: no limit"),
+    "batch_size": Limit(low=1),
+    "grad_accum": Limit(low=1),
+    "max_length": Limit(low=8),
+    # evaluation and stopping
+    "eval_every": Limit(low=0, note="0: at the end of each epoch only"),
+    "patience": Limit(low=0, note="0: never stop early"),
+    "log_every": Limit(low=1),
+    # engine
+    "seed": Limit(low=0, high=2**63 - 1),  # torch takes 64-bit seeds
+    "device": Limit(pattern=r"auto|cpu|mps|cuda(:[0-9]+)?", form="auto, cpu, cuda or cuda:N"),
+    "precision": Limit(choices=("auto", "fp32", "bf16", "fp16")),
+    "num_threads": Limit(low=0, high=1024, note="0: torch's default"),
+    "save_every": Limit(low=0, note="0: at evaluations only"),
+    "scheme": Limit(choices=SCHEMES),
+}
+KIND_WORDS = {"bool": "true or false", "int": "a whole number", "float": "a number", "str": "a single value"}
 
 
 def config_keys() -> set[str]:
     return {f.name for f in fields(TrainConfig)}
+
+
+def setting_kind(key: str) -> tuple[str, bool]:
+    """A setting's type as (bool | int | float | str, whether it may be None)."""
+    annotation = str(TrainConfig.__dataclass_fields__[key].type)
+    return annotation.split("|")[0].strip(), "None" in annotation
+
+
+def _has_kind(value: Any, kind: str) -> bool:
+    if kind == "bool":
+        return isinstance(value, bool)
+    if kind == "int":
+        return isinstance(value, int) and not isinstance(value, bool)
+    if kind == "float":
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    return isinstance(value, str)
+
+
+def check_setting(key: str, value: Any, source: str | None = None) -> None:
+    """Refuse a value of the wrong type, not finite, or outside `LIMITS`, in one line.
+
+    `source` None: the value came from a flag (`--max-length`); else from that file (`max_length`).
+    """
+    name = f"--{key.replace('_', '-')}" if source is None else key
+    where = "" if source is None else f"{source}: "
+    kind, optional = setting_kind(key)
+    if value is None:
+        if optional:
+            return
+        raise BertnerError(f"{where}{name} cannot be empty")
+    if not _has_kind(value, kind):
+        raise BertnerError(f"{where}{name} must be {KIND_WORDS[kind]}, got {value!r}")
+    if kind in ("int", "float") and not math.isfinite(value):
+        raise BertnerError(f"{where}{name} must be a finite number, got {value!r}")
+    limit = LIMITS.get(key)
+    if limit is not None and not limit.accepts(value, kind == "int"):
+        raise BertnerError(f"{where}{name} must be {limit.describe(value)}, got {value!r}")
+
+
+def check_settings(**values: Any) -> None:
+    """Check options that follow a training setting's rules, e.g. predict's --batch-size and --device."""
+    for key, value in values.items():
+        check_setting(key, value)
 
 
 def load_yaml(path: str | Path) -> dict[str, Any]:
@@ -197,33 +336,40 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
     return {str(k).replace("-", "_"): v for k, v in data.items()}
 
 
+def _number(where: str, key: str, value: Any, kind: str) -> int | float:
+    """A YAML value as the setting's kind of number: 5e-5 (a string in YAML 1.1) and 2.0 for an int are fine."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        raise BertnerError(f"{where}: {key} must be a number, got {value!r}")
+    try:
+        number = int(value) if kind == "int" and isinstance(value, str) and value.strip().lstrip("+-").isdigit() else float(value)
+    except ValueError:
+        raise BertnerError(f"{where}: {key} must be a number, got {value!r}") from None
+    if not math.isfinite(number):
+        raise BertnerError(f"{where}: {key} must be a finite number, got {value!r}")
+    if kind == "int":
+        if number != int(number):
+            raise BertnerError(f"{where}: {key} must be a whole number, got {value!r}")
+        return int(number)
+    return number
+
+
 def coerce_setting(where: str, key: str, value: Any) -> Any:
-    """Coerce what YAML gives to the setting's type (YAML 1.1 reads 5e-5 as a string), or fail clearly."""
-    kind = str(TrainConfig.__dataclass_fields__[key].type)
+    """Coerce what a YAML file gives to the setting's type, then check it (`check_setting`), or fail in one line."""
+    kind, optional = setting_kind(key)
     if value is None:
-        if "None" in kind:
+        if optional:
             return None
         raise BertnerError(f"{where}: {key} cannot be empty")
-    if kind.startswith("bool"):
+    if kind == "bool":
         if not isinstance(value, bool):
             raise BertnerError(f"{where}: {key} must be true or false, got {value!r}")
-        return value
-    if kind.startswith(("float", "int")):
-        if isinstance(value, bool) or not isinstance(value, (int, float, str)):
-            raise BertnerError(f"{where}: {key} must be a number, got {value!r}")
-        try:
-            number = float(value)
-        except ValueError:
-            raise BertnerError(f"{where}: {key} must be a number, got {value!r}") from None
-        if kind.startswith("int"):
-            if number != int(number):
-                raise BertnerError(f"{where}: {key} must be a whole number, got {value!r}")
-            return int(number)
-        return number
-    if kind.startswith("str"):
+    elif kind in ("int", "float"):
+        value = _number(where, key, value, kind)
+    elif kind == "str":
         if isinstance(value, (list, dict)):
             raise BertnerError(f"{where}: {key} must be a single value, got {value!r}")
-        return str(value)
+        value = str(value)
+    check_setting(key, value, where)
     return value
 
 

@@ -37,6 +37,10 @@ class RunError(BertnerError):
     """A run directory that is missing, incomplete or from another format."""
 
 
+class LockedError(BertnerError):
+    """A folder another bertner process is writing into (training a run, running a sweep)."""
+
+
 class TrainingError(BertnerError):
     """Training stopped for a reason the user must act on (NaN loss, out of memory)."""
 
@@ -45,3 +49,16 @@ class NotBuiltYet(BertnerError):
     """A command that exists in the CLI but is not implemented yet."""
 
     exit_code = 2
+
+
+def one_line(error: BaseException | str, limit: int = 300) -> str:
+    """A library's error message as one line of ours: its first paragraph, joined and shortened.
+
+    Messages of torch, safetensors and transformers run over many lines; torch's end in advice
+    to turn `weights_only` off, a safety we never tell anyone to remove: such paragraphs are left out.
+    """
+    paragraphs = [" ".join(line.strip() for line in block.splitlines() if line.strip())
+                  for block in str(error).split("\n\n")]
+    kept = [p for p in paragraphs if p and "weights_only" not in p]
+    text = kept[0] if kept else type(error).__name__
+    return text if len(text) <= limit else text[: limit - 3] + "..."

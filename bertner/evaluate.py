@@ -28,6 +28,7 @@ class Evaluation:
     document_scores: dict[str, Any] | None = None  # exact (doc, start, end, type) spans, brat only
     errors: list[dict[str, Any]] = field(default_factory=list)
     unknown_labels: dict[str, int] = field(default_factory=dict)
+    trained_on: int = 0  # documents of the data that the run trained on (see warn_trained_on)
 
     def to_dict(self) -> dict[str, Any]:
         result = {"data": self.data, "kind": self.kind, **self.scores}
@@ -37,6 +38,8 @@ class Evaluation:
             result["errors"] = self.errors
         if self.unknown_labels:
             result["unknown_labels"] = self.unknown_labels
+        if self.trained_on:
+            result["trained_on_documents"] = self.trained_on
         return result
 
 
@@ -109,6 +112,7 @@ def evaluate(predictor: Predictor, data: str | Path, n_errors: int = 0) -> Evalu
         ids, texts, gold = [d.id for d in documents], [d.text for d in documents], [_spans_of(d) for d in documents]
         predicted = [p.spans for p in predictor.predict(documents)]
 
+    trained_on = warn_trained_on(predictor.run.path, path, {w.doc for w in windows} if kind == "jsonl" else set(ids))
     unknown = count_unknown(gold, set(predictor.run.labels))
     if unknown:
         listed = ", ".join(f"{label} ({n})" for label, n in sorted(unknown.items()))
@@ -120,7 +124,25 @@ def evaluate(predictor: Predictor, data: str | Path, n_errors: int = 0) -> Evalu
         pred_set = [(d, s.start, s.end, s.label) for d, spans in zip(ids, predicted) for s in spans]
         document_scores = span_scores(gold_set, pred_set).to_dict()
     errors = most_frequent_errors(ids, gold, predicted, texts, n_errors)
-    return Evaluation(str(path), kind, scores, document_scores, errors, unknown)
+    return Evaluation(str(path), kind, scores, document_scores, errors, unknown, trained_on)
+
+
+def warn_trained_on(run: Path, data: Path, documents: set[str]) -> int:
+    """Warn when `documents` include some the run trained on (their scores would flatter it); how many.
+
+    Typical cause: `bertner preprocess --force` re-split the data folder after the run was trained,
+    so today's dev.jsonl holds documents that were in the run's train.jsonl.
+    """
+    from bertner.runs import load_fingerprint
+
+    fingerprint = load_fingerprint(run)
+    if fingerprint is None:
+        return 0  # a run from before fingerprints: nothing to compare with
+    seen = sorted(documents & set(fingerprint["train"]["documents"]))
+    if seen:
+        warn(f"{len(seen)} of the {len(documents)} documents in {data} were in {run}'s training data "
+             f"(e.g. {seen[0]}), so these scores overstate it; was the data re-split (preprocess --force) after training?")
+    return len(seen)
 
 
 def most_frequent_errors(

@@ -171,9 +171,11 @@ def atomic_path(target: str | os.PathLike) -> Iterator[Path]:
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     os.close(fd)
     tmp_path = Path(tmp)
-    os.chmod(tmp_path, 0o666 & ~_umask())  # mkstemp makes 0600; results should be readable like any file
     try:
         yield tmp_path
+        # mkstemp makes 0600, and writers that replace the file (safetensors) do too: results get
+        # the umask's mode like any file, set after writing so that no writer can undo it.
+        os.chmod(tmp_path, 0o666 & ~_umask())
         os.replace(tmp_path, target)
     finally:
         if tmp_path.exists():
@@ -189,6 +191,18 @@ def _umask() -> int:
 def write_text(target: str | os.PathLike, text: str) -> None:
     with atomic_path(target) as tmp:
         tmp.write_text(text, encoding="utf-8")
+
+
+def append_text(target: str | os.PathLike, text: str) -> None:
+    """Append to a file (creating it), never through a symbolic link planted at its name."""
+    try:
+        fd = os.open(target, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o666)
+    except OSError as e:
+        if Path(target).is_symlink():
+            raise BertnerError(f"{target} is a symbolic link; refusing to write through it: remove the link") from None
+        raise BertnerError(f"cannot write {target}: {e.strerror or e}") from None
+    with os.fdopen(fd, "a", encoding="utf-8") as handle:
+        handle.write(text)
 
 
 def write_json(target: str | os.PathLike, obj: Any) -> None:

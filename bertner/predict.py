@@ -14,6 +14,7 @@ from typing import Callable, Iterable, Iterator, Sequence
 
 import torch
 
+from bertner.config import check_settings
 from bertner.data.windows import make_windows
 from bertner.engine.batching import encode_windows
 from bertner.engine.trainer import autocast_for, pick_device, pick_precision
@@ -53,9 +54,10 @@ class Predictor:
         cls, path: str | Path, device: str = "auto", batch_size: int = 32, constrained: bool | None = None
     ) -> "Predictor":
         """Load the run in `path` (offline). `constrained` overrides a softmax run's decoding."""
+        check_settings(batch_size=batch_size, device=device)
         torch_device = pick_device(device)
         run = load_run(path, torch_device, constrained)
-        max_chars = int(run.data_info.get("max_chars") or 256)
+        max_chars = run.data_info.get("max_chars") or 256  # checked when the run was loaded
         return cls(run, torch_device, batch_size, max_chars)
 
     def max_length(self) -> int:

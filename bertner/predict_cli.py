@@ -132,8 +132,10 @@ def run_predict(
     inputs: list[str], output_format: str | None, output: Path | None, runs_dir: Path, batch_size: int,
     device: str, force: bool,
 ) -> None:
+    from bertner.config import check_settings
     from bertner.predict import Predictor
 
+    check_settings(batch_size=batch_size, device=device)  # before any input is read
     if inputs and looks_like_run(Path(inputs[0])):
         run, inputs = Path(inputs[0]), inputs[1:]
         check_run_dir(run)  # an incomplete or broken run is an error here, not a folder of inputs

@@ -43,6 +43,7 @@ from typing import Any
 
 from bertner.config import TrainConfig, build_config, coerce_setting, config_keys, encoder_type, load_yaml
 from bertner.errors import BertnerError, TrainingError
+from bertner.lock import FolderLock
 from bertner.runs import is_run_dir
 
 SWEEP_KEYS = {"grid", "output"}
@@ -276,14 +277,24 @@ def print_plan(sweep: Sweep) -> None:
 def run_sweep(config_file: str | Path, output: str | Path | None = None, dry_run: bool = False,
               show: bool = True) -> SweepResult:
     """Train the sweep's runs one after another (finished ones skipped), then print the compare table."""
-    from bertner.console import info, warn
-    from bertner.engine.trainer import Trainer
-
     sweep = load_sweep(config_file, output)
     result = SweepResult(sweep)
     if dry_run:
         print_plan(sweep)
         return result
+
+    # One sweep at a time per folder: two would train the same runs into the same directories.
+    if sweep.output.exists() and not sweep.output.is_dir():
+        raise BertnerError(f"{sweep.output} exists and is not a folder; the sweep's runs need a folder")
+    sweep.output.mkdir(parents=True, exist_ok=True)
+    with FolderLock.acquire(sweep.output, "running a sweep"):
+        _train_runs(sweep, result, show)
+    return result
+
+
+def _train_runs(sweep: Sweep, result: SweepResult, show: bool) -> None:
+    from bertner.console import info, warn
+    from bertner.engine.trainer import Trainer
 
     total = len(sweep.runs)
     for index, run in enumerate(sweep.runs, 1):
@@ -326,4 +337,4 @@ def run_sweep(config_file: str | Path, output: str | Path | None = None, dry_run
         raise TrainingError(
             f"{len(result.failed)} of {total} runs failed: {', '.join(result.failed)}; the rest are in {sweep.output}"
         )
-    return result
+

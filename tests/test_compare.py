@@ -205,3 +205,32 @@ def test_plot_tells_seeds_apart_starts_bars_at_zero_and_says_where_it_went(runs,
     png = tmp_path / "plot.png"
     result = runner.invoke(app, ["compare", str(runs), "--plot", str(png)])
     assert result.exit_code == 0 and f"wrote the plot to {png}" in result.stderr
+
+
+@pytest.mark.parametrize("file,field,value", [
+    ("summary.json", "best_f1", "0.9"),
+    ("summary.json", "best_f1", None),  # allowed: a run without a dev set
+    ("summary.json", "best_step", "ten"),
+    ("summary.json", "train_seconds", [12]),
+    ("summary.json", "crf", "yes"),
+    ("summary.json", "format", "1"),
+    ("summary.json", "best_per_type", {"Drug": 0.5}),
+    ("config.yaml", "max_length", "abc"),
+    ("config.yaml", "dropout", -1),
+])
+def test_run_files_with_fields_of_the_wrong_type_are_skipped_with_a_warning(runs, file, field, value):
+    bad = fake_run(runs / "bad", f1=0.99)
+    if file == "summary.json":
+        summary = json.loads((bad / file).read_text())
+        (bad / file).write_text(json.dumps({**summary, field: value}))
+    else:
+        (bad / file).write_text(yaml.safe_dump({**yaml.safe_load((bad / file).read_text()), field: value}))
+    result = runner.invoke(app, ["compare", str(runs)])
+    assert result.exit_code == 0 and "Traceback" not in result.output, result.output
+    listed = [r.name for r in compare_runs(runs).runs]
+    if value is None:  # a valid value: the run is listed
+        assert "bad" in listed and "skipped bad" not in result.stderr
+        return
+    assert "bad" not in listed and len(listed) == 5
+    warning = " ".join(result.stderr.split())
+    assert f"skipped bad: {bad / file}" in warning and field in warning, warning

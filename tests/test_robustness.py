@@ -181,6 +181,27 @@ def _summary_with(**changes):
     return breaker
 
 
+def _config_with(**changes):
+    def breaker(run: Path) -> None:
+        import yaml
+
+        config = yaml.safe_load((run / "config.yaml").read_text())
+        (run / "config.yaml").write_text(yaml.safe_dump({**config, **changes}))
+
+    return breaker
+
+
+def _labels_with(data=None, **changes):
+    def breaker(run: Path) -> None:
+        labels = json.loads((run / "labels.json").read_text())
+        labels.update(changes)
+        if data is not None:
+            labels["data"] = {**labels.get("data", {}), **data}
+        (run / "labels.json").write_text(json.dumps(labels))
+
+    return breaker
+
+
 BROKEN_RUNS = {
     "no-model": (lambda r: (r / "model.safetensors").unlink(), "is not a complete run directory: missing model.safetensors"),
     "no-encoder-config": (lambda r: (r / "encoder" / "config.json").unlink(), "missing encoder/config.json"),
@@ -196,6 +217,20 @@ BROKEN_RUNS = {
     "corrupt-config": (lambda r: (r / "config.yaml").write_text("crf: [true\n"), "config.yaml is corrupt ("),
     "labels-without-tags": (lambda r: (r / "labels.json").write_text('{"labels": ["Drug"]}'), "labels.json is corrupt (no list of tags)"),
     "corrupt-encoder-config": (lambda r: (r / "encoder" / "config.json").write_text("{"), "encoder"),
+    # Edited run files: each value goes through the same checks as a YAML config or a data folder's labels.json.
+    "no-tokenizer": (lambda r: (r / "encoder" / "tokenizer.json").unlink(), "encoder: its tokenizer has 5 tokens"),
+    "config-max-length-text": (_config_with(max_length="abc"), "config.yaml: max_length must be a number, got 'abc'"),
+    "config-max-length-negative": (_config_with(max_length=-5), "config.yaml: max_length must be at least 8, got -5"),
+    "config-dropout-text": (_config_with(dropout="x"), "config.yaml: dropout must be a number, got 'x'"),
+    "config-gru-hidden-text": (_config_with(gru_hidden="big"), "config.yaml: gru_hidden must be a number, got 'big'"),
+    "config-crf-text": (_config_with(crf="yes"), "config.yaml: crf must be true or false"),
+    "config-scheme-unknown": (_config_with(scheme="XYZ"), "config.yaml: scheme must be one of BIO, IOB1, BIOES"),
+    "labels-max-chars-text": (_labels_with(data={"max_chars": "abc"}), "labels.json is corrupt (data: max_chars must be"),
+    "labels-policy-unknown": (_labels_with(data={"discontinuous": "glue"}), "labels.json is corrupt (data: discontinuous must be"),
+    "labels-tags-reordered": (_labels_with(tags=["O", "I-Disease", "B-Disease", "B-Drug", "I-Drug", "B-Test", "I-Test"]),
+                              "labels.json is corrupt (its tags are not the BIO tags of its labels"),
+    "summary-f1-text": (_summary_with(best_f1="0.9"), "summary.json is corrupt (best_f1 is '0.9'"),
+    "encoder-meta-not-an-object": (lambda r: (r / "encoder" / "bertner_encoder.json").write_text("[]"), "bertner_encoder.json: corrupt"),
 }
 
 
@@ -221,6 +256,64 @@ def test_no_checkpoint_but_unfinished_run_suggests_resume(broken_copy, tmp_path)
     (tmp_path / "note.txt").write_text("高血压", encoding="utf-8")
     result = invoke("predict", run, tmp_path / "note.txt")
     assert_one_line_error(result, "missing summary.json", f"training did not finish: bertner train --output {run} --resume")
+
+
+# ----------------------------------------------------------------------------- options out of range
+
+BAD_TRAIN_OPTIONS = {
+    "log-every-0": (["--log-every", "0"], "--log-every must be at least 1, got 0"),
+    "gru-layers-0": (["--gru", "--gru-layers", "0"], "--gru-layers must be at least 1, got 0"),
+    "num-threads-negative": (["--num-threads", "-1"], "--num-threads must be at least 0"),
+    "tiny-hidden-0": (["--tiny-hidden", "0"], "--tiny-hidden must be at least 1, got 0"),
+    "tiny-heads-do-not-divide": (["--tiny-hidden", "30", "--tiny-heads", "4"], "--tiny-hidden 30 must be a multiple of --tiny-heads 4"),
+    "device-bogus": (["--device", "bogus"], "--device must be auto, cpu, cuda or cuda:N, got 'bogus'"),
+    "lr-nan": (["--lr", "nan"], "--lr must be a finite number"),
+    "warmup-ratio-1": (["--warmup-ratio", "1"], "--warmup-ratio must be in [0, 1)"),
+    "seed-negative": (["--seed", "-1"], "--seed must be at least 0"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_TRAIN_OPTIONS))
+def test_train_options_out_of_range_are_one_line_and_create_nothing(trained, tmp_path, case):
+    options, expected = BAD_TRAIN_OPTIONS[case]
+    out = tmp_path / "run"
+    result = invoke("train", trained[1], "-o", out, "--tiny-layers", "1", "--tiny-hidden", "32", "--max-steps", "2",
+                    "--num-threads", "1", *options)
+    assert_one_line_error(result, expected)
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("line,expected", [
+    ("epochs: .inf", "epochs must be a finite number, got inf"),
+    ("batch_size: .nan", "batch_size must be a finite number, got nan"),
+    ("max_steps: -.inf", "max_steps must be a finite number"),
+    ("seed: 1.0e+30", "seed must be at least 0 and at most"),
+    ("log_every: 0", "log_every must be at least 1"),
+])
+def test_config_file_values_out_of_range_are_one_line(trained, tmp_path, line, expected):
+    config = tmp_path / "c.yaml"
+    config.write_text(line + "\n", encoding="utf-8")
+    out = tmp_path / "run"
+    result = invoke("train", trained[1], "-o", out, "--config", config, "--tiny-layers", "1", "--tiny-hidden", "32",
+                    "--epochs", "1", "--max-steps", "2", "--num-threads", "1")  # a file value is checked even where a flag wins
+    assert_one_line_error(result, "config file: " + expected)
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("command", ["predict", "evaluate"])
+@pytest.mark.parametrize("options,expected", [
+    (["-b", "0"], "--batch-size must be at least 1, got 0"),
+    (["-b", "-1"], "--batch-size must be at least 1, got -1"),
+    (["--device", "bogus"], "--device must be auto, cpu, cuda or cuda:N"),
+])
+def test_predict_and_evaluate_options_out_of_range_are_one_line(trained, tmp_path, command, options, expected):
+    note = tmp_path / "note.txt"
+    note.write_text("患者有高血压，服用二甲双胍。", encoding="utf-8")
+    target = note if command == "predict" else trained[1] / "dev.jsonl"
+    extra = ["--format", "jsonl"] if command == "predict" else []
+    result = invoke(command, trained[0], target, *extra, *options)
+    assert_one_line_error(result, expected)
+    assert result.stdout.strip() == ""  # nothing tagged, nothing printed
 
 
 # ----------------------------------------------------------------------------- odd text to tag

@@ -64,7 +64,11 @@ def test_names_for_other_settings_and_gru_collapsing(tmp_path):
     ({"grid": {"crf": ["yes"]}}, "crf must be true or false"),
     ({"grid": {"epochs": [1.5]}}, "epochs must be a whole number"),
     ({"grid": {"output": ["a", "b"]}}, "`output` cannot be in the grid"),
-    ({"grid": {"epochs": [0]}}, "--epochs must be at least 1"),
+    ({"grid": {"epochs": [0]}}, "grid: epochs must be at least 1, got 0"),
+    ({"grid": {"epochs": [float("inf")]}}, "grid: epochs must be a finite number, got inf"),
+    ({"batch_size": float("nan"), "grid": {"seed": [1]}}, "batch_size must be a finite number, got nan"),
+    ({"grid": {"log_every": [0]}}, "log_every must be at least 1"),
+    ({"grid": {"device": ["bogus"]}}, "device must be auto, cpu, cuda or cuda:N"),
 ])
 def test_bad_sweep_files_are_clear_errors(tmp_path, values, message):
     spec = write_sweep(tmp_path / "bad.yaml", **values)

@@ -9,6 +9,7 @@ from typing import Any
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from bertner.console import err
+from bertner.fileio import append_text
 
 
 class Tracker:
@@ -82,8 +83,7 @@ class Tracker:
         """Append one evaluation to metrics.jsonl and TensorBoard, and print its one-line summary."""
         if not self.enabled:
             return
-        with open(self.run_dir / "metrics.jsonl", "a", encoding="utf-8") as f:
-            f.write(json.dumps(record, ensure_ascii=False) + "\n")
+        append_text(self.run_dir / "metrics.jsonl", json.dumps(record, ensure_ascii=False) + "\n")
         step = record["step"]
         self.writer.add_scalar("dev/loss", record["dev_loss"], step)
         self.writer.add_scalar("dev/f1", record["micro"]["f1"], step)

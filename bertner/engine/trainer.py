@@ -7,7 +7,6 @@ name: precision, gradient accumulation, evaluation, early stopping, checkpoints,
 
 from __future__ import annotations
 
-import json
 import math
 import random
 import signal
@@ -24,7 +23,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from bertner.config import TrainConfig, save_config
+from bertner.config import TrainConfig, check_setting, save_config
 from bertner.console import err, info, warn
 from bertner.engine.budget import TimeBudget
 from bertner.engine.batching import encode_windows, iterate_batches, length_grouped_batches
@@ -34,11 +33,11 @@ from bertner.engine.flops import device_peak_flops, flops_per_token, mfu
 from bertner.engine.optim import build_optimizer, linear_schedule
 from bertner.engine.tracking import Tracker
 from bertner.errors import BertnerError, DataError, TrainingError
-from bertner.fileio import write_json
+from bertner.fileio import write_json, write_text
 from bertner.inference import char_tags, tag_windows
 from bertner.models.cpu_dropout import use_cpu_dropout
 from bertner.models.tagger import HeadSpec, Tagger
-from bertner.runs import RUN_FORMAT, prepare_run_dir
+from bertner.runs import FINGERPRINT_FILE, RUN_FORMAT, data_fingerprint, load_fingerprint, prepare_run_dir
 from bertner.spans import Window
 from bertner.tags import label_set_to_tags
 
@@ -48,6 +47,7 @@ UNLIMITED_EPOCHS = 1_000_000  # "until the time budget ends"
 # ----------------------------------------------------------------------------- set-up helpers
 
 def pick_device(name: str) -> torch.device:
+    check_setting("device", name)  # the same rule for train, evaluate and predict
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name.startswith("cuda") and not torch.cuda.is_available():
@@ -126,15 +126,36 @@ def load_datasets(data_dir: Path) -> Datasets:
         listed = ", ".join(f"{label} ({n})" for label, n in sorted(unseen.items()))
         warn(f"{dev_path}: dev has labels that train never saw: {listed}; the model cannot learn them, "
              "so their entities count as misses in dev F1")
+    return Datasets(train, dev, train_labels, data_info(data_dir))
+
+
+def data_info(data_dir: Path) -> dict[str, Any]:
+    """How preprocess made the data (discontinuous policy, format, max_chars), checked; kept with the run."""
+    from bertner.runs import data_info_problem
+
     info: dict[str, Any] = {}
     if (data_dir / "labels.json").exists():
-        made = json.loads((data_dir / "labels.json").read_text(encoding="utf-8"))
+        made = _read_data_json(data_dir / "labels.json")
+        # A run's labels.json keeps these fields under `data` (older bertner could write one into a data folder).
+        made = made["data"] if "tags" in made and isinstance(made.get("data"), dict) else made
         info = {k: made[k] for k in ("discontinuous", "format", "max_chars") if k in made}
     if (data_dir / "stats.json").exists() and "max_chars" not in info:
-        stats = json.loads((data_dir / "stats.json").read_text(encoding="utf-8"))
+        stats = _read_data_json(data_dir / "stats.json")
         if "max_chars" in stats:
             info["max_chars"] = stats["max_chars"]
-    return Datasets(train, dev, train_labels, info)
+    problem = data_info_problem(info)
+    if problem:
+        raise DataError(f"is corrupt ({problem})", path=data_dir / "labels.json")
+    return info
+
+
+def _read_data_json(path: Path) -> dict[str, Any]:
+    from bertner.runs import read_json
+
+    try:
+        return read_json(path)
+    except BertnerError as e:
+        raise DataError(str(e)) from None
 
 
 def build_encoder(config: TrainConfig, train: list[Window]):
@@ -186,6 +207,8 @@ class Trainer:
         config.output = str(self.run_dir)
         self.force = force
         self._stop_signal: str | None = None
+        self.lock = None  # bertner.lock.FolderLock on the run directory, held from setup to the end of fit
+        self._created_run_dir = False
 
     # -- set-up -------------------------------------------------------------------------------
     def setup(self) -> None:
@@ -204,7 +227,8 @@ class Trainer:
 
         data = load_datasets(Path(c.data))
         if self.dist.main:
-            prepare_run_dir(self.run_dir, force=self.force, resume=self.resume)
+            self._created_run_dir = not self.run_dir.exists()
+            self.lock = prepare_run_dir(self.run_dir, force=self.force, resume=self.resume)
         self.dist.barrier()
         self.data = data
         self.tags = label_set_to_tags(data.labels, c.scheme)
@@ -279,10 +303,32 @@ class Trainer:
                 self.run_dir / "labels.json",
                 {"labels": data.labels, "tags": self.tags, "scheme": c.scheme, "data": data.info},
             )
+            write_json(self.run_dir / FINGERPRINT_FILE, self._data_fingerprint())
             from bertner.models.encoder import save_encoder
 
             save_encoder(self.bundle, self.run_dir / "encoder")
-            (self.run_dir / "metrics.jsonl").write_text("", encoding="utf-8")
+            write_text(self.run_dir / "metrics.jsonl", "")
+
+    def _data_fingerprint(self) -> dict[str, Any]:
+        """The exact train and dev data of this run, so evaluate can tell when it is given documents it trained on."""
+        data_dir = Path(self.config.data)
+        dev = data_dir / "dev.jsonl"
+        return {
+            "train": data_fingerprint(data_dir / "train.jsonl", [w.doc for w in self.data.train]),
+            "dev": data_fingerprint(dev, [w.doc for w in self.data.dev]) if dev.exists() else None,
+        }
+
+    def _warn_if_data_changed(self) -> None:
+        """A resumed run should go on with the data it started with."""
+        recorded = load_fingerprint(self.run_dir)
+        if recorded is None:
+            return
+        now = self._data_fingerprint()
+        changed = [split for split in ("train", "dev")
+                   if (recorded.get(split) or {}).get("sha256") != (now[split] or {}).get("sha256")]
+        if changed:
+            warn(f"{' and '.join(f'{split}.jsonl' for split in changed)} in {self.config.data} changed since "
+                 f"{self.run_dir} started; it goes on with the data as it is now")
 
     def _flops_per_token(self) -> float | None:
         """For MFU: the model's FLOPs per trained token."""
@@ -309,14 +355,13 @@ class Trainer:
         self.config = saved
 
     def _load_resume_state(self) -> None:
-        state = load_checkpoint(self.run_dir, self.model)
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.scheduler.load_state_dict(state["scheduler"])
-        self.scaler.load_state_dict(state["scaler"])
-        from bertner.engine.checkpoint import set_rng_state
+        from bertner.engine.checkpoint import restore_state
 
-        set_rng_state(state["rng"])
+        state = load_checkpoint(self.run_dir, self.model)
+        restore_state(self.run_dir, state, self.optimizer, self.scheduler, self.scaler)
         self.state = {**self.state, **state["loop"]}  # keys added since the checkpoint was written keep their start values
+        if self.dist.main:
+            self._warn_if_data_changed()
         info(f"resuming {self.run_dir} at step {self.state['step']} (epoch {self.state['epoch'] + 1})")
 
     def describe(self) -> None:
@@ -420,7 +465,24 @@ class Trainer:
         self._stop_signal = signal.Signals(signum).name
 
     def fit(self) -> dict[str, Any]:
-        self.setup()
+        try:
+            self.setup()
+        except BaseException:
+            self.close(setup_failed=True)
+            raise
+        try:
+            return self._fit()
+        finally:
+            self.close()
+
+    def close(self, setup_failed: bool = False) -> None:
+        """Give the run directory's lock back; a folder this trainer created and never got to train in goes too."""
+        if self.lock is not None:
+            self.lock.release()
+            if setup_failed and self._created_run_dir:
+                shutil.rmtree(self.run_dir, ignore_errors=True)
+
+    def _fit(self) -> dict[str, Any]:
         if self.show and self.dist.main:
             self.describe()
         c, s = self.config, self.state

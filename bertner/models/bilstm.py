@@ -62,9 +62,31 @@ class RecurrentConfig:
         try:
             values = json.loads(file.read_text(encoding="utf-8"))
             known = {f.name for f in fields(cls)}
-            return cls(**{k: v for k, v in values.items() if k in known})
-        except (OSError, ValueError, TypeError) as exc:
+            config = cls(**{k: v for k, v in values.items() if k in known})
+        except (OSError, ValueError, TypeError, AttributeError) as exc:
             raise ModelError(f"{file}: not a bilstm encoder config ({exc})") from None
+        problem = config.problem()
+        if problem:
+            raise ModelError(f"{file}: not a bilstm encoder config ({problem})")
+        return config
+
+    def problem(self) -> str | None:
+        """What makes this config unbuildable (a size that is not a positive whole number, ...), or None."""
+        def whole(value: Any, low: int) -> bool:
+            return isinstance(value, int) and not isinstance(value, bool) and value >= low
+
+        sizes = {"vocab_size": 1, "bigram_count": 0, "char_dim": 1, "bigram_dim": 0, "hidden": 1, "layers": 1,
+                 "pad_id": 0, "max_positions": 3}
+        for name, low in sizes.items():
+            if not whole(getattr(self, name), low):
+                return f"{name} is {getattr(self, name)!r}, not a whole number of at least {low}"
+        if self.pad_id >= self.vocab_size:
+            return f"pad_id {self.pad_id} is outside the vocabulary of {self.vocab_size}"
+        if self.cell not in ("lstm", "gru"):
+            return f"cell is {self.cell!r}, not lstm or gru"
+        if isinstance(self.dropout, bool) or not isinstance(self.dropout, (int, float)) or not 0 <= self.dropout < 1:
+            return f"dropout is {self.dropout!r}, not a number in [0, 1)"
+        return None
 
 
 @dataclass

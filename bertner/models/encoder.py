@@ -22,7 +22,7 @@ from bertner.align import make_aligner
 from bertner.models.bilstm import MODEL_TYPE as BILSTM_TYPE
 from bertner.models.bilstm import RecurrentConfig, RecurrentEncoder, copy_pretrained_rows, count_bigrams
 from bertner.models.charvocab import CHAR_SPECIALS, char_tokenizer, char_vocabulary
-from bertner.errors import ModelError
+from bertner.errors import ModelError, one_line
 
 ENCODER_META = "bertner_encoder.json"
 WEIGHT_FILES = (
@@ -121,7 +121,7 @@ def _load_tokenizer(folder: Path, trust_remote_code: bool = False) -> Any:
             with contextlib.suppress(ValueError, OSError):
                 lower = bool(json.loads(config_file.read_text(encoding="utf-8")).get("do_lower_case", True))
         return BertTokenizerFast(vocab=_read_vocab_txt(vocab_file), do_lower_case=lower)
-    why = f": {error}" if error is not None else f" ({type(tokenizer).__name__} is not a fast tokenizer)"
+    why = f": {one_line(error)}" if error is not None else f" ({type(tokenizer).__name__} is not a fast tokenizer)"
     raise ModelError(f"{folder}: cannot load a fast tokenizer{why}")
 
 
@@ -164,7 +164,7 @@ def _config_of(folder: str, trust_remote_code: bool, **kwargs: Any) -> Any:
 
 
 def _unknown_model_type(folder: Path, exc: Exception) -> ModelError:
-    return ModelError(f"{folder}: transformers cannot build this model ({exc})".splitlines()[0])
+    return ModelError(f"{folder}: transformers cannot build this model ({one_line(exc)})")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -440,6 +440,7 @@ def save_encoder(bundle: EncoderBundle, folder: str | os.PathLike[str]) -> Path:
         "name": bundle.name,
         "max_positions": bundle.max_positions,
         "hidden_size": bundle.hidden_size,
+        "vocab_size": len(bundle.tokenizer),  # checked when the run is loaded: a missing tokenizer file shows
     }
     (folder / ENCODER_META).write_text(json.dumps(meta, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     return folder
@@ -453,10 +454,7 @@ def encoder_from_folder(
     meta_file = folder / ENCODER_META
     if not (folder / "config.json").is_file() or not meta_file.is_file():
         raise ModelError(f"{folder} is not a saved encoder: config.json or {ENCODER_META} is missing")
-    try:
-        meta = json.loads(meta_file.read_text(encoding="utf-8"))
-    except (ValueError, OSError) as exc:
-        raise ModelError(f"{meta_file}: unreadable ({exc})") from exc
+    meta = _read_meta(meta_file)
     with quiet_transformers():
         if meta.get("family") == BILSTM_TYPE:
             model = RecurrentEncoder(RecurrentConfig.load(folder))
@@ -464,16 +462,72 @@ def encoder_from_folder(
             try:
                 config = _config_of(str(folder), trust_remote_code, local_files_only=True)
                 model = _model_from_config(config, attn_implementation, trust_remote_code)
-            except (ValueError, KeyError, OSError) as exc:
-                raise _unknown_model_type(folder, exc) from exc
+            except Exception as exc:  # an edited config.json (a size that is not a number) fails deep inside transformers
+                raise _unknown_model_type(folder, exc) from None
         tokenizer = _load_tokenizer(folder, trust_remote_code)
+    check_vocabulary(folder, tokenizer, model, meta)
     alignment = meta.get("alignment", "auto")
     # Runs saved before the key existed gave whitespace a token in char alignment, as the default does.
-    whitespace_tokens = bool(meta.get("whitespace_tokens", True))
+    whitespace_tokens = meta.get("whitespace_tokens", True)
     bundle = _bundle(model, tokenizer, alignment, str(meta.get("name", folder)), whitespace_tokens)
-    if isinstance(meta.get("max_positions"), int):
+    if "max_positions" in meta:
         bundle.max_positions = meta["max_positions"]
     return bundle
+
+
+def _read_meta(meta_file: Path) -> dict[str, Any]:
+    """bertner_encoder.json, with each field we use of its type."""
+    try:
+        meta = json.loads(meta_file.read_text(encoding="utf-8"))
+    except (ValueError, OSError) as exc:
+        raise ModelError(f"{meta_file}: unreadable ({one_line(exc)})") from None
+    if not isinstance(meta, dict):
+        raise ModelError(f"{meta_file}: corrupt (expected a JSON object, found {type(meta).__name__})")
+    checks = {
+        "alignment": lambda v: v in ("auto", "char", "subword"),
+        "whitespace_tokens": lambda v: isinstance(v, bool),
+        "max_positions": lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 3,  # [CLS] x [SEP]
+        "vocab_size": lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 1,
+        "family": lambda v: isinstance(v, str),
+    }
+    for key, ok in checks.items():
+        if key in meta and not ok(meta[key]):
+            raise ModelError(f"{meta_file}: corrupt ({key} is {meta[key]!r})")
+    return meta
+
+
+def embedding_rows(model: Any) -> int:
+    """How many token ids the model's input embeddings hold."""
+    if isinstance(model, RecurrentEncoder):
+        return model.chars.num_embeddings
+    return model.get_input_embeddings().num_embeddings
+
+
+def check_vocabulary(folder: Path, tokenizer: Any, model: Any, meta: dict[str, Any]) -> None:
+    """Refuse a saved encoder whose tokenizer is not the one it was trained with.
+
+    Without its tokenizer files transformers falls back to a tokenizer of a few special tokens: every
+    character becomes [UNK] and the run scores 0 without an error. The saved tokenizer size (runs
+    since it was recorded) must match exactly; the embeddings must hold every id the tokenizer makes.
+    Older runs: our own encoders (tiny, bilstm) have exactly one row per token; a pretrained model's
+    table may be padded past its tokenizer (a few hundred rows), never to several times its size.
+    """
+    tokens, rows = len(tokenizer), embedding_rows(model)
+    recorded = meta.get("vocab_size")
+    own = meta.get("family") == BILSTM_TYPE or meta.get("name") == "tiny"
+    if own:
+        fits = tokens == rows and recorded in (None, tokens)
+    elif recorded is not None:
+        fits = tokens == recorded and tokens <= rows
+    else:
+        fits = 0.5 * rows <= tokens <= rows
+    if not fits:
+        if recorded is not None and tokens != recorded:
+            why = f"the run was saved with {recorded}: a tokenizer file (tokenizer.json, vocab.txt) is missing or from another model"
+        else:
+            why = (f"the model's embeddings (vocab_size in config.json) hold {rows}: config.json or a tokenizer "
+                   "file is not the run's own")
+        raise ModelError(f"{folder}: its tokenizer has {tokens} tokens, but {why}; copy the run's encoder/ folder again")
 
 
 __all__ = [
