@@ -126,3 +126,15 @@ def test_mfu_is_reported_against_a_known_peak_and_not_on_cpu(data_dir, tmp_path,
     summary = train(small_config(data_dir, tmp_path / "gpu-like", epochs=1), show=False)
     assert summary["mfu"] == pytest.approx(summary["tokens_per_second"] * estimates[0] / 1e10, abs=2e-4)
     assert "MFU" in capsys.readouterr().err
+
+
+def test_dev_evaluation_shows_progress_in_a_pipe(data_dir, tmp_path, monkeypatch, capsys):
+    import bertner.progress
+
+    monkeypatch.setattr(bertner.progress, "LINE_EVERY_S", 0.0)  # every batch gets its line
+    train(small_config(data_dir, tmp_path / "run", epochs=1, batch_size=4))
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith("evaluating on dev")]
+    dev_inputs = int(lines[0].split(": ")[1].split()[0].replace(",", ""))
+    assert dev_inputs > 8  # several batches of 2 x batch_size
+    counts = [line.split(": ")[1].split(" (")[0] for line in lines[1:]]
+    assert counts[0].startswith("8 / ") and counts[-1] == f"{dev_inputs} / {dev_inputs} inputs"

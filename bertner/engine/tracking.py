@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import json
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Iterator
 
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from bertner.console import err
+from bertner.console import err, plural
 from bertner.fileio import append_text
+from bertner.progress import TaskProgress
 
 
 class Tracker:
@@ -78,6 +80,25 @@ class Tracker:
                 + mfu_text + (f"  eta {eta / 60:.1f} min" if eta else ""),
                 highlight=False,
             )
+
+    @contextmanager
+    def evaluating(self, inputs: int) -> Iterator[Callable[[int], None] | None]:
+        """Progress of one dev evaluation (minutes on a large dev set): a second bar on a terminal,
+        a line every few seconds in a pipe. Yields the callback that counts inputs done."""
+        if not self.enabled or inputs == 0:
+            yield None
+            return
+        if not self.plain:
+            task = self.progress.add_task("dev", total=inputs, epoch="dev", loss="-", lr="-", speed="-", mfu="")
+            try:
+                yield lambda n: self.progress.advance(task, n)
+            finally:
+                self.progress.remove_task(task)
+            return
+        err.print(f"evaluating on dev: {plural(inputs, 'input')}", highlight=False)
+        counter = TaskProgress("evaluating on dev", {"inputs": inputs})
+        yield lambda n: counter.advance("inputs", n)
+        counter.finish()
 
     def log_eval(self, record: dict[str, Any]) -> None:
         """Append one evaluation to metrics.jsonl and TensorBoard, and print its one-line summary."""

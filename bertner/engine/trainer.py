@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import torch
 from torch import nn
@@ -390,12 +390,13 @@ class Trainer:
         err.print(table)
 
     # -- evaluation ---------------------------------------------------------------------------
-    def evaluate(self) -> dict[str, Any]:
+    def evaluate(self, on_batch: Callable[[int], None] | None = None) -> dict[str, Any]:
+        """Scores on the whole dev set; `on_batch(k)` is told each batch's number of inputs."""
         from bertner.metrics import entity_scores
 
         tagged = tag_windows(
             self.model, self.dev_set, self.tags, self.aligner, self.config.batch_size * 2,
-            self.device, self.autocast, with_loss=True,
+            self.device, self.autocast, with_loss=True, on_batch=on_batch,
         )
         shards = self.dist.gather((tagged.spans, tagged.loss))
         # Shard k holds windows k, k + world, ...: interleave the shards back into order.
@@ -417,7 +418,8 @@ class Trainer:
             s["best_step"] = s["step"]
             return False
         started = time.perf_counter()
-        record = {"step": s["step"], "epoch": epoch + 1, **self.evaluate()}
+        with tracker.evaluating(len(self.dev_set.examples)) as on_batch:
+            record = {"step": s["step"], "epoch": epoch + 1, **self.evaluate(on_batch)}
         f1 = record["micro"]["f1"]
         record["is_best"] = f1 > s["best_f1"]
         if record["is_best"]:
