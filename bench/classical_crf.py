@@ -59,7 +59,7 @@ def features(text: str) -> list[list[str]]:
 def train(windows, iterations: int, model_path: Path) -> float:
     import pycrfsuite
 
-    from bertner.inference import char_tags
+    from bertner.predict import char_tags
 
     trainer = pycrfsuite.Trainer(verbose=False)
     for window, tags in zip(windows, char_tags([w.text for w in windows], [w.spans for w in windows])):

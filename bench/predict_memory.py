@@ -71,7 +71,7 @@ def train_tiny_run(work: Path, steps: int) -> Path:
     data_dir = common.write_data_dir(work / "data", train_w, dev_w)
     config = TrainConfig(data=str(data_dir), output=str(run_dir), model="tiny", tiny_layers=1, tiny_hidden=64,
                          tiny_heads=2, epochs=100, max_steps=steps, batch_size=16, lr=2e-3, log_every=50, device="cpu")
-    train(config, force=True, show=False)
+    train(config, force=True)
     return run_dir
 
 

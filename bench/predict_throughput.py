@@ -71,13 +71,13 @@ def train_small_run(work: Path, steps: int, quick: bool) -> Path:
     data_dir = common.write_data_dir(work / "data", train_w, dev_w)
     config = TrainConfig(data=str(data_dir), output=str(run_dir), model="tiny", epochs=100, max_steps=steps,
                          batch_size=16, lr=2e-3, log_every=20, device="cpu")
-    train(config, force=True, show=False)
+    train(config, force=True)
     (run_dir / "bench_steps").write_text(str(steps))
     return run_dir
 
 
 def documents(n_docs: int):
-    from bertner.predict_cli import gather_documents
+    from bertner.predict import gather_documents
 
     docs = gather_documents([str(common.RUIJIN_UNLABELED)])
     return docs[:n_docs] if n_docs else docs

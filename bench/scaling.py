@@ -64,11 +64,10 @@ def epoch_seconds(windows, work: Path, layers: int, hidden: int, batch_size: int
     data_dir = common.write_data_dir(work / "data", windows, [])
     config = TrainConfig(data=str(data_dir), output=str(work / "run"), model="tiny", epochs=1, batch_size=batch_size,
                          lr=2e-3, tiny_layers=layers, tiny_hidden=hidden, tiny_heads=2, device="cpu", log_every=20)
-    trainer = Trainer(config, force=True, show=False)
+    trainer = Trainer(config, force=True)
     trainer.setup()
-    trainer._evaluate_and_keep_best = lambda epoch, tracker: False
     start = time.perf_counter()
-    trainer._loop(Tracker(trainer.run_dir, trainer.total_steps, enabled=False))
+    trainer.train_loop(Tracker(trainer.run, trainer.total_steps, enabled=False), evaluate=False)
     return {"seconds": time.perf_counter() - start, "tokens": trainer.state["tokens"], "steps": trainer.state["step"]}
 
 

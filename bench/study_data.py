@@ -59,7 +59,7 @@ def msra() -> Path:
 
 def score_windows(texts: list[str], gold: list[list], predicted: list[list]) -> dict:
     """seqeval strict entity scores over characters (what `bertner evaluate DATA.jsonl` reports)."""
-    from bertner.inference import char_tags
+    from bertner.predict import char_tags
     from bertner.metrics import entity_scores
 
     return entity_scores(char_tags(texts, gold), char_tags(texts, predicted)).to_dict()

@@ -3,7 +3,7 @@
     python bench/train_throughput.py            # tiny + ALBERT, softmax + CRF, CPU
     python bench/train_throughput.py --quick    # smaller, for a smoke run
 
-bertner: `Trainer.setup()` then the training loop (`Trainer._loop`), timed from the first batch to
+bertner: `Trainer.setup()` then the training loop (`Trainer.train_loop`), timed from the first batch to
 the last optimiser step; the per-epoch evaluation is stubbed out of the timed part and run once
 afterwards for the dev F1. The TensorBoard tracker is off (it writes a few scalars every
 `log_every` steps; negligible).
@@ -110,15 +110,14 @@ def run_bertner(s: Setting, data_dir: Path, work: Path) -> dict[str, Any]:
         precision=s.precision, log_every=20,
         whitespace_tokens=False,  # the HF tokenizer drops whitespace: both sides see the same tokens
     )
-    trainer = Trainer(config, force=True, show=False)
+    trainer = Trainer(config, force=True)
     trainer.setup()
-    trainer._evaluate_and_keep_best = lambda epoch, tracker: False  # evaluated once, untimed, below
-    tracker = Tracker(trainer.run_dir, trainer.total_steps, enabled=False)
+    tracker = Tracker(trainer.run, trainer.total_steps, enabled=False)
     if trainer.device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(trainer.device)
     sync(trainer.device)
     start = time.perf_counter()
-    trainer._loop(tracker)
+    trainer.train_loop(tracker, evaluate=False)  # evaluated once, untimed, below
     sync(trainer.device)
     seconds = time.perf_counter() - start
     peak = torch.cuda.max_memory_allocated(trainer.device) if trainer.device.type == "cuda" else None
@@ -224,7 +223,7 @@ def build_baseline(s: Setting, train_texts: list[str], num_tags: int):
 
 def hf_features(tokenizer, windows, tag_to_id, max_length: int) -> tuple[list[dict[str, Any]], list[list]]:
     """`run_ner`'s tokenize_and_align_labels, with each character a word; also each row's word ids."""
-    from bertner.inference import char_tags
+    from bertner.predict import char_tags
 
     texts = [w.text for w in windows]
     gold = char_tags(texts, [w.spans for w in windows])
@@ -299,7 +298,7 @@ def run_baseline(s: Setting, train, dev, tags: list[str]) -> dict[str, Any]:
 
 @torch.no_grad()
 def evaluate_baseline(model, tokenizer, dev, tags, s: Setting, collator, device) -> float:
-    from bertner.inference import char_tags
+    from bertner.predict import char_tags
     from bertner.metrics import entity_scores
     from bertner.spans import Span
     from bertner.tags import tags_to_spans

@@ -2,7 +2,7 @@
 
 Only what the run directories hold is read (config.yaml, summary.json, metrics.jsonl), never TensorBoard, so a
 folder of runs copied off a GPU machine compares anywhere. Computing (`compare_runs`) is separate from output
-(`print_comparison`, `plot_comparison`); every result is a plain dataclass with `to_dict()`.
+(`plot_comparison` here, the tables in `bertner.cli.compare`); every result is a plain dataclass with `to_dict()`.
 
     comparison = compare_runs("runs/study", by=["variant", "crf_lr_mult"])
     comparison.groups[0].mean_f1, comparison.groups[0].std_f1, comparison.groups[0].count
@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import statistics
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -26,7 +25,7 @@ from typing import Any
 from bertner.config import TrainConfig, encoder_type, variant_name
 from bertner.console import plural
 from bertner.errors import BertnerError, RunError
-from bertner.runs import RUN_FORMAT, check_summary, is_run_dir, read_config_values, read_json
+from bertner.runs import RunDir, find_runs
 
 # Summary fields that describe the run's settings as actually resolved (lr None -> the real rate, alignment auto ->
 # char/subword, ...); they take precedence over config.yaml's values of the same name.
@@ -36,8 +35,6 @@ SUMMARY_SETTINGS = ("variant", "encoder", "alignment", "crf", "gru", "crf_lr_mul
 NOT_GROUPED = {"seed", "output", "device", "num_threads", "compile", "log_every", "save_every"}
 # Covered by another column in the default display: variant spells crf and gru, encoder spells model.
 IMPLIED = {"crf", "gru", "model"}
-# Folders that belong to a run and never hold other runs.
-RUN_PARTS = {"encoder", "tensorboard", "checkpoint"}
 
 
 @dataclass
@@ -80,7 +77,7 @@ class GroupResult:
 
     def label(self) -> str:
         """`tiny+crf, crf_lr_mult=x10`; a setting that means nothing in this group (a dash) is left out."""
-        cells = [(k, _group_cell(self, k, v)) for k, v in self.key.items()]
+        cells = [(k, group_cell(self, k, v)) for k, v in self.key.items()]
         return ", ".join(cell if k == "variant" else f"{k}={cell}" for k, cell in cells if cell != "-")
 
     def to_dict(self) -> dict[str, Any]:
@@ -125,88 +122,41 @@ class Comparison:
 
 
 # -- reading -------------------------------------------------------------------------------------
-def find_run_dirs(root: Path) -> tuple[list[Path], list[IncompleteRun]]:
-    """Every run directory under root (root itself included), and folders that look like runs but are not complete."""
-    found: list[Path] = []
-    incomplete: list[IncompleteRun] = []
-    for folder, subdirs, files in os.walk(root):
-        here = Path(folder)
-        subdirs[:] = sorted(d for d in subdirs if not d.startswith("."))
-        if is_run_dir(here):
-            found.append(here)
-            subdirs[:] = []
-            continue
-        names = set(files) | set(subdirs)
-        if names & {"config.yaml", "summary.json", "metrics.jsonl", "model.safetensors", "checkpoint"}:
-            incomplete.append(IncompleteRun(_name(here, root), str(here), _incomplete_reason(here, names)))
-            subdirs[:] = []
-    return found, incomplete
-
-
 def _name(path: Path, root: Path) -> str:
     rel = path.relative_to(root).as_posix()
     return path.name if rel == "." else rel
 
 
-def _incomplete_reason(path: Path, names: set[str]) -> str:
-    if "summary.json" not in names:
-        if "checkpoint" in names:
-            return f"no summary.json: interrupted (continue with: bertner train --output {path} --resume)"
-        return "no summary.json: crashed, stopped or still training"
-    return "no config.yaml"
-
-
-def read_run(path: Path, root: Path) -> RunResult:
+def read_run(run: RunDir, root: Path) -> RunResult:
     """One run's settings and results; a file with a field of the wrong type is a RunError (the run is skipped)."""
-    summary = check_summary(read_json(path / "summary.json"), path / "summary.json")
-    if (summary.get("format") or RUN_FORMAT) > RUN_FORMAT:
-        raise RunError(f"written by a newer bertner (run format {summary['format']})")
-    settings = read_config_values(path)
-    settings.update({k: summary[k] for k in SUMMARY_SETTINGS if k in summary})
-    saved_encoder = saved_encoder_type(path)
+    summary = run.read_summary()
+    settings = run.read_config_values()
+    # None: a field older runs lack (or a setting that was not resolved), so config.yaml's value stands.
+    settings.update({k: getattr(summary, k) for k in SUMMARY_SETTINGS if getattr(summary, k) is not None})
+    saved_encoder = saved_encoder_type(run)
     if saved_encoder is not None:
         # Runs written before variants named the encoder's type say `bert+...` whatever it was.
         settings["variant"] = variant_name(saved_encoder, bool(settings.get("crf")), bool(settings.get("gru")))
     elif "variant" not in settings:
         settings["variant"] = TrainConfig(crf=bool(settings.get("crf")), gru=bool(settings.get("gru"))).variant
-    per_type = {label: scores.get("f1") for label, scores in (summary.get("best_per_type") or {}).items()
-                if isinstance(scores, dict) and scores.get("f1") is not None}
+    per_type = {label: scores.get("f1") for label, scores in summary.best_per_type.items() if scores.get("f1") is not None}
     return RunResult(
-        name=_name(path, root), path=str(path), settings=settings, best_f1=summary.get("best_f1"),
-        best_step=summary.get("best_step"), steps=summary.get("steps"), train_seconds=summary.get("train_seconds"),
-        tokens_per_second=summary.get("tokens_per_second"), per_type_f1=per_type, curve=read_curve(path),
+        name=_name(run.path, root), path=str(run.path), settings=settings, best_f1=summary.best_f1,
+        best_step=summary.best_step, steps=summary.steps, train_seconds=summary.train_seconds,
+        tokens_per_second=summary.tokens_per_second, per_type_f1=per_type, curve=run.read_curve(),
     )
 
 
-def saved_encoder_type(path: Path) -> str | None:
-    """The encoder type of the run in `path` by its encoder/ folder (tiny, bilstm, albert, ...); None without one."""
-    try:
-        meta = json.loads((path / "encoder" / "bertner_encoder.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    if not isinstance(meta, dict):
+def saved_encoder_type(run: RunDir) -> str | None:
+    """The encoder type of a run by its encoder/ folder (tiny, bilstm, albert, ...); None without one."""
+    meta = run.saved_encoder_meta()
+    if meta is None:
         return None
     if meta.get("family") == "bertner-bilstm":
         return "bilstm"
     if meta.get("name") == "tiny":
         return "tiny"
-    return encoder_type(str(path / "encoder"))
-
-
-def read_curve(path: Path) -> list[tuple[int, float]]:
-    """(step, dev micro F1) per evaluation; a line cut short by a crash is skipped."""
-    curve = []
-    try:
-        lines = (path / "metrics.jsonl").read_text(encoding="utf-8").splitlines()
-    except (OSError, UnicodeDecodeError):
-        return []
-    for line in lines:
-        try:
-            row = json.loads(line)
-            curve.append((int(row["step"]), float(row["micro"]["f1"])))
-        except (json.JSONDecodeError, KeyError, TypeError, ValueError):
-            continue
-    return curve
+    return encoder_type(str(run.encoder_dir))
 
 
 # -- grouping ------------------------------------------------------------------------------------
@@ -268,13 +218,14 @@ def compare_runs(runs_dir: str | Path, by: list[str] | None = None) -> Compariso
     root = Path(runs_dir)
     if not root.is_dir():
         raise RunError(f"{root} is not a folder; pass the folder holding your run directories (default: runs/)")
-    paths, incomplete = find_run_dirs(root)
+    finished, unfinished = find_runs(root)
+    incomplete = [IncompleteRun(_name(run.path, root), str(run.path), run.incomplete_reason()) for run in unfinished]
     runs = []
-    for path in paths:
+    for run in finished:
         try:
-            runs.append(read_run(path, root))
+            runs.append(read_run(run, root))
         except RunError as e:
-            incomplete.append(IncompleteRun(_name(path, root), str(path), str(e)))
+            incomplete.append(IncompleteRun(_name(run.path, root), str(run.path), str(e)))
     if not runs:
         hint = f" ({plural(len(incomplete), 'incomplete run folder')} skipped)" if incomplete else ""
         raise RunError(f"no finished runs found under {root}{hint}; train one with `bertner train` or `bertner sweep`")
@@ -304,11 +255,11 @@ def format_value(column: str, value: Any) -> str:
     return str(value)
 
 
-def _f1(value: float | None) -> str:
+def format_f1(value: float | None) -> str:
     return "-" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.4f}"
 
 
-def _seconds(value: float | None) -> str:
+def format_seconds(value: float | None) -> str:
     if value is None:
         return "-"
     minutes, seconds = divmod(int(round(value)), 60)
@@ -316,64 +267,10 @@ def _seconds(value: float | None) -> str:
     return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{seconds:02d}s" if minutes else f"{value:.1f}s"
 
 
-def _group_cell(group: GroupResult, column: str, value: Any) -> str:
+def group_cell(group: GroupResult, column: str, value: Any) -> str:
     if column == "crf_lr_mult" and str(group.key.get("variant", "")).endswith("softmax"):
         return "-"  # no CRF, so its learning-rate multiplier means nothing
     return format_value(column, value)
-
-
-def print_comparison(comparison: Comparison, per_type: bool = False, as_json: bool = False) -> None:
-    """The runs table, then the groups table (when some runs were grouped or --by was given); or JSON."""
-    from rich.table import Table
-
-    from bertner.console import out, warn
-
-    for skipped in comparison.incomplete:
-        warn(f"skipped {skipped.name}: {skipped.reason}")
-    if as_json:
-        out.print(json.dumps(comparison.to_dict(), ensure_ascii=False, indent=2), markup=False, highlight=False,
-                  soft_wrap=True)
-        return
-    labels = comparison.labels if per_type else []
-    if not out.is_terminal:  # piped to a file or a script: full rows, never squeezed to 80 columns
-        from rich.console import Console
-
-        out = Console(file=out.file, width=1000, highlight=False)
-
-    table = Table(title=f"runs in {comparison.runs_dir}, best dev F1 first", title_justify="left")
-    table.add_column("run", overflow="fold")
-    for column in ("variant", "encoder", "crf lr", "seed", "epochs", "dev F1", "best step", "train time", "tokens/s"):
-        table.add_column(column, justify="left" if column in ("variant", "encoder") else "right")
-    for label in labels:
-        table.add_column(label, justify="right")
-    for run in comparison.runs:
-        s = run.settings
-        crf_mult = format_value("crf_lr_mult", s.get("crf_lr_mult")) if s.get("crf") else "-"
-        tps = run.tokens_per_second
-        table.add_row(
-            run.name, run.variant, str(s.get("encoder", s.get("model", "-"))), crf_mult, format_value("seed", s.get("seed")),
-            format_value("epochs", s.get("epochs")), _f1(run.best_f1), format_value("step", run.best_step),
-            _seconds(run.train_seconds), "-" if tps is None else f"{tps:,.0f}",
-            *[_f1(run.per_type_f1.get(label)) for label in labels],
-        )
-    out.print(table)
-
-    grouped = any(g.count > 1 for g in comparison.groups)
-    if not (grouped or not comparison.by_default):
-        return
-    table = Table(title=f"grouped by {', '.join(comparison.by)}", title_justify="left")
-    for column in comparison.by:
-        table.add_column(column, overflow="fold")
-    for column in ("runs", "mean F1", "std", "min", "max"):
-        table.add_column(column, justify="right")
-    for label in labels:
-        table.add_column(label, justify="right")
-    for g in comparison.groups:
-        table.add_row(
-            *[_group_cell(g, column, value) for column, value in g.key.items()], str(g.count), _f1(g.mean_f1),
-            _f1(g.std_f1), _f1(g.min_f1), _f1(g.max_f1), *[_f1(g.per_type_mean_f1.get(label)) for label in labels],
-        )
-    out.print(table)
 
 
 LINE_STYLES = ("-", "--", ":", "-.")
@@ -449,7 +346,7 @@ def draw_comparison(comparison: Comparison, curves: Any, bars: Any, cmap: Any) -
     bars.invert_yaxis()  # best on top
     bars.set_xlim(0.0, 1.0)  # from 0, so bar lengths compare honestly
     for y, g in zip(positions, groups):
-        bars.text(0.01, y, f"{_f1(g.mean_f1)} (n={g.count})", va="center", fontsize=7)
+        bars.text(0.01, y, f"{format_f1(g.mean_f1)} (n={g.count})", va="center", fontsize=7)
     bars.set_xlabel("best dev F1: mean and std over runs")
     bars.set_title(f"grouped by {', '.join(comparison.by)}")
     bars.grid(axis="x", alpha=0.3)

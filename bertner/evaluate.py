@@ -13,7 +13,7 @@ from typing import Any
 from bertner.console import plural, warn
 from bertner.errors import DataError
 from bertner.fileio import folder_suffixes, missing_input
-from bertner.inference import char_tags
+from bertner.predict import char_tags
 from bertner.predict import Predictor
 from bertner.spans import Document, Span
 
@@ -133,9 +133,9 @@ def warn_trained_on(run: Path, data: Path, documents: set[str]) -> int:
     Typical cause: `bertner preprocess --force` re-split the data folder after the run was trained,
     so today's dev.jsonl holds documents that were in the run's train.jsonl.
     """
-    from bertner.runs import load_fingerprint
+    from bertner.runs import RunDir
 
-    fingerprint = load_fingerprint(run)
+    fingerprint = RunDir(run).load_fingerprint()
     if fingerprint is None:
         return 0  # a run from before fingerprints: nothing to compare with
     seen = sorted(documents & set(fingerprint["train"]["documents"]))

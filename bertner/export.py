@@ -44,11 +44,12 @@ class ExportResult:
 def export_run(run_path: str | Path, output: str | Path, force: bool = False) -> ExportResult:
     """Write the run in `run_path` as a Hugging Face token-classification folder `output` (atomically)."""
     from bertner.models.encoder import quiet_transformers
-    from bertner.runs import check_run_dir, load_config, load_run
+    from bertner.runs import RunDir
 
     run_path, output = Path(run_path), Path(output)
-    check_run_dir(run_path)
-    config = load_config(run_path)
+    run_dir = RunDir(run_path)
+    run_dir.check()
+    config = run_dir.load_config()
     if config.model == "bilstm":
         raise BertnerError(f"{run_path} is a --model bilstm run, not a transformers model: Hugging Face tools "
                            "cannot load it; tag with `bertner predict`")
@@ -58,7 +59,7 @@ def export_run(run_path: str | Path, output: str | Path, force: bool = False) ->
                            "(export covers softmax and CRF heads)")
     if output.exists() and (not output.is_dir() or any(output.iterdir())) and not force:
         raise OutputExistsError(f"{output} already exists; pass --force to write the export into it")
-    run = load_run(run_path)
+    run = run_dir.load()
     extra = fallback_characters(run.aligner) if run.aligner.mode == "char" else {}
     model = token_classification_model(run, extra)
     with atomic_dir(output) as folder:
@@ -279,8 +280,8 @@ def model_card(run_path: Path, output: Path, run: Any, config: Any, notes: list[
     lines = [
         f"# {config.variant} tagger, exported by bertner",
         "",
-        f"From the bertner run `{run_path}` (encoder `{run.summary.get('encoder', config.model)}`, {head} head, "
-        f"best dev F1 {run.summary.get('best_f1') or 0:.4f}). Labels: {labels}.",
+        f"From the bertner run `{run_path}` (encoder `{run.summary.encoder or config.model}`, {head} head, "
+        f"best dev F1 {run.summary.best_f1 or 0:.4f}). Labels: {labels}.",
         "",
         "A standard transformers token-classification model: it loads offline, with no custom code.",
         "",

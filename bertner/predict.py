@@ -4,26 +4,223 @@ Documents of any length are cut into windows as in preprocessing; windows longer
 encoder's limit are chunked. Documents stream through in groups: a group gathers documents until
 its windows fill `GROUP_BATCHES` batches, is tagged (sorted by length, so batches pad little), and
 its predictions come out before the next group is read. Memory holds one group, not the input.
+
+Read top to bottom: the inputs (text files checked before any is tagged), the tagger over encoded
+windows (batching, decoding, chunk merging: shared with evaluation during training), then `Predictor`.
 """
 
 from __future__ import annotations
 
+import sys
+from collections import Counter
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable, Iterator, Sequence
+from typing import Callable, ContextManager, Iterable, Iterator, Sequence
 
 import torch
 
+from bertner.align import merge_chunk_predictions, token_spans_to_spans
 from bertner.config import check_settings
+from bertner.console import warn
 from bertner.data.windows import make_windows
-from bertner.engine.batching import encode_windows
-from bertner.engine.trainer import autocast_for, pick_device, pick_precision
-from bertner.inference import TaggedWindows, tag_windows
+from bertner.engine.batching import EncodedWindows, encode_windows, iterate_batches, sorted_batches
+from bertner.engine.device import autocast_for, pick_device, pick_precision
+from bertner.errors import DataError
+from bertner.fileio import decode_utf8, input_files, missing_input
+from bertner.models.tagger import Tagger
 from bertner.runs import LoadedRun, load_run
 from bertner.spans import Document, Span, Window
+from bertner.tags import spans_to_tags, tags_to_spans
 
 GROUP_BATCHES = 16  # batches of windows per group: enough to sort by length and fill batches, small in memory
 
+
+# ----------------------------------------------------------------------------- inputs
+
+@dataclass
+class TextInput:
+    """One document to tag, known before it is read for tagging: its id, where it is, its length."""
+
+    id: str
+    source: str  # the file, or <stdin>
+    characters: int
+    path: Path | None = None
+    text: str | None = None  # standard input only: it cannot be read a second time
+
+
+def read_text(path: Path, warn_bom: bool = False) -> str:
+    """A text file exactly as stored, less a UTF-8 byte-order mark."""
+    try:
+        text = decode_utf8(path)  # the same checks (binary, not UTF-8) as the corpus readers
+    except OSError as e:
+        raise DataError(f"cannot read it: {e.strerror or e}", path=path) from None
+    if text.startswith("\ufeff"):
+        # Offsets then count from the first character after the BOM, like our brat reader.
+        if warn_bom:
+            warn(f"{path}: has a UTF-8 byte-order mark; offsets count characters after it")
+        text = text[1:]
+    return text
+
+
+def check_text_input(path: Path, doc_id: str) -> TextInput | None:
+    """A text file checked and measured (then let go: it is read again when its turn comes); None if empty."""
+    text = read_text(path, warn_bom=True)
+    if not text.strip():
+        warn(f"{path}: empty, skipped")
+        return None
+    return TextInput(doc_id, str(path), len(text), path)
+
+
+def gather_inputs(inputs: list[str]) -> list[TextInput]:
+    """Every document to tag, each file checked (UTF-8, not binary, not empty) before any is tagged."""
+    found: list[TextInput | None] = []
+    for item in inputs:
+        if item == "-":
+            text = sys.stdin.read()
+            if not text.strip():
+                raise DataError("standard input is empty", path="<stdin>")
+            found.append(TextInput("stdin", "<stdin>", len(text), text=text))
+            continue
+        path = Path(item)
+        if path.is_dir():
+            files = input_files(path, (".txt",), recursive=True)
+            if not files:
+                raise DataError("no .txt files in this folder", path=path)
+            found.extend(check_text_input(f, f.relative_to(path).with_suffix("").as_posix()) for f in files)
+        elif path.is_file():
+            found.append(check_text_input(path, path.stem))
+        else:
+            raise missing_input(path)
+    kept = [f for f in found if f is not None]
+    if not kept:
+        raise DataError("nothing to tag: every input was empty", path=", ".join(inputs))
+    repeated = sorted(doc_id for doc_id, n in Counter(f.id for f in kept).items() if n > 1)
+    if repeated:
+        raise DataError(f"two inputs share the document id {repeated[0]!r}; rename one of them")
+    return kept
+
+
+def read_documents(inputs: Iterable[TextInput]) -> Iterator[Document]:
+    """The documents one at a time, read when their turn comes."""
+    for item in inputs:
+        text = item.text if item.text is not None else read_text(item.path)
+        yield Document(item.id, text, source=item.source)
+
+
+def gather_documents(inputs: list[str]) -> list[Document]:
+    """Every input document in memory at once (for scripts and benchmarks; `bertner predict` streams)."""
+    return list(read_documents(gather_inputs(inputs)))
+
+
+# ----------------------------------------------------------------------------- a tagger over windows
+
+@dataclass
+class TaggedWindows:
+    """A tagger's output over windows: spans and their confidences per window, and the loss when labelled."""
+
+    spans: list[list[Span]]  # per window, relative to the window's text
+    scores: list[list[float]]  # per window, one confidence per span (see `tag_windows`)
+    loss: float | None  # mean loss per batch when the windows were labelled
+
+
+@torch.no_grad()
+def tag_windows(
+    model: Tagger,
+    encoded: EncodedWindows,
+    tags: list[str],
+    aligner,
+    batch_size: int,
+    device: torch.device,
+    autocast: Callable[[], ContextManager] = nullcontext,
+    with_loss: bool = False,
+    on_batch: Callable[[int], None] | None = None,
+) -> TaggedWindows:
+    """Decode every example and map the tags back to character spans per window.
+
+    Each span's score is the mean, over its tokens, of the probability the emission softmax
+    gives the chosen tag: exact for softmax heads, an approximation of the marginal for CRF.
+    """
+    was_training = model.training
+    model.eval()
+    lengths = [len(e) for e in encoded.examples]
+    predictions: list[list[int] | None] = [None] * len(encoded.examples)
+    confidences: list[list[float] | None] = [None] * len(encoded.examples)
+    loss_sum = torch.zeros((), device=device)
+    n_batches = 0
+    for batch in iterate_batches(encoded, sorted_batches(lengths, batch_size), aligner, with_labels=with_loss):
+        batch = batch.to(device)
+        with autocast():
+            emissions = model.emissions(batch.input_ids, batch.attention_mask)
+        if with_loss:
+            loss_sum += model.loss(emissions, batch.labels).detach()
+            n_batches += 1
+        best = model.decode(emissions, batch.label_mask)
+        probability = emissions.softmax(-1).gather(-1, best.unsqueeze(-1)).squeeze(-1)
+        best, probability = best.cpu(), probability.cpu()  # one transfer per batch
+        for row, index in enumerate(batch.examples):
+            n = len(encoded.examples[index].ids)
+            predictions[index] = best[row, :n].tolist()
+            confidences[index] = probability[row, :n].tolist()
+        if on_batch is not None:
+            on_batch(len(batch.examples))
+    model.train(was_training)
+
+    # Gather the chunks of each window and keep each token's prediction from its best chunk.
+    chunks: dict[int, list[tuple[tuple[int, int], list[tuple[int, float]]]]] = {}
+    for example, predicted, confidence in zip(encoded.examples, predictions, confidences):
+        start = example.token_start
+        chunk = ((start, start + len(example.ids)), list(zip(predicted, confidence)))
+        chunks.setdefault(example.window, []).append(chunk)
+    spans: list[list[Span]] = []
+    scores: list[list[float]] = []
+    for index, offsets in enumerate(encoded.offsets):
+        pieces = chunks.get(index)
+        if not pieces:
+            spans.append([])
+            scores.append([])
+            continue
+        if len(pieces) == 1:
+            per_token = pieces[0][1]
+        else:
+            per_token = merge_chunk_predictions(len(offsets), [r for r, _ in pieces], [p for _, p in pieces])
+        token_spans = tags_to_spans([tags[tag] for tag, _ in per_token])
+        text = encoded.windows[index].text
+        kept_spans, kept_scores = [], []
+        for token_span, span in zip(token_spans, token_spans_to_spans(offsets, token_spans)):
+            span = strip_whitespace(text, span)
+            if span is not None:
+                kept_spans.append(span)
+                kept_scores.append(
+                    sum(per_token[i][1] for i in range(token_span.start, token_span.end)) / len(token_span)
+                )
+        spans.append(kept_spans)
+        scores.append(kept_scores)
+    loss = (loss_sum / max(1, n_batches)).item() if with_loss else None
+    return TaggedWindows(spans, scores, loss)
+
+
+def strip_whitespace(text: str, span: Span) -> Span | None:
+    """A predicted span without leading or trailing whitespace; None if nothing else is left.
+
+    A predicted span runs from its first token's start to its last token's end, so it covers the
+    whitespace between them, and in char alignment a model can tag whitespace tokens; no
+    gold entity starts or ends with whitespace (none of 87,638 in Ruijin train), so such edges are errors.
+    """
+    start, end = span.start, span.end
+    while start < end and text[start].isspace():
+        start += 1
+    while end > start and text[end - 1].isspace():
+        end -= 1
+    return Span(start, end, span.label) if start < end else None
+
+
+def char_tags(texts: list[str], spans: list[list[Span]]) -> list[list[str]]:
+    """BIO tags over characters: the model-independent ground on which every run is scored."""
+    return [spans_to_tags(len(text), sorted(s)) for text, s in zip(texts, spans)]
+
+
+# ----------------------------------------------------------------------------- a run over documents
 
 @dataclass
 class Prediction:
@@ -41,7 +238,6 @@ class Predictor:
 
     `predict` takes `Document`s and returns `Prediction`s; `predict_stream` yields them one group at a time.
     """
-
     def __init__(self, run: LoadedRun, device: torch.device, batch_size: int = 32, max_chars: int = 256):
         self.run = run
         self.device = device

@@ -1,6 +1,7 @@
-"""Run directories: what `train` writes and what `evaluate`, `predict`, `compare` read, offline.
+"""Run directories: the only code that reads or writes one.
 
-A run directory holds:
+`train` writes a run directory; `evaluate`, `predict`, `export`, `compare` and `sweep` read only it,
+offline. A run directory holds:
   config.yaml        the fully resolved training settings
   labels.json        entity labels, the tag inventory and scheme, and under `data` how the
                      training data was made (the fields of the data folder's labels.json)
@@ -8,7 +9,7 @@ A run directory holds:
   encoder/           the encoder's config and tokenizer (no weights: they are in model.safetensors)
   model.safetensors  the best checkpoint's weights (by dev F1)
   metrics.jsonl      one line per evaluation
-  summary.json       the headline numbers of the run
+  summary.json       the headline numbers of the run (`Summary`); written last, so it marks a finished run
   tensorboard/       TensorBoard event files
   checkpoint/        the latest resumable state (removed when the run completes cleanly)
   .bertner.lock      while a trainer writes into the folder (bertner.lock)
@@ -19,27 +20,41 @@ RunError naming the file, never a traceback or a silently wrong model.
 
 from __future__ import annotations
 
+import dataclasses
+import enum
 import hashlib
 import json
 import math
 import os
 import shutil
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
 import torch
 import yaml
+from torch import nn
 
-from bertner.config import TrainConfig, coerce_setting
+from bertner.config import TrainConfig, coerce_setting, save_config
+from bertner.data.policies import POLICIES
+from bertner.engine import checkpoint
 from bertner.errors import BertnerError, OutputExistsError, RunError
+from bertner.fileio import append_text, write_json, write_text
+from bertner.console import warn
 from bertner.lock import FolderLock
+from bertner.models.encoder import EncoderBundle, encoder_from_folder, save_encoder
+from bertner.models.tagger import Tagger, head_spec
+from bertner.tags import SCHEMES, label_set_to_tags
 
 RUN_FORMAT = 1
 REQUIRED_FILES = ("config.yaml", "labels.json", "encoder/config.json", "model.safetensors", "summary.json")
 FINGERPRINT_FILE = "data_fingerprint.json"
 # What `bertner preprocess` writes besides labels.json: a folder holding any of them is data, not a run.
 PREPROCESSED_FILES = ("train.jsonl", "dev.jsonl", "test.jsonl", "stats.json")
+# Any of these: a folder `train` wrote into, finished or not.
+RUN_MARKERS = ("summary.json", "model.safetensors", "encoder/config.json", "checkpoint/trainer_state.pt")
+# What a run folder holds once training has written anything (compare lists such folders as incomplete).
+TRAINING_FILES = ("config.yaml", "summary.json", "metrics.jsonl", "model.safetensors", "checkpoint")
 
 
 def read_json(path: Path) -> dict[str, Any]:
@@ -57,7 +72,7 @@ def read_json(path: Path) -> dict[str, Any]:
     return value
 
 
-def _one_line(error: Exception) -> str:
+def _yaml_one_line(error: Exception) -> str:
     """A YAML error as one line: what went wrong and where."""
     problem = getattr(error, "problem", None)
     mark = getattr(error, "problem_mark", None)
@@ -66,119 +81,413 @@ def _one_line(error: Exception) -> str:
     return " ".join(str(error).split())
 
 
-def is_run_dir(path: Path) -> bool:
-    return (path / "summary.json").exists() and (path / "config.yaml").exists()
+# ----------------------------------------------------------------------------- the summary
+
+KIND_NAMES = {int: "a whole number", float: "a number", str: "text", bool: "true or false", dict: "a mapping"}
 
 
-RUN_MARKERS = ("summary.json", "model.safetensors", "encoder/config.json", "checkpoint/trainer_state.pt")
+@dataclass
+class Summary:
+    """summary.json: the headline numbers of a finished run. Every field may be None in older runs."""
+
+    format: int | None = RUN_FORMAT
+    variant: str | None = None
+    encoder: str | None = None
+    alignment: str | None = None
+    crf: bool | None = None
+    gru: bool | None = None
+    crf_lr_mult: float | None = None
+    head_lr_mult: float | None = None
+    lr: float | None = None
+    seed: int | None = None
+    epochs: int | None = None
+    steps: int | None = None
+    epochs_done: float | None = None
+    time_budget_minutes: float | None = None
+    budget_seconds_used: float | None = None
+    stopped_by: str | None = None
+    best_f1: float | None = None  # None: no dev set
+    best_step: int | None = None
+    best_precision: float | None = None
+    best_recall: float | None = None
+    best_per_type: dict[str, dict[str, Any]] = field(default_factory=dict)
+    train_seconds: float | None = None
+    tokens_per_second: float | None = None
+    mfu: float | None = None  # None on CPU or an unknown GPU
+    parameters: int | None = None
+    device: str | None = None
+    precision: str | None = None
+    train_windows: int | None = None
+    dev_windows: int | None = None
+    run_dir: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_json(cls, values: dict[str, Any], file: Path) -> Summary:
+        """A summary.json object, every known field checked for its type (RunError otherwise); unknown keys ignored."""
+        kinds = {f.name: _field_kind(f.type) for f in dataclasses.fields(cls)}
+        for key, kind in kinds.items():
+            value = values.get(key)
+            if value is not None and not _is_a(value, kind):
+                raise RunError(f"{file} is corrupt ({key} is {value!r}, not {KIND_NAMES[kind]})")
+        for label, scores in (values.get("best_per_type") or {}).items():
+            if not isinstance(scores, dict) or not all(
+                _is_a(v, float) for k, v in scores.items() if k in ("precision", "recall", "f1")
+            ):
+                raise RunError(f"{file} is corrupt (best_per_type.{label} is not a mapping of scores)")
+        known = {k: v for k, v in values.items() if k in kinds}
+        known["best_per_type"] = known.get("best_per_type") or {}
+        return cls(**known)
 
 
-def looks_like_run(path: Path) -> bool:
-    """A folder `train` wrote, complete or not (so an incomplete run is reported, not read as input)."""
-    if not path.is_dir():
-        return False
-    return any((path / name).exists() for name in RUN_MARKERS) or all((path / n).exists() for n in ("config.yaml", "labels.json"))
+def _field_kind(annotation: str) -> type:
+    """`float | None` -> float: the type a summary field's value must have when it is not None."""
+    name = annotation.split("[")[0].split("|")[0].strip()
+    return {"int": int, "float": float, "str": str, "bool": bool, "dict": dict}[name]
 
 
-def prepare_run_dir(path: Path, force: bool, resume: bool) -> FolderLock:
-    """Create the run directory and lock it for this trainer, refusing to mix a new run into another one.
+def _is_a(value: Any, kind: type) -> bool:
+    if kind is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    if kind is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    return isinstance(value, kind)
 
-    The lock is taken before anything in the folder is looked at or removed, so a second trainer
-    on the same folder stops with one line naming the first one's PID and changes nothing.
-    """
-    if path.exists() and not path.is_dir():
-        raise OutputExistsError(f"{path} exists and is not a folder")
-    data_files = [name for name in PREPROCESSED_FILES if (path / name).exists()]
-    if data_files:
-        raise OutputExistsError(
-            f"{path} holds preprocessed data ({', '.join(data_files)}); a run needs a folder of its own: choose another --output"
+
+# ----------------------------------------------------------------------------- the folder
+
+
+class RunState(enum.Enum):
+    COMPLETE = "complete"  # summary.json and config.yaml: training finished
+    INCOMPLETE = "incomplete"  # training wrote into it but did not finish (crashed, stopped, still running)
+    ABSENT = "absent"  # no run here (missing, empty or another kind of folder)
+
+
+@dataclass
+class LoadedRun:
+    """A run directory loaded for use: its settings, labels, tagger (weights loaded) and aligner."""
+
+    path: Path
+    config: TrainConfig
+    labels: list[str]
+    tags: list[str]
+    scheme: str
+    model: torch.nn.Module
+    aligner: Any
+    summary: Summary
+    max_positions: int
+    data_info: dict[str, Any]  # how the training data was made: discontinuous policy, max_chars
+
+
+class RunDir:
+    """One run directory: its paths, its state, and every read and write of its files."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+
+    def __repr__(self) -> str:
+        return f"RunDir({str(self.path)!r})"
+
+    # -- paths and state --------------------------------------------------------------------
+    @property
+    def config_file(self) -> Path:
+        return self.path / "config.yaml"
+
+    @property
+    def labels_file(self) -> Path:
+        return self.path / "labels.json"
+
+    @property
+    def summary_file(self) -> Path:
+        return self.path / "summary.json"
+
+    @property
+    def metrics_file(self) -> Path:
+        return self.path / "metrics.jsonl"
+
+    @property
+    def weights_file(self) -> Path:
+        return self.path / "model.safetensors"
+
+    @property
+    def encoder_dir(self) -> Path:
+        return self.path / "encoder"
+
+    @property
+    def checkpoint_dir(self) -> Path:
+        return self.path / checkpoint.CHECKPOINT_DIR
+
+    @property
+    def tensorboard_dir(self) -> Path:
+        return self.path / "tensorboard"
+
+    @property
+    def fingerprint_file(self) -> Path:
+        return self.path / FINGERPRINT_FILE
+
+    def state(self) -> RunState:
+        """COMPLETE once summary.json is written; INCOMPLETE where training left files but no summary."""
+        if not self.path.is_dir():
+            return RunState.ABSENT
+        if self.summary_file.exists() and self.config_file.exists():
+            return RunState.COMPLETE
+        if any((self.path / name).exists() for name in (*RUN_MARKERS, *TRAINING_FILES)):
+            return RunState.INCOMPLETE
+        return RunState.ABSENT
+
+    def is_complete(self) -> bool:
+        return self.state() is RunState.COMPLETE
+
+    def looks_like_run(self) -> bool:
+        """A folder `train` wrote, complete or not (so an incomplete run is reported, not read as input)."""
+        if not self.path.is_dir():
+            return False
+        return any((self.path / name).exists() for name in RUN_MARKERS) or (
+            self.config_file.exists() and self.labels_file.exists()
         )
-    created = not path.exists()
-    path.mkdir(parents=True, exist_ok=True)
-    try:
-        lock = FolderLock.acquire(path, "training a run")
-    except BertnerError:
-        if created:
-            shutil.rmtree(path, ignore_errors=True)
-        raise
-    try:
-        refuse_links(path)
-        holds_run = any(
-            (path / name).exists() for name in ("summary.json", "model.safetensors", "checkpoint", "metrics.jsonl")
-        )
+
+    def incomplete_reason(self) -> str:
+        """Why a folder training wrote into is not a finished run, in a few words."""
+        if not self.summary_file.exists():
+            if self.checkpoint_dir.exists():
+                return f"no summary.json: interrupted (continue with: bertner train --output {self.path} --resume)"
+            return "no summary.json: crashed, stopped or still training"
+        return "no config.yaml"
+
+    # -- the lock and the folder before training ---------------------------------------------
+    def prepare(self, force: bool, resume: bool) -> FolderLock:
+        """Create the folder and lock it for this trainer, refusing to mix a new run into another one.
+
+        The lock is taken before anything in the folder is looked at or removed, so a second trainer
+        on the same folder stops with one line naming the first one's PID and changes nothing.
+        """
+        path = self.path
+        if path.exists() and not path.is_dir():
+            raise OutputExistsError(f"{path} exists and is not a folder")
+        data_files = [name for name in PREPROCESSED_FILES if (path / name).exists()]
+        if data_files:
+            raise OutputExistsError(
+                f"{path} holds preprocessed data ({', '.join(data_files)}); a run needs a folder of its own: choose another --output"
+            )
+        created = not path.exists()
+        path.mkdir(parents=True, exist_ok=True)
+        try:
+            lock = FolderLock.acquire(path, "training a run")
+        except BertnerError:
+            if created:
+                shutil.rmtree(path, ignore_errors=True)
+            raise
+        try:
+            self._make_room(force, resume)
+        except BaseException:
+            lock.release()
+            raise
+        return lock
+
+    def _make_room(self, force: bool, resume: bool) -> None:
+        self.refuse_links()
+        holds_run = any((self.path / name).exists() for name in ("summary.json", "model.safetensors", "checkpoint", "metrics.jsonl"))
         if holds_run and not (force or resume):
             raise OutputExistsError(
-                f"{path} already holds a run; pass --resume to continue it, --force to replace it, or choose another --output"
+                f"{self.path} already holds a run; pass --resume to continue it, --force to replace it, or choose another --output"
             )
         if force and not resume:
-            for name in ("metrics.jsonl", "summary.json", "model.safetensors", FINGERPRINT_FILE):
-                (path / name).unlink(missing_ok=True)
-            for name in ("checkpoint", "tensorboard"):
-                shutil.rmtree(path / name, ignore_errors=True)
-    except BaseException:
-        lock.release()
-        raise
-    return lock
+            for file in (self.metrics_file, self.summary_file, self.weights_file, self.fingerprint_file):
+                file.unlink(missing_ok=True)
+            for folder in (self.checkpoint_dir, self.tensorboard_dir):
+                shutil.rmtree(folder, ignore_errors=True)
 
+    def refuse_links(self) -> None:
+        """A run directory holds its own files: through a symbolic link in it, training would write elsewhere."""
+        for root, folders, files in os.walk(self.path):
+            for name in (*folders, *files):
+                if (Path(root) / name).is_symlink():
+                    raise RunError(
+                        f"{Path(root) / name} is a symbolic link; a run directory must hold its own files "
+                        "(training would write through it): remove the link"
+                    )
 
-def refuse_links(path: Path) -> None:
-    """A run directory holds its own files: through a symbolic link in it, training would write elsewhere."""
-    for root, folders, files in os.walk(path):
-        for name in (*folders, *files):
-            if (Path(root) / name).is_symlink():
-                raise RunError(
-                    f"{Path(root) / name} is a symbolic link; a run directory must hold its own files "
-                    "(training would write through it): remove the link"
-                )
+    def check(self) -> None:
+        """A complete run of a format this bertner reads; RunError naming what is missing otherwise."""
+        path = self.path
+        if not path.is_dir():
+            reason = "not a folder" if path.exists() else "no such folder"
+            raise RunError(f"{path} is not a run directory ({reason})")
+        missing = [name for name in REQUIRED_FILES if not (path / name).exists()]
+        if missing:
+            unfinished = self.checkpoint_dir.is_dir() and "summary.json" in missing
+            hint = f"; training did not finish: bertner train --output {path} --resume" if unfinished else ""
+            raise RunError(f"{path} is not a complete run directory: missing {', '.join(missing)}{hint}")
+        self.read_summary()
 
+    # -- settings ----------------------------------------------------------------------------
+    def read_config_values(self) -> dict[str, Any]:
+        """The settings in config.yaml, coerced and checked exactly as a YAML config file's are."""
+        file = self.config_file
+        try:
+            values = yaml.safe_load(file.read_text(encoding="utf-8")) or {}
+        except FileNotFoundError:
+            raise RunError(f"{file} is missing") from None
+        except (yaml.YAMLError, UnicodeDecodeError) as e:
+            raise RunError(f"{file} is corrupt ({_yaml_one_line(e)})") from None
+        except OSError as e:
+            raise RunError(f"{file} cannot be read ({e.strerror or e})") from None
+        if not isinstance(values, dict):
+            raise RunError(f"{file} is corrupt (expected a mapping of settings, found {type(values).__name__})")
+        try:
+            # Keys of older versions that no setting has any more are ignored, as a config file's are not.
+            return {k: coerce_setting(str(file), k, v) for k, v in values.items() if k in TrainConfig.__dataclass_fields__}
+        except BertnerError as e:
+            raise RunError(str(e)) from None
 
-def check_run_dir(path: Path) -> None:
-    if not path.is_dir():
-        reason = "not a folder" if path.exists() else "no such folder"
-        raise RunError(f"{path} is not a run directory ({reason})")
-    missing = [name for name in REQUIRED_FILES if not (path / name).exists()]
-    if missing:
-        unfinished = (path / "checkpoint").is_dir() and "summary.json" in missing
-        hint = f"; training did not finish: bertner train --output {path} --resume" if unfinished else ""
-        raise RunError(f"{path} is not a complete run directory: missing {', '.join(missing)}{hint}")
-    summary = read_json(path / "summary.json")
-    run_format = summary.get("format", RUN_FORMAT)
-    if not isinstance(run_format, int) or isinstance(run_format, bool):
-        raise RunError(f"{path / 'summary.json'} is corrupt (format {run_format!r} is not a number)")
-    if run_format > RUN_FORMAT:
-        raise RunError(
-            f"{path} was written by a newer bertner (run format {summary['format']}, this one reads {RUN_FORMAT}); upgrade bertner"
+    def load_config(self) -> TrainConfig:
+        config = TrainConfig(**self.read_config_values())
+        try:
+            config.validate(source=str(self.config_file))
+        except BertnerError as e:
+            raise RunError(str(e)) from None
+        return config
+
+    def write_config(self, config: TrainConfig) -> None:
+        save_config(config, self.config_file)
+
+    # -- labels ------------------------------------------------------------------------------
+    def write_labels(self, labels: list[str], tags: list[str], scheme: str, data_info: dict[str, Any]) -> None:
+        write_json(self.labels_file, {"labels": labels, "tags": tags, "scheme": scheme, "data": data_info})
+
+    def load_labels(self) -> dict[str, Any]:
+        """labels.json: the entity labels and the tag inventory the model's outputs index."""
+        file = self.labels_file
+        info = read_json(file)
+        for key in ("labels", "tags"):
+            value = info.get(key)
+            if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+                raise RunError(f"{file} is corrupt (no list of {key})")
+        if len(set(info["labels"])) != len(info["labels"]):
+            raise RunError(f"{file} is corrupt (a label is listed twice)")
+        scheme = info.setdefault("scheme", "BIO")
+        if scheme not in SCHEMES:
+            raise RunError(f"{file} is corrupt (scheme must be one of {', '.join(SCHEMES)}, got {scheme!r})")
+        if info["tags"] != label_set_to_tags(info["labels"], scheme):
+            # The model's outputs are indexed by this list: any other order would mislabel silently.
+            raise RunError(f"{file} is corrupt (its tags are not the {scheme} tags of its labels, in order)")
+        info.setdefault("data", {})
+        problem = data_info_problem(info["data"])
+        if problem:
+            raise RunError(f"{file} is corrupt (data: {problem})")
+        return info
+
+    # -- results -----------------------------------------------------------------------------
+    def read_summary(self) -> Summary:
+        summary = Summary.from_json(read_json(self.summary_file), self.summary_file)
+        if summary.format is not None and summary.format > RUN_FORMAT:
+            raise RunError(
+                f"{self.path} was written by a newer bertner (run format {summary.format}, this one reads {RUN_FORMAT}); upgrade bertner"
+            )
+        return summary
+
+    def write_summary(self, summary: Summary) -> None:
+        write_json(self.summary_file, summary.to_json())
+
+    def start_metrics(self) -> None:
+        write_text(self.metrics_file, "")
+
+    def append_metrics(self, record: dict[str, Any]) -> None:
+        append_text(self.metrics_file, json.dumps(record, ensure_ascii=False) + "\n")
+
+    def read_curve(self) -> list[tuple[int, float]]:
+        """(step, dev micro F1) per evaluation in metrics.jsonl; a line cut short by a crash is skipped."""
+        curve = []
+        try:
+            lines = self.metrics_file.read_text(encoding="utf-8").splitlines()
+        except (OSError, UnicodeDecodeError):
+            return []
+        for line in lines:
+            try:
+                row = json.loads(line)
+                curve.append((int(row["step"]), float(row["micro"]["f1"])))
+            except (json.JSONDecodeError, KeyError, TypeError, ValueError):
+                continue
+        return curve
+
+    # -- weights, encoder, checkpoints -------------------------------------------------------
+    def save_best_weights(self, model: nn.Module) -> None:
+        checkpoint.save_weights(model, self.weights_file)
+
+    def has_weights(self) -> bool:
+        return self.weights_file.exists()
+
+    def save_encoder(self, bundle: EncoderBundle) -> None:
+        save_encoder(bundle, self.encoder_dir)
+
+    def load_encoder(self, trust_remote_code: bool = False) -> EncoderBundle:
+        return encoder_from_folder(self.encoder_dir, trust_remote_code=trust_remote_code)
+
+    def saved_encoder_meta(self) -> dict[str, Any] | None:
+        """encoder/bertner_encoder.json as it is (None when absent or unreadable): compare names old runs by it."""
+        try:
+            meta = json.loads((self.encoder_dir / "bertner_encoder.json").read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return None
+        return meta if isinstance(meta, dict) else None
+
+    def save_checkpoint(self, model: nn.Module, trainer_state: dict[str, Any]) -> None:
+        checkpoint.save_checkpoint(self.checkpoint_dir, model, trainer_state)
+
+    def load_checkpoint(self, model: nn.Module) -> dict[str, Any]:
+        return checkpoint.load_checkpoint(self.checkpoint_dir, model, self.path)
+
+    def restore_checkpoint(self, state: dict[str, Any], optimizer: Any, scheduler: Any, scaler: Any) -> None:
+        checkpoint.restore_state(self.checkpoint_dir, state, optimizer, scheduler, scaler)
+
+    def remove_checkpoint(self) -> None:
+        shutil.rmtree(self.checkpoint_dir, ignore_errors=True)
+
+    # -- what data the run saw ---------------------------------------------------------------
+    def write_fingerprint(self, record: dict[str, Any]) -> None:
+        write_json(self.fingerprint_file, record)
+
+    def load_fingerprint(self) -> dict[str, Any] | None:
+        """data_fingerprint.json (None for runs made before it existed), checked."""
+        file = self.fingerprint_file
+        if not file.exists():
+            return None
+        record = read_json(file)
+        for split in ("train", "dev"):
+            part = record.get(split)
+            if part is None and split == "dev":
+                continue
+            ok = (isinstance(part, dict) and isinstance(part.get("sha256"), str) and isinstance(part.get("documents"), list)
+                  and all(isinstance(d, str) for d in part["documents"]))
+            if not ok:
+                raise RunError(f"{file} is corrupt ({split} needs sha256 and a list of document ids)")
+        return record
+
+    # -- the whole run, for use --------------------------------------------------------------
+    def load(self, device: torch.device | str = "cpu", constrained: bool | None = None) -> LoadedRun:
+        """Rebuild the trained tagger: no network, no original data.
+
+        `constrained` overrides the run's `constrained_decoding` (a decoding choice, not a weight).
+        """
+        self.check()
+        config = self.load_config()
+        label_info = self.load_labels()
+        bundle = self.load_encoder()
+        spec = head_spec(config, label_info["tags"], label_info["scheme"], constrained=constrained)
+        model = Tagger(bundle.model, bundle.hidden_size, spec)
+        checkpoint.load_weights(model, self.weights_file)
+        model.to(device).eval()
+        return LoadedRun(
+            self.path, config, label_info["labels"], label_info["tags"], label_info["scheme"],
+            model, bundle.aligner, self.read_summary(), bundle.max_positions, label_info["data"],
         )
 
 
-def read_config_values(path: Path) -> dict[str, Any]:
-    """The settings in a run's config.yaml, coerced and checked exactly as a YAML config file's are."""
-    file = path / "config.yaml"
-    try:
-        values = yaml.safe_load(file.read_text(encoding="utf-8")) or {}
-    except FileNotFoundError:
-        raise RunError(f"{file} is missing") from None
-    except (yaml.YAMLError, UnicodeDecodeError) as e:
-        raise RunError(f"{file} is corrupt ({_one_line(e)})") from None
-    except OSError as e:
-        raise RunError(f"{file} cannot be read ({e.strerror or e})") from None
-    if not isinstance(values, dict):
-        raise RunError(f"{file} is corrupt (expected a mapping of settings, found {type(values).__name__})")
-    try:
-        # Keys of older versions that no setting has any more are ignored, as a config file's are not.
-        return {k: coerce_setting(str(file), k, v) for k, v in values.items() if k in TrainConfig.__dataclass_fields__}
-    except BertnerError as e:
-        raise RunError(str(e)) from None
-
-
-def load_config(path: Path) -> TrainConfig:
-    file = path / "config.yaml"
-    config = TrainConfig(**read_config_values(path))
-    try:
-        config.validate(source=str(file))
-    except BertnerError as e:
-        raise RunError(str(e)) from None
-    return config
+def load_run(path: str | Path, device: torch.device | str = "cpu", constrained: bool | None = None) -> LoadedRun:
+    """Rebuild a trained tagger from its run directory (`RunDir(path).load`)."""
+    return RunDir(path).load(device, constrained)
 
 
 def data_info_problem(info: Any) -> str | None:
@@ -187,8 +496,6 @@ def data_info_problem(info: Any) -> str | None:
     The one schema of these fields, wherever they are: a data folder's labels.json (top level) or a
     run's labels.json (under `data`).
     """
-    from bertner.data.policies import POLICIES
-
     if not isinstance(info, dict):
         return f"expected a mapping, found {type(info).__name__}"
     policy = info.get("discontinuous", "merge")
@@ -202,64 +509,6 @@ def data_info_problem(info: Any) -> str | None:
             return f"{key} must be text, got {info[key]!r}"
     return None
 
-
-def load_labels(path: Path) -> dict[str, Any]:
-    """labels.json of a run: the entity labels and the tag inventory the model's outputs index."""
-    from bertner.tags import SCHEMES, label_set_to_tags
-
-    file = path / "labels.json"
-    info = read_json(file)
-    for key in ("labels", "tags"):
-        value = info.get(key)
-        if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
-            raise RunError(f"{file} is corrupt (no list of {key})")
-    if len(set(info["labels"])) != len(info["labels"]):
-        raise RunError(f"{file} is corrupt (a label is listed twice)")
-    scheme = info.setdefault("scheme", "BIO")
-    if scheme not in SCHEMES:
-        raise RunError(f"{file} is corrupt (scheme must be one of {', '.join(SCHEMES)}, got {scheme!r})")
-    if info["tags"] != label_set_to_tags(info["labels"], scheme):
-        # The model's outputs are indexed by this list: any other order would mislabel silently.
-        raise RunError(f"{file} is corrupt (its tags are not the {scheme} tags of its labels, in order)")
-    info.setdefault("data", {})
-    problem = data_info_problem(info["data"])
-    if problem:
-        raise RunError(f"{file} is corrupt (data: {problem})")
-    return info
-
-
-KIND_NAMES = {int: "a whole number", float: "a number", str: "text", bool: "true or false", dict: "a mapping"}
-# summary.json field -> the type its value must have (None is always allowed: older runs lack fields).
-SUMMARY_TYPES: dict[str, type] = {
-    "format": int, "variant": str, "encoder": str, "alignment": str, "crf": bool, "gru": bool,
-    "crf_lr_mult": float, "head_lr_mult": float, "lr": float, "seed": int, "epochs": int, "steps": int,
-    "best_f1": float, "best_step": int, "best_precision": float, "best_recall": float, "best_per_type": dict,
-    "train_seconds": float, "tokens_per_second": float, "device": str, "precision": str,
-}
-
-
-def _is_a(value: Any, kind: type) -> bool:
-    if kind is float:
-        return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-    if kind is int:
-        return isinstance(value, int) and not isinstance(value, bool)
-    return isinstance(value, kind)
-
-
-def check_summary(summary: dict[str, Any], file: Path) -> dict[str, Any]:
-    """summary.json with every known field of its type (RunError otherwise), so readers need no guards."""
-    for key, kind in SUMMARY_TYPES.items():
-        value = summary.get(key)
-        if value is not None and not _is_a(value, kind):
-            raise RunError(f"{file} is corrupt ({key} is {value!r}, not {KIND_NAMES[kind]})")
-    for label, scores in (summary.get("best_per_type") or {}).items():
-        if not isinstance(scores, dict) or not all(_is_a(v, float) for k, v in scores.items() if k in ("precision", "recall", "f1")):
-            raise RunError(f"{file} is corrupt (best_per_type.{label} is not a mapping of scores)")
-    return summary
-
-
-
-# ----------------------------------------------------------------------------- what data the run saw
 
 def file_sha256(path: Path) -> str:
     digest = hashlib.sha256()
@@ -275,64 +524,36 @@ def data_fingerprint(path: Path, documents: Sequence[str]) -> dict[str, Any]:
     return {"file": str(path), "sha256": file_sha256(path), "documents": ids}
 
 
-def load_fingerprint(path: Path) -> dict[str, Any] | None:
-    """A run's data_fingerprint.json (None for runs made before it existed), checked."""
-    file = path / FINGERPRINT_FILE
-    if not file.exists():
-        return None
-    record = read_json(file)
-    for split in ("train", "dev"):
-        part = record.get(split)
-        if part is None and split == "dev":
-            continue
-        ok = (isinstance(part, dict) and isinstance(part.get("sha256"), str) and isinstance(part.get("documents"), list)
-              and all(isinstance(d, str) for d in part["documents"]))
-        if not ok:
-            raise RunError(f"{file} is corrupt ({split} needs sha256 and a list of document ids)")
-    return record
+def find_runs(root: Path) -> tuple[list[RunDir], list[RunDir]]:
+    """Every finished run under `root` (root itself included), and the folders training left unfinished.
 
-
-@dataclass
-class LoadedRun:
-    """A run directory loaded for use: its settings, labels, tagger (weights loaded) and aligner."""
-
-    path: Path
-    config: TrainConfig
-    labels: list[str]
-    tags: list[str]
-    scheme: str
-    model: torch.nn.Module
-    aligner: Any
-    summary: dict[str, Any]
-    max_positions: int
-    data_info: dict[str, Any]  # how the training data was made: discontinuous policy, max_chars
-
-
-def load_run(path: str | Path, device: torch.device | str = "cpu", constrained: bool | None = None) -> LoadedRun:
-    """Rebuild a trained tagger from its run directory: no network, no original data.
-
-    `constrained` overrides the run's `constrained_decoding` (a decoding choice, not a weight).
+    Neither kind is searched further: a run's own folders (encoder/, checkpoint/) never hold runs.
     """
-    from bertner.engine.checkpoint import load_weights
-    from bertner.models.encoder import encoder_from_folder
-    from bertner.models.tagger import HeadSpec, Tagger
+    complete: list[RunDir] = []
+    incomplete: list[RunDir] = []
+    for folder, subdirs, _ in os.walk(root):
+        subdirs[:] = sorted(d for d in subdirs if not d.startswith("."))
+        run = RunDir(folder)
+        state = run.state()
+        if state is not RunState.ABSENT:
+            (complete if state is RunState.COMPLETE else incomplete).append(run)
+            subdirs[:] = []
+    return complete, incomplete
 
-    path = Path(path)
-    check_run_dir(path)
-    config = load_config(path)
-    label_info = load_labels(path)
-    bundle = encoder_from_folder(path / "encoder")
-    spec = HeadSpec(
-        num_tags=len(label_info["tags"]), crf=config.crf, gru=config.gru, gru_hidden=config.gru_hidden,
-        gru_layers=config.gru_layers, gru_bidirectional=config.gru_bidirectional, dropout=config.dropout,
-        constrained=config.constrained_decoding if constrained is None else constrained,
-        tags=tuple(label_info["tags"]), scheme=label_info["scheme"],
-    )
-    model = Tagger(bundle.model, bundle.hidden_size, spec)
-    load_weights(model, path / "model.safetensors")
-    model.to(device).eval()
-    return LoadedRun(
-        path, config, label_info["labels"], label_info["tags"], label_info["scheme"],
-        model, bundle.aligner, check_summary(read_json(path / "summary.json"), path / "summary.json"),
-        bundle.max_positions, label_info["data"],
-    )
+
+def best_run(runs_dir: Path) -> Path:
+    """The run under `runs_dir` with the best dev F1."""
+    if not runs_dir.is_dir():
+        raise RunError(f"no run given and no {runs_dir}/ folder here; pass a run directory first: bertner predict RUN FILE")
+    candidates = []
+    found, _ = find_runs(runs_dir)  # the runs `bertner compare` lists
+    for run in found:
+        try:
+            f1 = run.read_summary().best_f1
+        except RunError as e:
+            warn(f"{e}; skipped")
+            continue
+        candidates.append((-1.0 if f1 is None else f1, str(run.path)))
+    if not candidates:
+        raise RunError(f"no trained runs under {runs_dir}/; train one with `bertner train` or pass a run directory")
+    return Path(max(candidates)[1])

@@ -39,12 +39,15 @@ import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
+from bertner.compare import Comparison, compare_runs
 from bertner.config import TrainConfig, build_config, coerce_setting, config_keys, encoder_type, load_yaml
+from bertner.console import info, warn
+from bertner.engine.trainer import Trainer
 from bertner.errors import BertnerError, TrainingError
 from bertner.lock import FolderLock
-from bertner.runs import is_run_dir
+from bertner.runs import RunDir
 
 SWEEP_KEYS = {"grid", "output"}
 DEFAULTS = TrainConfig()
@@ -73,7 +76,7 @@ class SweepRun:
     grid_values: dict[str, Any]  # this run's value of each grid setting that has an effect
 
     def status(self) -> str:
-        if is_run_dir(self.run_dir):
+        if RunDir(self.run_dir).is_complete():
             return DONE
         if self.run_dir.is_dir() and any(self.run_dir.iterdir()):
             return RESTART
@@ -81,10 +84,8 @@ class SweepRun:
 
     def settings_changed(self) -> dict[str, tuple[Any, Any]]:
         """For a finished run: settings it was trained with that differ from the sweep's (saved, now)."""
-        from bertner.runs import load_config
-
         try:
-            saved = load_config(self.run_dir).to_dict()
+            saved = RunDir(self.run_dir).load_config().to_dict()
         except BertnerError:
             return {}
         now = self.config.to_dict()
@@ -200,7 +201,7 @@ def expand_grid(base: dict[str, Any], grid: dict[str, list[Any]], output: Path,
         seen[identity], names[name] = name, identity
         run_dir = output / name
         legacy = legacy_run_name(name, values["model"])
-        if legacy and not run_dir.exists() and is_run_dir(output / legacy):
+        if legacy and not run_dir.exists() and RunDir(output / legacy).is_complete():
             name, run_dir = legacy, output / legacy  # finished under its old name: kept, not trained again
         config = build_config({**values, "output": str(run_dir)}, {})
         grid_values = {k: values[k] for k in keys if not (k in CONDITIONAL and not CONDITIONAL[k][0](values))}
@@ -247,40 +248,17 @@ def load_sweep(config_file: str | Path, output: str | Path | None = None) -> Swe
 
 
 # -- running -------------------------------------------------------------------------------------
-def print_plan(sweep: Sweep) -> None:
-    from bertner.console import out, plural
-    from bertner.runs import read_json
-
-    statuses = [r.status() for r in sweep.runs]
-    note = ""
-    if sweep.collapsed:
-        note = f" ({plural(sweep.collapsed, 'combination')} collapsed: {'; '.join(sweep.collapse_reasons)})"
-    out.print(f"sweep {sweep.source}: {plural(len(sweep.runs), 'run')} in {sweep.output}{note}", markup=False, highlight=False,
-              soft_wrap=True)
-    width = max(len(r.name) for r in sweep.runs)
-    for run, status in zip(sweep.runs, statuses):
-        detail = ""
-        if status == DONE:
-            try:
-                f1 = read_json(run.run_dir / "summary.json").get("best_f1")
-                detail = f"dev F1 {f1:.4f}" if isinstance(f1, (int, float)) else ""
-            except BertnerError:
-                pass
-        elif status == RESTART:
-            detail = "unfinished: will be trained again from scratch"
-        out.print(f"  {status:<9} {run.name:<{width}}  {detail}".rstrip(), markup=False, highlight=False, soft_wrap=True)
-    counts = {s: statuses.count(s) for s in (TODO, RESTART, DONE)}
-    out.print(f"{counts[TODO] + counts[RESTART]} to train ({counts[RESTART]} restarted), {counts[DONE]} done",
-              markup=False, highlight=False)
-
-
 def run_sweep(config_file: str | Path, output: str | Path | None = None, dry_run: bool = False,
-              show: bool = True) -> SweepResult:
-    """Train the sweep's runs one after another (finished ones skipped), then print the compare table."""
+              on_start: Callable[[Trainer], None] | None = None,
+              on_compared: Callable[[Comparison], None] | None = None) -> SweepResult:
+    """Train the sweep's runs one after another (finished ones skipped), then compare them.
+
+    `dry_run`: only the plan (`result.sweep`), nothing trained. `on_start` is passed to each Trainer;
+    `on_compared(comparison)` is told the comparison before a failed run raises TrainingError.
+    """
     sweep = load_sweep(config_file, output)
     result = SweepResult(sweep)
     if dry_run:
-        print_plan(sweep)
         return result
 
     # One sweep at a time per folder: two would train the same runs into the same directories.
@@ -288,14 +266,12 @@ def run_sweep(config_file: str | Path, output: str | Path | None = None, dry_run
         raise BertnerError(f"{sweep.output} exists and is not a folder; the sweep's runs need a folder")
     sweep.output.mkdir(parents=True, exist_ok=True)
     with FolderLock.acquire(sweep.output, "running a sweep"):
-        _train_runs(sweep, result, show)
+        _train_runs(sweep, result, on_start)
+        _compare(sweep, result, on_compared)
     return result
 
 
-def _train_runs(sweep: Sweep, result: SweepResult, show: bool) -> None:
-    from bertner.console import info, warn
-    from bertner.engine.trainer import Trainer
-
+def _train_runs(sweep: Sweep, result: SweepResult, on_start: Callable[[Trainer], None] | None) -> None:
     total = len(sweep.runs)
     for index, run in enumerate(sweep.runs, 1):
         status = run.status()
@@ -312,11 +288,11 @@ def _train_runs(sweep: Sweep, result: SweepResult, show: bool) -> None:
             info(f"[{index}/{total}] {run.name}: {run.run_dir} holds an unfinished run; training it again from scratch")
         else:
             info(f"[{index}/{total}] {run.name}: training")
-        trainer = Trainer(run.config, force=status == RESTART, show=show)
+        trainer = Trainer(run.config, force=status == RESTART, on_start=on_start)
         try:
             summary = trainer.fit()
         except TrainingError as e:
-            if getattr(trainer, "_stop_signal", None):
+            if trainer.stop_signal:
                 raise TrainingError(
                     f"sweep stopped during {run.name} ({index}/{total}); run the same command again to go on: "
                     f"finished runs are skipped, {run.name} starts again"
@@ -325,14 +301,16 @@ def _train_runs(sweep: Sweep, result: SweepResult, show: bool) -> None:
             result.failed[run.name] = str(e)
             continue
         result.trained.append(run.name)
-        f1 = summary.get("best_f1")
+        f1 = summary.best_f1
         info(f"[{index}/{total}] {run.name}: best dev F1 {f1:.4f}" if f1 is not None else f"[{index}/{total}] {run.name}: done")
 
-    if any(r.status() == DONE for r in sweep.runs):
-        from bertner.compare import compare_runs, print_comparison
 
+def _compare(sweep: Sweep, result: SweepResult, on_compared: Callable[[Comparison], None] | None) -> None:
+    if any(r.status() == DONE for r in sweep.runs):
         result.comparison = compare_runs(sweep.output)
-        print_comparison(result.comparison)
+        if on_compared is not None:
+            on_compared(result.comparison)
+    total = len(sweep.runs)
     if result.failed:
         raise TrainingError(
             f"{len(result.failed)} of {total} runs failed: {', '.join(result.failed)}; the rest are in {sweep.output}"

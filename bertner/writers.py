@@ -1,16 +1,23 @@
-"""Output formats for predictions: jsonl, brat, conll, and a pretty terminal view.
+"""Output formats for predictions: jsonl, brat, conll (the pretty terminal view is `bertner.cli.predict`'s).
 
 Each writer takes `Prediction`s (document text + spans in document offsets) and renders them;
-none of them knows about models or tokens.
+none of them knows about models or tokens. Writers own their whole output: a file or a folder,
+written through a temporary name so that nothing half-written is ever left.
 """
 
 from __future__ import annotations
 
 import json
-from typing import Iterable, Sequence
+import sys
+from pathlib import Path
+from typing import Iterable, Iterator
 
-from bertner.predict import Prediction
+from bertner.console import info, plural, warn
+from bertner.errors import BertnerError, OutputExistsError
+from bertner.fileio import atomic_dir, atomic_path, check_writable, write_json
+from bertner.predict import Prediction, TextInput
 from bertner.spans import Span
+from bertner.tags import spans_to_tags
 
 FORMATS = ("pretty", "jsonl", "brat", "conll")
 # Written by `predict --format brat` beside the .ann files: the run, its discontinuous policy (so
@@ -59,8 +66,6 @@ def conll_lines(prediction: Prediction) -> Iterable[str]:
 
     Whitespace has no token in CoNLL, so it is left out; use jsonl or brat for exact offsets.
     """
-    from bertner.tags import spans_to_tags
-
     tags = spans_to_tags(len(prediction.text), prediction.spans)
     yield f"-DOCSTART- {prediction.doc}\n\n"
     pending = False
@@ -76,34 +81,71 @@ def conll_lines(prediction: Prediction) -> Iterable[str]:
         yield "\n"
 
 
-def print_pretty(predictions: list[Prediction], max_chars: int = 2000, labels: Sequence[str] | None = None) -> None:
-    """The text with entities highlighted by label, then a table of the entities.
+def brat_files(inputs: Iterable[TextInput]) -> Iterator[str]:
+    """The files `--format brat` writes, relative to the output folder."""
+    for item in inputs:
+        yield f"{item.id}.ann"
+        yield f"{item.id}.txt"
+    yield BRAT_RECORD
 
-    `labels` (all the run's labels) keeps each label's colour the same from one call to the next.
-    """
-    from rich.table import Table
-    from rich.text import Text
 
-    from bertner.console import out, plural
+def check_output(fmt: str, output: Path | None, force: bool) -> None:
+    """Refuse an output that does not fit the format, or that holds something, unless --force."""
+    if fmt not in FORMATS:
+        raise BertnerError(f"unknown --format {fmt!r}; use one of {', '.join(FORMATS)}")
+    if fmt == "brat" and output is None:
+        raise BertnerError("--format brat writes one .ann per input .txt: give the folder with -o DIR")
+    if fmt == "pretty" and output is not None:
+        raise BertnerError("--format pretty prints to the terminal; use jsonl, brat or conll with -o")
+    if output is None:
+        return
+    if fmt == "brat" and output.exists() and not output.is_dir():
+        raise OutputExistsError(f"{output} is a file; --format brat writes a folder of .ann files: give a folder with -o")
+    if fmt != "brat" and output.is_dir():
+        raise OutputExistsError(f"{output} is a folder; --format {fmt} writes one file: give a file name with -o")
+    if output.exists() and not force:
+        if output.is_file() or (output.is_dir() and any(output.iterdir())):
+            raise OutputExistsError(f"{output} already exists; pass --force to overwrite it")
+    check_writable(output, folder=fmt == "brat")  # before loading the model and tagging
 
-    palette = ["cyan", "magenta", "green", "yellow", "blue", "red", "bright_cyan", "bright_magenta",
-               "bright_green", "bright_yellow", "bright_blue", "bright_red", "orange3", "purple", "turquoise2"]
-    labels = sorted(set(labels or ()) | {s.label for p in predictions for s in p.spans})
-    colour = {label: palette[i % len(palette)] for i, label in enumerate(labels)}
-    for p in predictions:
-        out.rule(f"{p.doc}: {plural(len(p.spans), 'entity')}", style="dim")
-        shown = p.text[:max_chars]
-        text = Text(shown)
-        for s in p.spans:
-            if s.end <= len(shown):
-                text.stylize(f"bold {colour[s.label]} underline", s.start, s.end)
-        out.print(text)
-        if len(p.text) > max_chars:
-            out.print(f"[dim]... {len(p.text) - max_chars:,} more characters (use --format jsonl for all)[/dim]")
-        if p.spans:
-            table = Table(show_edge=False, pad_edge=False)
-            for column in ("start", "end", "label", "text", "score"):
-                table.add_column(column, justify="right" if column in ("start", "end", "score") else "left")
-            for s, score in zip(p.spans, p.scores):
-                table.add_row(str(s.start), str(s.end), f"[{colour[s.label]}]{s.label}[/]", p.text[s.start : s.end], f"{score:.2f}")
-            out.print(table)
+
+def write_predictions(predictions: Iterable[Prediction], fmt: str, output: Path | None, brat_record: dict) -> None:
+    """Write each prediction as it comes (jsonl, conll, brat): to stdout at once (a stream of data, not a
+    message), to a file or a folder through a temporary name. `brat_record`: the run and its policy."""
+    if fmt == "brat":
+        write_brat(predictions, output, brat_record)
+    else:
+        render = jsonl_line if fmt == "jsonl" else (lambda p: "".join(conll_lines(p)))
+        if output is None:
+            for p in predictions:
+                sys.stdout.write(render(p))
+                sys.stdout.flush()  # a crash or Ctrl-C later keeps every document written so far
+        else:
+            documents = 0
+            with atomic_path(output) as tmp:
+                with open(tmp, "w", encoding="utf-8", newline="") as f:
+                    for p in predictions:
+                        f.write(render(p))
+                        documents += 1
+            info(f"wrote {plural(documents, 'document')} to {output}")
+
+
+def write_brat(predictions: Iterable[Prediction], output: Path, record: dict) -> None:
+    """One .ann and the text beside it per document, and the record `bertner evaluate` reads (`BRAT_RECORD`)."""
+    written: list[str] = []
+    entities = 0
+    with atomic_dir(output) as folder:
+        for p in predictions:
+            target = folder / f"{p.doc}.ann"
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_text(brat_ann(p), encoding="utf-8", newline="")
+            # The text beside it makes the folder a complete brat corpus (viewable, scorable).
+            target.with_suffix(".txt").write_text(p.text, encoding="utf-8", newline="")
+            written.append(p.doc)
+            entities += len(p.spans)
+        write_json(folder / BRAT_RECORD, {"format": 1, **record, "documents": written})
+    info(f"wrote {plural(len(written), '.ann file')} ({plural(entities, 'entity')}) to {output}")
+    older = sorted({p.stem for p in output.glob("*.ann")} - set(written))  # the ones `bertner evaluate` reads
+    if older:
+        warn(f"{plural(len(older), '.ann file')} in {output} {'was' if len(older) == 1 else 'were'} not written by this predict and {'is' if len(older) == 1 else 'are'} kept (e.g. {older[0]}.ann); "
+             "`bertner evaluate` would score them with these")

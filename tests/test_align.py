@@ -17,7 +17,7 @@ from bertner.align import (
     token_tags,
 )
 from bertner.errors import ModelError
-from bertner.inference import strip_whitespace
+from bertner.predict import strip_whitespace
 from bertner.spans import Span
 from conftest import BERT_TOKENIZER, need
 

@@ -69,15 +69,15 @@ def test_bigram_ids_find_known_pairs_and_zero_the_rest():
 
 @pytest.mark.parametrize("crf", [False, True])
 def test_bilstm_learns_the_synthetic_task(data_dir, tmp_path, crf):
-    summary = train(bilstm_config(data_dir, tmp_path / "run", crf=crf), show=False)
-    assert summary["best_f1"] > 0.9, summary
-    assert summary["variant"] == ("bilstm+crf" if crf else "bilstm+softmax")
-    assert summary["encoder"] == "bilstm"
+    summary = train(bilstm_config(data_dir, tmp_path / "run", crf=crf))
+    assert summary.best_f1 > 0.9, summary
+    assert summary.variant == ("bilstm+crf" if crf else "bilstm+softmax")
+    assert summary.encoder == "bilstm"
 
 
 def test_bilstm_run_round_trips_through_predict_with_exact_offsets(data_dir, tmp_path):
     run = tmp_path / "run"
-    train(bilstm_config(data_dir, run, crf=True, rnn_cell="gru", gru=True, gru_hidden=16), show=False)
+    train(bilstm_config(data_dir, run, crf=True, rnn_cell="gru", gru=True, gru_hidden=16))
     loaded = load_run(run)
     assert loaded.model.encoder.config.cell == "gru" and loaded.model.gru is not None
     text = "第一行：患者有糖尿病，\r\n第二行口服二甲双胍😀和阿司匹林。\u200b血压 正常。"

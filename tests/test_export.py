@@ -32,7 +32,7 @@ def tiny_run(data, output, crf: bool):
     return train(TrainConfig(
         data=str(data), output=str(output), model="tiny", epochs=3, batch_size=16, warmup_ratio=0.05, tiny_layers=1,
         tiny_hidden=64, tiny_heads=2, lr=5e-3, seed=1, num_threads=1, crf=crf, crf_lr_mult=10 if crf else None,
-    ), show=False)
+    ))
 
 
 @pytest.fixture(scope="module")
@@ -169,7 +169,7 @@ def test_albert_export_uses_its_class_and_the_bert_vocabulary_cut_per_character(
 
     data = write_synthetic(tmp_path / "data", n_train=16, n_dev=4)
     train(TrainConfig(data=str(data), output=str(tmp_path / "run"), model=str(need(ALBERT_TINY)), epochs=1,
-                      max_steps=1, batch_size=16, seed=1, num_threads=1), show=False)
+                      max_steps=1, batch_size=16, seed=1, num_threads=1))
     export(tmp_path / "run", tmp_path / "hf")
     model = AutoModelForTokenClassification.from_pretrained(tmp_path / "hf").eval()
     assert type(model).__name__ == "AlbertForTokenClassification"
@@ -191,7 +191,7 @@ def test_subword_runs_keep_the_encoders_tokenizer(tmp_path):
     (model / "config.json").write_text(json.dumps(config))
     data = write_synthetic(tmp_path / "data", n_train=16, n_dev=4)
     train(TrainConfig(data=str(data), output=str(tmp_path / "run"), model=str(model), random_init=True,
-                      alignment="subword", epochs=1, max_steps=1, batch_size=16, seed=1, num_threads=1), show=False)
+                      alignment="subword", epochs=1, max_steps=1, batch_size=16, seed=1, num_threads=1))
     result = export(tmp_path / "run", tmp_path / "hf")
     assert "whitespace alone" in result.stderr
     tokenizer = AutoTokenizer.from_pretrained(tmp_path / "hf")
@@ -205,8 +205,7 @@ def test_skip_whitespace_runs_export_a_tokenizer_that_skips_it_too(runs, tmp_pat
     from bertner.runs import load_run
 
     train(TrainConfig(data=str(runs / "data"), output=str(tmp_path / "run"), model="tiny", whitespace_tokens=False,
-                      tiny_layers=1, tiny_hidden=32, tiny_heads=2, epochs=1, max_steps=1, seed=1, num_threads=1),
-          show=False)
+                      tiny_layers=1, tiny_hidden=32, tiny_heads=2, epochs=1, max_steps=1, seed=1, num_threads=1))
     export(tmp_path / "run", tmp_path / "hf")
     tokenizer = AutoTokenizer.from_pretrained(tmp_path / "hf")
     model = AutoModelForTokenClassification.from_pretrained(tmp_path / "hf").eval()

@@ -192,7 +192,7 @@ def test_predict_refuses_an_input_named_like_a_file_that_is_none(tmp_path, kind)
 
 
 def test_predict_searches_a_folder_named_like_a_file_and_never_follows_folder_links(tmp_path):
-    from bertner.predict_cli import gather_documents
+    from bertner.predict import gather_documents
 
     notes = write_files(tmp_path / "notes", {"a.txt": TEXT})
     make_odd(notes / "sub.txt", "folder")  # a folder called sub.txt holding inside.txt

@@ -14,7 +14,7 @@ def test_plural_forms():
 def test_pretty_output_says_1_entity(capsys):
     from bertner.predict import Prediction
     from bertner.spans import Span
-    from bertner.writers import print_pretty
+    from bertner.cli.predict import render_pretty as print_pretty
 
     print_pretty([Prediction("note", "患者有糖尿病。", [Span(3, 6, "Disease")], [0.9])])
     shown = capsys.readouterr().out
@@ -24,7 +24,7 @@ def test_pretty_output_says_1_entity(capsys):
 def test_error_examples_come_with_a_legend(capsys):
     from bertner.evaluate import Evaluation
     from bertner.metrics import Scores
-    from bertner.report import print_evaluation
+    from bertner.cli.evaluate import render_evaluation as print_evaluation
 
     errors = [{"kind": "missed", "count": 1, "pairs": {"Disease->-": 1}, "examples": ["d: 有[糖尿病]。  (gold=Disease)"]}]
     print_evaluation(Evaluation("dev.jsonl", "jsonl", Scores().to_dict(), errors=errors))

@@ -34,7 +34,7 @@ def test_pretrained_albert_beats_random_weights(ruijin_slice, tmp_path):
         data=str(ruijin_slice), model=str(ALBERT_TINY), epochs=3, batch_size=16, lr=3e-4, seed=1,
         warmup_ratio=0.1, num_threads=2, log_every=10,
     )
-    pretrained = train(TrainConfig(output=str(tmp_path / "pretrained"), **common), show=False)
-    scratch = train(TrainConfig(output=str(tmp_path / "scratch"), random_init=True, **common), show=False)
-    assert pretrained["parameters"] == scratch["parameters"]  # the same architecture
-    assert pretrained["best_f1"] > scratch["best_f1"] + 0.05, (pretrained["best_f1"], scratch["best_f1"])
+    pretrained = train(TrainConfig(output=str(tmp_path / "pretrained"), **common))
+    scratch = train(TrainConfig(output=str(tmp_path / "scratch"), random_init=True, **common))
+    assert pretrained.parameters == scratch.parameters  # the same architecture
+    assert pretrained.best_f1 > scratch.best_f1 + 0.05, (pretrained.best_f1, scratch.best_f1)

@@ -67,7 +67,7 @@ def reference_runs(data_dir, tmp_path_factory):
         key = tuple(sorted(overrides.items()))
         if key not in cache:
             out = tmp_path_factory.mktemp("reference") / "run"
-            train(config(data_dir, out, **overrides), show=False)
+            train(config(data_dir, out, **overrides))
             cache[key] = out
         return cache[key]
 

@@ -158,7 +158,7 @@ def trained(tmp_path_factory):
     train(TrainConfig(
         data=str(data), output=str(run), model="tiny", epochs=4, batch_size=16, warmup_ratio=0.05, tiny_layers=1,
         tiny_hidden=32, tiny_heads=2, lr=5e-3, log_every=100, seed=1, num_threads=1, device="cpu",
-    ), show=False)
+    ))
     return run, data
 
 

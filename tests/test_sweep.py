@@ -110,7 +110,7 @@ def test_sweep_trains_once_and_resumes_without_retraining(tmp_path, monkeypatch)
                 max_steps=2, batch_size=16, num_threads=2, log_every=1, output="sweep")
     spec = write_sweep(tmp_path / "s.yaml", **base, grid={"crf": [False, True], "seed": [3]})
 
-    first = run_sweep(spec, show=False)
+    first = run_sweep(spec)
     assert first.trained == ["tiny-softmax-seed3", "tiny-crf-seed3"] and not first.failed
     runs = tmp_path / "sweep"
     stamps = {p: p.stat().st_mtime_ns for p in runs.glob("*/summary.json")}
@@ -125,7 +125,7 @@ def test_sweep_trains_once_and_resumes_without_retraining(tmp_path, monkeypatch)
 
     # An unfinished run (crashed: no summary.json) is trained again from scratch; the other stays as it was.
     (runs / "tiny-crf-seed3" / "summary.json").unlink()
-    third = run_sweep(spec, show=False)
+    third = run_sweep(spec)
     assert third.trained == ["tiny-crf-seed3"] and third.skipped == ["tiny-softmax-seed3"]
     assert (runs / "tiny-softmax-seed3" / "summary.json").stat().st_mtime_ns == stamps[runs / "tiny-softmax-seed3" / "summary.json"]
     assert len((runs / "tiny-crf-seed3" / "metrics.jsonl").read_text().splitlines()) == 1  # restarted, not appended

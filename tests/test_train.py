@@ -30,14 +30,14 @@ def small_config(data_dir, output, **overrides):
 
 @pytest.mark.parametrize("crf,gru", [(False, False), (True, False), (False, True), (True, True)])
 def test_every_variant_learns_the_synthetic_task(data_dir, tmp_path, crf, gru):
-    summary = train(small_config(data_dir, tmp_path / "run", crf=crf, gru=gru, crf_lr_mult=10 if crf else 1), show=False)
-    assert summary["best_f1"] > 0.9, summary
-    assert summary["variant"] == "tiny" + ("+gru" if gru else "") + ("+crf" if crf else "+softmax")
+    summary = train(small_config(data_dir, tmp_path / "run", crf=crf, gru=gru, crf_lr_mult=10 if crf else 1))
+    assert summary.best_f1 > 0.9, summary
+    assert summary.variant == "tiny" + ("+gru" if gru else "") + ("+crf" if crf else "+softmax")
 
 
 def test_run_directory_is_complete_and_reloads(data_dir, tmp_path):
     run = tmp_path / "run"
-    summary = train(small_config(data_dir, run, crf=True, epochs=2), show=False)
+    summary = train(small_config(data_dir, run, crf=True, epochs=2))
     for name in ("config.yaml", "labels.json", "encoder/config.json", "model.safetensors", "metrics.jsonl", "summary.json"):
         assert (run / name).exists(), name
     assert list((run / "tensorboard").glob("events.out.tfevents.*"))
@@ -46,25 +46,25 @@ def test_run_directory_is_complete_and_reloads(data_dir, tmp_path):
     for key in ("variant", "crf_lr_mult", "seed", "best_f1", "best_step", "train_seconds", "tokens_per_second", "parameters"):
         assert key in saved
     metrics = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
-    assert len(metrics) == 2 and max(m["micro"]["f1"] for m in metrics) == pytest.approx(summary["best_f1"])
+    assert len(metrics) == 2 and max(m["micro"]["f1"] for m in metrics) == pytest.approx(summary.best_f1)
     assert yaml.safe_load((run / "config.yaml").read_text())["crf"] is True
     loaded = load_run(run)
     assert loaded.config.crf and loaded.labels == ["Disease", "Drug", "Test"]
 
 
 def test_seeded_cpu_runs_repeat_exactly(data_dir, tmp_path):
-    a = train(small_config(data_dir, tmp_path / "a", epochs=1), show=False)
-    b = train(small_config(data_dir, tmp_path / "b", epochs=1), show=False)
-    assert a["best_f1"] == b["best_f1"]
+    a = train(small_config(data_dir, tmp_path / "a", epochs=1))
+    b = train(small_config(data_dir, tmp_path / "b", epochs=1))
+    assert a.best_f1 == b.best_f1
     wa, wb = load_run(tmp_path / "a").model.state_dict(), load_run(tmp_path / "b").model.state_dict()
     assert all(torch.equal(wa[k], wb[k]) for k in wa)
 
 
 def test_refuses_to_overwrite_a_run(data_dir, tmp_path):
-    train(small_config(data_dir, tmp_path / "run", epochs=1, max_steps=2), show=False)
+    train(small_config(data_dir, tmp_path / "run", epochs=1, max_steps=2))
     with pytest.raises(OutputExistsError, match="--resume"):
-        train(small_config(data_dir, tmp_path / "run", epochs=1, max_steps=2), show=False)
-    train(small_config(data_dir, tmp_path / "run", epochs=1, max_steps=2), show=False, force=True)
+        train(small_config(data_dir, tmp_path / "run", epochs=1, max_steps=2))
+    train(small_config(data_dir, tmp_path / "run", epochs=1, max_steps=2), force=True)
 
 
 def test_unknown_dev_labels_warn_and_count_as_misses_and_empty_train_is_an_error(data_dir, tmp_path, capsys):
@@ -78,12 +78,12 @@ def test_unknown_dev_labels_warn_and_count_as_misses_and_empty_train_is_an_error
         json.dumps({"id": "b#0", "doc": "b", "offset": 0, "text": "丙丁", "entities": [{"start": 0, "end": 1, "label": "Y", "text": "丙"}]}) + "\n",
         encoding="utf-8",
     )
-    summary = train(small_config(bad, tmp_path / "r1", epochs=1), show=False)  # a warning, not a refusal
+    summary = train(small_config(bad, tmp_path / "r1", epochs=1))  # a warning, not a refusal
     assert "dev has labels that train never saw: Y (1)" in capsys.readouterr().err
-    assert summary["best_per_type"]["Y"]["recall"] == 0 and summary["best_per_type"]["Y"]["support"] == 1
+    assert summary.best_per_type["Y"]["recall"] == 0 and summary.best_per_type["Y"]["support"] == 1
     (bad / "train.jsonl").write_text("", encoding="utf-8")
     with pytest.raises(BertnerError, match="empty"):
-        train(small_config(bad, tmp_path / "r2"), show=False)
+        train(small_config(bad, tmp_path / "r2"))
 
 
 def test_nan_loss_stops_with_the_step(data_dir, tmp_path):
@@ -91,13 +91,13 @@ def test_nan_loss_stops_with_the_step(data_dir, tmp_path):
 
     # A learning rate this large blows the weights up within a few steps.
     with pytest.raises(TrainingError, match=r"the loss became (nan|inf) by step \d+; training stopped"):
-        train(small_config(data_dir, tmp_path / "run", lr=1e12, warmup_ratio=0.0, max_grad_norm=1e30), show=False)
+        train(small_config(data_dir, tmp_path / "run", lr=1e12, warmup_ratio=0.0, max_grad_norm=1e30))
 
 
 def test_compile_on_cpu_warns_before_the_long_wait(data_dir, tmp_path, capsys):
     from bertner.engine.trainer import Trainer
 
-    Trainer(small_config(data_dir, tmp_path / "run", compile=True, device="cpu"), show=False).setup()
+    Trainer(small_config(data_dir, tmp_path / "run", compile=True, device="cpu")).setup()
     assert "--compile on CPU" in capsys.readouterr().err  # torch.compile is lazy: nothing compiled yet
 
 
@@ -107,7 +107,7 @@ def test_cpu_training_uses_the_cheap_dropout_masks(data_dir, tmp_path):
     from bertner.engine.trainer import Trainer
     from bertner.models.cpu_dropout import CpuDropout
 
-    trainer = Trainer(small_config(data_dir, tmp_path / "run", device="cpu"), show=False)
+    trainer = Trainer(small_config(data_dir, tmp_path / "run", device="cpu"))
     trainer.setup()
     dropouts = [m for m in trainer.model.modules() if isinstance(m, nn.Dropout)]
     assert dropouts and all(isinstance(m, CpuDropout) for m in dropouts)
@@ -116,15 +116,15 @@ def test_cpu_training_uses_the_cheap_dropout_masks(data_dir, tmp_path):
 def test_mfu_is_reported_against_a_known_peak_and_not_on_cpu(data_dir, tmp_path, monkeypatch, capsys):
     import bertner.engine.trainer as trainer_module
 
-    plain = train(small_config(data_dir, tmp_path / "cpu", epochs=1), show=False)
-    assert plain["mfu"] is None  # no peak to compare with on a CPU
+    plain = train(small_config(data_dir, tmp_path / "cpu", epochs=1))
+    assert plain.mfu is None  # no peak to compare with on a CPU
     assert "MFU" not in capsys.readouterr().err
     monkeypatch.setattr(trainer_module, "device_peak_flops", lambda device: 1e10)  # as if on a 10 GFLOP/s card
     estimates = []
     real = trainer_module.flops_per_token
     monkeypatch.setattr(trainer_module, "flops_per_token", lambda *args: estimates.append(real(*args)) or estimates[-1])
-    summary = train(small_config(data_dir, tmp_path / "gpu-like", epochs=1), show=False)
-    assert summary["mfu"] == pytest.approx(summary["tokens_per_second"] * estimates[0] / 1e10, abs=2e-4)
+    summary = train(small_config(data_dir, tmp_path / "gpu-like", epochs=1))
+    assert summary.mfu == pytest.approx(summary.tokens_per_second * estimates[0] / 1e10, abs=2e-4)
     assert "MFU" in capsys.readouterr().err
 
 

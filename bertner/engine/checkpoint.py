@@ -67,17 +67,16 @@ def set_rng_state(state: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-def save_checkpoint(run_dir: Path, model: nn.Module, trainer_state: dict[str, Any]) -> None:
-    """Write model weights and `trainer_state` (optimiser, scheduler, scaler, loop position, RNG)."""
-    folder = run_dir / CHECKPOINT_DIR
+def save_checkpoint(folder: Path, model: nn.Module, trainer_state: dict[str, Any]) -> None:
+    """Write model weights and `trainer_state` (optimiser, scheduler, scaler, loop position, RNG) into `folder`."""
     folder.mkdir(parents=True, exist_ok=True)
     save_weights(model, folder / "model.safetensors")
     with atomic_path(folder / "trainer_state.pt") as tmp:
         torch.save({**trainer_state, "rng": rng_state()}, tmp)
 
 
-def load_checkpoint(run_dir: Path, model: nn.Module) -> dict[str, Any]:
-    folder = run_dir / CHECKPOINT_DIR
+def load_checkpoint(folder: Path, model: nn.Module, run_dir: Path) -> dict[str, Any]:
+    """The checked state in `folder` (the checkpoint of the run in `run_dir`), its weights loaded into `model`."""
     file = folder / "trainer_state.pt"
     if not file.exists():
         raise RunError(f"{run_dir} has no checkpoint to resume from (no {CHECKPOINT_DIR}/trainer_state.pt)")
@@ -124,7 +123,7 @@ def check_trainer_state(state: Any, file: Path) -> None:
         raise RunError(f"{file}: cannot read checkpoint (no random number generator state in it)")
 
 
-def restore_state(run_dir: Path, state: dict[str, Any], optimizer: Any, scheduler: Any, scaler: Any) -> None:
+def restore_state(folder: Path, state: dict[str, Any], optimizer: Any, scheduler: Any, scaler: Any) -> None:
     """Optimiser, scheduler, scaler and random state from a checked checkpoint; a misfit is one line."""
     try:
         optimizer.load_state_dict(state["optimizer"])
@@ -135,7 +134,7 @@ def restore_state(run_dir: Path, state: dict[str, Any], optimizer: Any, schedule
     except (KeyError, IndexError, TypeError, ValueError, RuntimeError) as e:
         problem = one_line(e)
     if problem:
-        file = run_dir / CHECKPOINT_DIR / "trainer_state.pt"
+        file = folder / "trainer_state.pt"
         raise RunError(f"{file}: the checkpoint does not fit this run ({problem})")
 
 

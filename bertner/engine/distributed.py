@@ -58,11 +58,20 @@ class Dist:
         return bool(value.item())
 
 
+    @classmethod
+    def from_environment(cls) -> Dist:
+        """This process's place as torchrun's variables give it (no process group is started)."""
+        world = int(os.environ.get("WORLD_SIZE", "1"))
+        if world <= 1:
+            return cls()
+        return cls(int(os.environ["RANK"]), world, int(os.environ.get("LOCAL_RANK", "0")))
+
+
 def init_distributed(device_name: str) -> Dist:
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world <= 1:
-        return Dist()
-    rank, local_rank = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
+    place = Dist.from_environment()
+    if not place.enabled:
+        return place
+    rank, world, local_rank = place.rank, place.world, place.local_rank
     use_cuda = torch.cuda.is_available() and device_name != "cpu"
     if use_cuda:
         torch.cuda.set_device(local_rank)
@@ -74,8 +83,3 @@ def init_distributed(device_name: str) -> Dist:
 def close_distributed() -> None:
     if dist.is_available() and dist.is_initialized():
         dist.destroy_process_group()
-
-
-def is_main_process() -> bool:
-    """True outside torchrun and in its rank 0: the one process that prints results."""
-    return int(os.environ.get("RANK", "0")) == 0

@@ -2,24 +2,22 @@
 
 from __future__ import annotations
 
-import json
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from bertner.console import err, plural
-from bertner.fileio import append_text
+from bertner.runs import RunDir
 from bertner.progress import TaskProgress
 
 
 class Tracker:
     """One place for every number a run reports, so the screen, TensorBoard and files agree."""
 
-    def __init__(self, run_dir: Path, total_steps: int | None, enabled: bool = True, start_step: int = 0):
+    def __init__(self, run: RunDir, total_steps: int | None, enabled: bool = True, start_step: int = 0):
         """`total_steps` None: not known yet (a time budget); `set_total` gives it once it is."""
-        self.run_dir = run_dir
+        self.run = run
         self.enabled = enabled
         self.writer = None
         self.progress: Progress | None = None
@@ -28,7 +26,7 @@ class Tracker:
             return
         from torch.utils.tensorboard import SummaryWriter
 
-        self.writer = SummaryWriter(log_dir=str(run_dir / "tensorboard"), flush_secs=30)
+        self.writer = SummaryWriter(log_dir=str(run.tensorboard_dir), flush_secs=30)
         # Redirected to a file, a progress bar shows nothing until the end: print log lines instead.
         self.plain = not err.is_terminal
         self.progress = Progress(
@@ -104,7 +102,7 @@ class Tracker:
         """Append one evaluation to metrics.jsonl and TensorBoard, and print its one-line summary."""
         if not self.enabled:
             return
-        append_text(self.run_dir / "metrics.jsonl", json.dumps(record, ensure_ascii=False) + "\n")
+        self.run.append_metrics(record)
         step = record["step"]
         self.writer.add_scalar("dev/loss", record["dev_loss"], step)
         self.writer.add_scalar("dev/f1", record["micro"]["f1"], step)
@@ -125,42 +123,3 @@ class Tracker:
             self.progress.stop()
         if self.writer is not None:
             self.writer.close()
-
-
-def print_train_summary(summary: dict[str, Any]) -> None:
-    """The end of a run: the best dev scores per type, and where everything was written."""
-    from rich.table import Table
-
-    from bertner.console import out
-
-    per_type = summary.get("best_per_type") or {}
-    if per_type:
-        table = Table(title=f"best dev scores (step {summary['best_step']})", title_justify="left")
-        for column in ("type", "precision", "recall", "f1", "support"):
-            table.add_column(column, justify="left" if column == "type" else "right")
-        for label, s in sorted(per_type.items(), key=lambda kv: -kv[1]["support"]):
-            table.add_row(label, f"{s['precision']:.4f}", f"{s['recall']:.4f}", f"{s['f1']:.4f}", str(s["support"]))
-        table.add_row(
-            "[bold]micro[/bold]", f"{summary['best_precision']:.4f}", f"{summary['best_recall']:.4f}",
-            f"[bold]{summary['best_f1']:.4f}[/bold]", str(sum(s["support"] for s in per_type.values())),
-        )
-        out.print(table)
-    f1 = "n/a (no dev set)" if summary.get("best_f1") is None else f"{summary['best_f1']:.4f}"
-    out.print(
-        f"{summary['variant']}: best dev F1 {f1} at step {summary['best_step']}; "
-        f"{summary['train_seconds']:.0f} s, {summary['tokens_per_second']:,.0f} tokens/s; "
-        f"run directory {summary['run_dir']}",
-        highlight=False,
-    )
-    if summary.get("best_f1") == 0:
-        out.print(zero_f1_hint(summary), highlight=False)
-
-
-def zero_f1_hint(summary: dict[str, Any]) -> str:
-    """Why a run scored 0 on every type, in one line: a newcomer's short run looks broken otherwise."""
-    from bertner.console import plural
-
-    steps = plural(summary.get("steps") or 0, "step")
-    epochs = f" (--epochs {summary['epochs']} now)" if summary.get("epochs") else ""
-    return (f"[yellow]why 0:[/yellow] this data needs more training than {steps} to learn any entity type; "
-            f"train longer{epochs} or start from a pretrained encoder (--model FOLDER)")

@@ -13,76 +13,68 @@ import signal
 import shutil
 import time
 from collections import Counter
-from contextlib import nullcontext
 from dataclasses import dataclass
 from datetime import datetime
-from functools import partial
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import torch
 from torch import nn
+from torch.nn.parallel import DistributedDataParallel
 
-from bertner.config import TrainConfig, check_setting, save_config
-from bertner.console import err, info, warn
+from bertner.config import TrainConfig
+from bertner.console import info, warn
 from bertner.engine.budget import TimeBudget
+from bertner.engine.device import autocast_for, pick_device, pick_precision
 from bertner.engine.batching import encode_windows, iterate_batches, length_grouped_batches
-from bertner.engine.checkpoint import load_checkpoint, save_checkpoint, save_weights
 from bertner.engine.distributed import close_distributed, init_distributed
 from bertner.engine.flops import device_peak_flops, flops_per_token, mfu
 from bertner.engine.optim import build_optimizer, linear_schedule
 from bertner.engine.tracking import Tracker
 from bertner.errors import BertnerError, DataError, TrainingError
-from bertner.fileio import write_json, write_text
-from bertner.inference import char_tags, tag_windows
+from bertner.predict import char_tags, tag_windows
 from bertner.models.cpu_dropout import use_cpu_dropout
-from bertner.models.tagger import HeadSpec, Tagger
-from bertner.runs import FINGERPRINT_FILE, RUN_FORMAT, data_fingerprint, load_fingerprint, prepare_run_dir
+from bertner.models.tagger import Tagger, head_spec
+from bertner.runs import RunDir, Summary, data_fingerprint, data_info_problem, read_json
 from bertner.spans import Window
 from bertner.tags import label_set_to_tags
 
 
 UNLIMITED_EPOCHS = 1_000_000  # "until the time budget ends"
 
+
+@dataclass
+class Step:
+    """What happened at one optimiser step, or at an epoch's end: what the loop's consumers read and mark."""
+
+    step: int
+    epoch: int  # counted from 1, as shown
+    epoch_end: bool = False  # the epoch's batches are done (or training stops inside it)
+    evaluation: dict[str, Any] | None = None  # the dev record, when this step was evaluated
+    is_best: bool = False
+    untimed: bool = False  # a consumer did slow work here (evaluation, checkpoint): not training time
+    stop: str | None = None  # why training ends here: patience, max_steps, epochs, time_budget
+
+
+@dataclass
+class LogWindow:
+    """Train loss, tokens and seconds since the last log line."""
+
+    loss_sum: torch.Tensor
+    batches: int = 0
+    tokens: int = 0
+    seconds: float = 0.0
+
+    def add(self, loss: torch.Tensor, tokens: int) -> None:
+        self.loss_sum += loss
+        self.batches += 1
+        self.tokens += tokens
+
+    def reset(self) -> None:
+        self.loss_sum.zero_()
+        self.batches, self.tokens, self.seconds = 0, 0, 0.0
+
 # ----------------------------------------------------------------------------- set-up helpers
-
-def pick_device(name: str) -> torch.device:
-    check_setting("device", name)  # the same rule for train, evaluate and predict
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise BertnerError(f"--device {name} asked for, but no CUDA GPU is visible")
-    return torch.device(name)
-
-
-def cpu_has_bf16() -> bool:
-    """Whether this CPU computes in bf16 natively (AVX-512 BF16 or AMX), as oneDNN reports it."""
-    try:
-        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
-    except (AttributeError, RuntimeError):
-        return False
-
-
-def pick_precision(name: str, device: torch.device) -> str:
-    if name != "auto":
-        if device.type != "cuda" and name == "fp16":
-            raise BertnerError("--precision fp16 needs a CUDA GPU; on CPU use fp32, or bf16 where the CPU has it")
-        if device.type != "cuda" and name == "bf16" and not cpu_has_bf16():
-            raise BertnerError("--precision bf16 on CPU needs AVX-512 BF16 or AMX, which this CPU lacks; use fp32")
-        return name
-    if device.type != "cuda":
-        # bf16 autocast on a CPU with native bf16: ALBERT-tiny trains 2.3x and the bilstm 1.4x
-        # faster on this project's AMD EPYC, with the same loss curve (see README).
-        return "bf16" if cpu_has_bf16() else "fp32"
-    return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
-
-
-def autocast_for(precision: str, device: torch.device):
-    if precision == "fp32":
-        return nullcontext
-    dtype = torch.bfloat16 if precision == "bf16" else torch.float16
-    return partial(torch.autocast, device_type=device.type, dtype=dtype)
-
 
 def seed_everything(seed: int) -> None:
     random.seed(seed)
@@ -131,8 +123,6 @@ def load_datasets(data_dir: Path) -> Datasets:
 
 def data_info(data_dir: Path) -> dict[str, Any]:
     """How preprocess made the data (discontinuous policy, format, max_chars), checked; kept with the run."""
-    from bertner.runs import data_info_problem
-
     info: dict[str, Any] = {}
     if (data_dir / "labels.json").exists():
         made = _read_data_json(data_dir / "labels.json")
@@ -150,8 +140,6 @@ def data_info(data_dir: Path) -> dict[str, Any]:
 
 
 def _read_data_json(path: Path) -> dict[str, Any]:
-    from bertner.runs import read_json
-
     try:
         return read_json(path)
     except BertnerError as e:
@@ -197,23 +185,40 @@ class Trainer:
 
     `train(config)` is the usual entry point; a Trainer is for callers that need the pieces (sweeps, tests).
     """
-
-    def __init__(self, config: TrainConfig, resume: bool = False, force: bool = False, show: bool = True):
+    def __init__(self, config: TrainConfig, resume: bool = False, force: bool = False,
+                 on_start: Callable[[Trainer], None] | None = None):
+        """`on_start(trainer)`: told once set-up is done and before the first step (the CLI shows the plan)."""
         config.validate()
         self.config = config
         self.resume = resume
-        self.show = show
+        self.on_start = on_start
         self.run_dir = Path(config.output or default_run_name(config))
         config.output = str(self.run_dir)
+        self.run = RunDir(self.run_dir)
         self.force = force
-        self._stop_signal: str | None = None
+        self.stop_signal: str | None = None  # the name of the signal that stopped training, once one did
         self.lock = None  # bertner.lock.FolderLock on the run directory, held from setup to the end of fit
         self._created_run_dir = False
 
-    # -- set-up -------------------------------------------------------------------------------
+    # -- set-up: device, data, model, optimiser ------------------------------------------------
     def setup(self) -> None:
         if self.resume:
             self._check_resume_config()
+        self._setup_device()
+        self._setup_data()
+        self._setup_model()
+        self._setup_optimizer()
+        self.state: dict[str, Any] = {
+            "step": 0, "epoch": 0, "batch_in_epoch": 0, "best_f1": -1.0, "best_step": 0,
+            "evals_without_gain": 0, "train_seconds": 0.0, "tokens": 0, "budget_seconds": 0.0,
+            "stopped_by": None,
+        }
+        if self.resume:
+            self._load_resume_state()
+        elif self.dist.main:
+            self._write_run_start()
+
+    def _setup_device(self) -> None:
         c = self.config
         self.dist = init_distributed(c.device)
         seed_everything(c.seed)
@@ -225,21 +230,21 @@ class Trainer:
         self.precision = pick_precision(c.precision, self.device)
         self.autocast = autocast_for(self.precision, self.device)
 
+    def _setup_data(self) -> None:
+        """Windows in, the run directory locked, the encoder (its tokenizer), then the encoded inputs."""
+        c = self.config
         data = load_datasets(Path(c.data))
         if self.dist.main:
             self._created_run_dir = not self.run_dir.exists()
-            self.lock = prepare_run_dir(self.run_dir, force=self.force, resume=self.resume)
+            self.lock = self.run.prepare(force=self.force, resume=self.resume)
         self.dist.barrier()
         self.data = data
         self.tags = label_set_to_tags(data.labels, c.scheme)
         self.tag_to_id = {t: i for i, t in enumerate(self.tags)}
-
         if self.resume:
             # The run's own encoder folder: the same vocabulary, no download; the checkpoint
             # supplies the weights.
-            from bertner.models.encoder import encoder_from_folder
-
-            self.bundle = encoder_from_folder(self.run_dir / "encoder", trust_remote_code=c.trust_remote_code)
+            self.bundle = self.run.load_encoder(trust_remote_code=c.trust_remote_code)
         else:
             self.bundle = build_encoder(c, data.train)
         self.aligner = self.bundle.aligner
@@ -254,18 +259,27 @@ class Trainer:
                 "and cannot be tagged exactly with --alignment subword"
             )
 
-        spec = HeadSpec(
-            len(self.tags), c.crf, c.gru, c.gru_hidden, c.gru_layers, c.gru_bidirectional, c.dropout,
-            c.constrained_decoding, tuple(self.tags), c.scheme,
-        )
-        self.model = Tagger(self.bundle.model, self.bundle.hidden_size, spec).to(self.device)
+    def _setup_model(self) -> None:
+        c = self.config
+        self.model = Tagger(self.bundle.model, self.bundle.hidden_size, head_spec(c, self.tags, c.scheme)).to(self.device)
         if self.device.type == "cpu":
             use_cpu_dropout(self.model)  # PyTorch's CPU dropout masks cost ~10% of a step
         self.peak_flops = device_peak_flops(self.device)  # None on CPU or an unknown card: no MFU
         self.flops_per_token = self._flops_per_token() if self.peak_flops else None
-        self.optimizer, self.groups = build_optimizer(
-            self.model, c.lr, c.weight_decay, c.head_lr_mult, c.crf_lr_mult
-        )
+        self.forward_model = self.model
+        if self.dist.enabled:
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            self.forward_model = DistributedDataParallel(self.model, device_ids=ids)
+        if c.compile:
+            if self.device.type == "cpu":
+                warn("--compile on CPU: compiling can take many minutes before the first step "
+                     "(ALBERT-tiny on one thread had not started after 10); it is meant for GPUs")
+            self.forward_model = torch.compile(self.forward_model, dynamic=True)
+
+    def _setup_optimizer(self) -> None:
+        """Optimiser groups, the step plan (epochs, --max-steps or a time budget), the schedule and the scaler."""
+        c = self.config
+        self.optimizer, self.groups = build_optimizer(self.model, c.lr, c.weight_decay, c.head_lr_mult, c.crf_lr_mult)
         self.batches_per_epoch = math.ceil(math.ceil(len(self.train_set.examples) / c.batch_size) / self.dist.world)
         self.steps_per_epoch = math.ceil(self.batches_per_epoch / c.grad_accum)
         # With a time budget the clock, not --epochs, ends training (--max-steps still caps it).
@@ -278,36 +292,14 @@ class Trainer:
             self.optimizer, self.total_steps, c.warmup_ratio, self.budget.progress if self.budget else None
         )
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.precision == "fp16")
-        self.forward_model = self.model
-        if self.dist.enabled:
-            from torch.nn.parallel import DistributedDataParallel
 
-            ids = [self.device.index] if self.device.type == "cuda" else None
-            self.forward_model = DistributedDataParallel(self.model, device_ids=ids)
-        if c.compile:
-            if self.device.type == "cpu":
-                warn("--compile on CPU: compiling can take many minutes before the first step "
-                     "(ALBERT-tiny on one thread had not started after 10); it is meant for GPUs")
-            self.forward_model = torch.compile(self.forward_model, dynamic=True)
-
-        self.state: dict[str, Any] = {
-            "step": 0, "epoch": 0, "batch_in_epoch": 0, "best_f1": -1.0, "best_step": 0,
-            "evals_without_gain": 0, "train_seconds": 0.0, "tokens": 0, "budget_seconds": 0.0,
-            "stopped_by": None,
-        }
-        if self.resume:
-            self._load_resume_state()
-        elif self.dist.main:
-            save_config(c, self.run_dir / "config.yaml")
-            write_json(
-                self.run_dir / "labels.json",
-                {"labels": data.labels, "tags": self.tags, "scheme": c.scheme, "data": data.info},
-            )
-            write_json(self.run_dir / FINGERPRINT_FILE, self._data_fingerprint())
-            from bertner.models.encoder import save_encoder
-
-            save_encoder(self.bundle, self.run_dir / "encoder")
-            write_text(self.run_dir / "metrics.jsonl", "")
+    def _write_run_start(self) -> None:
+        """What a run directory holds from its first step: settings, labels, data fingerprint, encoder."""
+        self.run.write_config(self.config)
+        self.run.write_labels(self.data.labels, self.tags, self.config.scheme, self.data.info)
+        self.run.write_fingerprint(self._data_fingerprint())
+        self.run.save_encoder(self.bundle)
+        self.run.start_metrics()
 
     def _data_fingerprint(self) -> dict[str, Any]:
         """The exact train and dev data of this run, so evaluate can tell when it is given documents it trained on."""
@@ -320,7 +312,7 @@ class Trainer:
 
     def _warn_if_data_changed(self) -> None:
         """A resumed run should go on with the data it started with."""
-        recorded = load_fingerprint(self.run_dir)
+        recorded = self.run.load_fingerprint()
         if recorded is None:
             return
         now = self._data_fingerprint()
@@ -345,49 +337,20 @@ class Trainer:
         return mfu(tokens_per_second / self.dist.world, self.flops_per_token, self.peak_flops)
 
     def _check_resume_config(self) -> None:
-        from bertner.runs import load_config
-
-        if not (self.run_dir / "config.yaml").exists():
+        if not self.run.config_file.exists():
             raise BertnerError(f"{self.run_dir} holds no run to resume (no config.yaml)")
-        saved = load_config(self.run_dir)
+        saved = self.run.load_config()
         # The saved settings win: a resumed run is the same run.
         saved.output = str(self.run_dir)
         self.config = saved
 
     def _load_resume_state(self) -> None:
-        from bertner.engine.checkpoint import restore_state
-
-        state = load_checkpoint(self.run_dir, self.model)
-        restore_state(self.run_dir, state, self.optimizer, self.scheduler, self.scaler)
+        state = self.run.load_checkpoint(self.model)
+        self.run.restore_checkpoint(state, self.optimizer, self.scheduler, self.scaler)
         self.state = {**self.state, **state["loop"]}  # keys added since the checkpoint was written keep their start values
         if self.dist.main:
             self._warn_if_data_changed()
         info(f"resuming {self.run_dir} at step {self.state['step']} (epoch {self.state['epoch'] + 1})")
-
-    def describe(self) -> None:
-        """What is about to happen: variant, data, parameters and the optimiser groups' rates."""
-        from rich.table import Table
-
-        c = self.config
-        err.print(
-            f"[bold]{c.variant}[/bold] on {self.bundle.name} ({self.aligner.mode} alignment), "
-            f"{count_parameters(self.model):,} parameters, device {self.device} ({self.precision})",
-            highlight=False,
-        )
-        steps = f"{c.batch_size}x{c.grad_accum}"
-        plan = (f"{c.time_budget:g} minutes of training ({self.steps_per_epoch:,} steps of {steps} an epoch)"
-                if self.budget else f"{self.total_steps:,} steps of {steps}")
-        err.print(
-            f"train {len(self.data.train):,} windows -> {len(self.train_set.examples):,} inputs, "
-            f"dev {len(self.data.dev):,} windows; {len(self.data.labels)} labels; {plan}; run directory {self.run_dir}",
-            highlight=False,
-        )
-        table = Table(title="optimiser groups", title_justify="left")
-        for column in ("group", "learning rate", "weight decay", "parameters"):
-            table.add_column(column, justify="right" if column != "group" else "left")
-        for g in self.groups:
-            table.add_row(g.name, f"{g.lr:.2e}", f"{g.weight_decay:g}", f"{g.parameters:,}")
-        err.print(table)
 
     # -- evaluation ---------------------------------------------------------------------------
     def evaluate(self, on_batch: Callable[[int], None] | None = None) -> dict[str, Any]:
@@ -409,36 +372,7 @@ class Trainer:
         scores = entity_scores(gold, char_tags(texts, predicted)).to_dict()
         return {"dev_loss": sum(losses) / max(1, len(losses)), **scores}
 
-    def _evaluate_and_keep_best(self, epoch: int, tracker: Tracker) -> bool:
-        """Evaluate on the whole dev set; keep the best weights; return True to stop early."""
-        s = self.state
-        if not self.data.dev:
-            if self.dist.main:
-                save_weights(self.model, self.run_dir / "model.safetensors")
-            s["best_step"] = s["step"]
-            return False
-        started = time.perf_counter()
-        with tracker.evaluating(len(self.dev_set.examples)) as on_batch:
-            record = {"step": s["step"], "epoch": epoch + 1, **self.evaluate(on_batch)}
-        f1 = record["micro"]["f1"]
-        record["is_best"] = f1 > s["best_f1"]
-        if record["is_best"]:
-            s.update(best_f1=f1, best_step=s["step"], evals_without_gain=0, best_record=record)
-            if self.dist.main:
-                save_weights(self.model, self.run_dir / "model.safetensors")
-        else:
-            s["evals_without_gain"] += 1
-        tracker.log_eval(record)
-        self._save_resumable()
-        if self.budget:
-            self.budget.note_evaluation(time.perf_counter() - started)
-            s["budget_seconds"] = self.budget.elapsed()
-        stop = bool(self.config.patience) and s["evals_without_gain"] >= self.config.patience
-        if stop:
-            s["stopped_by"] = "patience"
-        return stop
-
-    def _plan_budget(self, tokens_per_second: float, tracker: Tracker) -> None:
+    def _plan_budget(self, tokens_per_second: float) -> None:
         """Keep time for the final evaluation and show the step count the budget will reach."""
         if self.budget.evaluation_seconds is None and self.data.dev:
             # Before the first evaluation: a forward pass over dev costs about a third of a training step per token.
@@ -446,13 +380,12 @@ class Trainer:
             self.budget.evaluation_estimate = dev_tokens / max(tokens_per_second, 1.0) / 3 + 1.0
         planned = self.budget.planned_steps(self.state["step"])
         if planned:
-            tracker.set_total(min(planned, self.total_steps))
+            self.tracker.set_total(min(planned, self.total_steps))
 
     def _save_resumable(self) -> None:
         if not self.dist.main:
             return
-        save_checkpoint(
-            self.run_dir,
+        self.run.save_checkpoint(
             self.model,
             {
                 "optimizer": self.optimizer.state_dict(),
@@ -462,11 +395,11 @@ class Trainer:
             },
         )
 
-    # -- the loop -----------------------------------------------------------------------------
+    # -- a whole run ---------------------------------------------------------------------------
     def _on_signal(self, signum, frame) -> None:  # noqa: ARG002
-        self._stop_signal = signal.Signals(signum).name
+        self.stop_signal = signal.Signals(signum).name
 
-    def fit(self) -> dict[str, Any]:
+    def fit(self) -> Summary:
         try:
             self.setup()
         except BaseException:
@@ -484,15 +417,15 @@ class Trainer:
             if setup_failed and self._created_run_dir:
                 shutil.rmtree(self.run_dir, ignore_errors=True)
 
-    def _fit(self) -> dict[str, Any]:
-        if self.show and self.dist.main:
-            self.describe()
+    def _fit(self) -> Summary:
+        if self.on_start is not None and self.dist.main:
+            self.on_start(self)
         c, s = self.config, self.state
         total = None if self.budget and not c.max_steps else self.total_steps  # a budget's steps are known later
-        tracker = Tracker(self.run_dir, total, enabled=self.dist.main, start_step=s["step"])
+        tracker = Tracker(self.run, total, enabled=self.dist.main, start_step=s["step"])
         previous = {sig: signal.signal(sig, self._on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
         try:
-            self._loop(tracker)
+            self.train_loop(tracker)
         except (torch.cuda.OutOfMemoryError, MemoryError, RuntimeError) as e:
             if not isinstance(e, (torch.cuda.OutOfMemoryError, MemoryError)) and not is_out_of_memory(e):
                 raise
@@ -507,170 +440,252 @@ class Trainer:
             tracker.close()
         return self._finish()
 
-    def _loop(self, tracker: Tracker) -> None:
-        c, s = self.config, self.state
-        model, optimizer = self.forward_model, self.optimizer
-        model.train()
-        lengths = [len(e) for e in self.train_set.examples]
-        pin = self.device.type == "cuda"
-        check_every = 1 if self.device.type == "cpu" else c.log_every  # a .item() is free on CPU
-        loss_sum = torch.zeros((), device=self.device)
-        loss_count, window_tokens, window_seconds = 0, 0, 0.0
-        # Training time runs from batch to batch, collation included; evaluations and
-        # checkpoints are left out (the clock restarts after them).
-        tick = time.perf_counter()
+    # -- the loop: steps, and the consumers that act on each ----------------------------------
+    def steps(self) -> Iterator[Step]:
+        """The training arithmetic: forward, backward, optimiser step. Yields after each step and at each epoch's end.
 
-        def clock() -> None:
-            nonlocal tick, window_seconds
-            now = time.perf_counter()
-            s["train_seconds"] += now - tick
-            window_seconds += now - tick
-            tick = now
-        stop = s["step"] >= self.total_steps
+        What happens around a step (logging, evaluation, checkpoints, stopping rules, signals) is
+        done by consumers of what is yielded (`train_loop`); a consumer that sets `stop` ends training.
+        Training time runs from batch to batch; what consumers spend on evaluations and checkpoints
+        (`untimed`) is left out.
+        """
+        s = self.state
+        self.forward_model.train()
+        self.window = LogWindow(torch.zeros((), device=self.device))
         if self.budget:
             self.budget.start(s["budget_seconds"])
-            stop = stop or self.budget.exhausted()
-        start_epoch = s["epoch"]
-        for epoch in range(start_epoch, self.epoch_limit):
-            if stop:
-                break
+        if s["step"] >= self.total_steps or (self.budget and self.budget.exhausted()):
+            return
+        for epoch in range(s["epoch"], self.epoch_limit):
             s["epoch"] = epoch
-            batches = length_grouped_batches(lengths, c.batch_size, c.seed, epoch)
-            if self.dist.enabled:
-                # Every process computes the same order and takes its share; repeating a few
-                # batches gives every process the same count, so their steps stay in lockstep.
-                batches += batches[: (-len(batches)) % self.dist.world]
-                batches = self.dist.shard(batches)
-            skip = s["batch_in_epoch"]  # resuming mid-epoch: the same order, minus what was done
-            micro = 0
-            for b_index, batch in enumerate(iterate_batches(self.train_set, batches[skip:], self.aligner, True, pin)):
-                batch = batch.to(self.device)
-                with self.autocast():
-                    loss = model(batch.input_ids, batch.attention_mask, batch.labels) / c.grad_accum
-                self.scaler.scale(loss).backward()
-                loss_sum += loss.detach()
-                loss_count += 1
-                window_tokens += batch.tokens * self.dist.world
-                s["tokens"] += batch.tokens * self.dist.world
-                micro += 1
-                s["batch_in_epoch"] = skip + b_index + 1
-                last_batch = s["batch_in_epoch"] == len(batches)
-                if micro % c.grad_accum and not last_batch:
-                    continue
-                self.scaler.unscale_(optimizer)
-                torch.nn.utils.clip_grad_norm_(self.model.parameters(), c.max_grad_norm)
-                self.scaler.step(optimizer)
-                self.scaler.update()
-                optimizer.zero_grad(set_to_none=True)
-                self.scheduler.step()
-                s["step"] += 1
-                clock()
-                tracker.step(s["step"], epoch + 1)
-                if self.budget:
-                    s["budget_seconds"] = self.budget.elapsed()
-
-                if s["step"] % check_every == 0 and not torch.isfinite(loss_sum):
-                    kept = (
-                        f"the best weights so far (step {s['best_step']}) are kept in {self.run_dir}/model.safetensors"
-                        if (self.run_dir / "model.safetensors").exists() else "no evaluation had run yet, so no weights were kept"
-                    )
-                    raise TrainingError(
-                        f"the loss became {loss_sum.item()} by step {s['step']}; training stopped and {kept}. "
-                        "Try a lower --lr or --crf-lr-mult"
-                    )
-                if s["step"] % c.log_every == 0 or s["step"] == self.total_steps:
-                    lrs = {g["name"]: g["lr"] for g in optimizer.param_groups}
-                    speed = window_tokens / max(window_seconds, 1e-9)
-                    if self.budget:
-                        self._plan_budget(speed, tracker)
-                    tracker.log_train(s["step"], (loss_sum / max(1, loss_count)).item() * c.grad_accum, lrs,
-                                      speed, self._mfu(speed))
-                    loss_sum.zero_()
-                    loss_count, window_tokens, window_seconds = 0, 0, 0.0
-                if c.eval_every and s["step"] % c.eval_every == 0:
-                    if self._evaluate_and_keep_best(epoch, tracker):
-                        info(f"early stopping: no better dev F1 in {c.patience} evaluations")
-                        return
-                    model.train()
-                    tick = time.perf_counter()
-                elif c.save_every and s["step"] % c.save_every == 0:
-                    self._save_resumable()
-                    tick = time.perf_counter()
-                if s["step"] >= self.total_steps:
-                    s["stopped_by"] = "max_steps" if c.max_steps and s["step"] >= c.max_steps else "epochs"
-                    stop = True
+            batches = self._epoch_batches(epoch)
+            stop = None
+            for step in self._epoch_steps(epoch, batches):
+                yield step
+                stop = step.stop
+                if stop:
                     break
-                if self.budget and self.budget.exhausted():
-                    s["stopped_by"] = "time_budget"
-                    stop = True
-                    break
-                # Checked after this step's evaluation, so a resumed run never misses one; a
-                # signal at the very last step simply lets the run finish.
-                if self.dist.any(self._stop_signal is not None, self.device):
-                    self._stop_signal = self._stop_signal or "a signal to another process"
-                    self._save_resumable()
-                    raise TrainingError(
-                        f"stopped by {self._stop_signal} at step {s['step']}; checkpoint saved. "
-                        f"Continue with: bertner train --output {self.run_dir} --resume"
-                    )
+            if stop == "patience":
+                return
             if s["batch_in_epoch"] >= len(batches):
-                # Mark the epoch done before the evaluation saves a checkpoint, so a resume
-                # from it starts the next epoch instead of repeating this one.
+                # Mark the epoch done before its evaluation saves a checkpoint, so a resume from it
+                # starts the next epoch instead of repeating this one.
                 s["epoch"], s["batch_in_epoch"] = epoch + 1, 0
-            if not (c.eval_every and s["step"] % c.eval_every == 0):
-                if self._evaluate_and_keep_best(epoch, tracker):
-                    info(f"early stopping: no better dev F1 in {c.patience} evaluations")
-                    return
-                model.train()
-                tick = time.perf_counter()
+            end = Step(s["step"], epoch + 1, epoch_end=True)
+            yield end
+            if stop or end.stop:
+                return
 
-    def _finish(self) -> dict[str, Any]:
+    def _epoch_batches(self, epoch: int) -> list[list[int]]:
+        batches = length_grouped_batches([len(e) for e in self.train_set.examples], self.config.batch_size,
+                                         self.config.seed, epoch)
+        if self.dist.enabled:
+            # Every process computes the same order and takes its share; repeating a few
+            # batches gives every process the same count, so their steps stay in lockstep.
+            batches += batches[: (-len(batches)) % self.dist.world]
+            batches = self.dist.shard(batches)
+        return batches
+
+    def _epoch_steps(self, epoch: int, batches: list[list[int]]) -> Iterator[Step]:
+        c, s = self.config, self.state
+        skip = s["batch_in_epoch"]  # resuming mid-epoch: the same order, minus what was done
+        pin = self.device.type == "cuda"
+        tick = time.perf_counter()
+        for index, batch in enumerate(iterate_batches(self.train_set, batches[skip:], self.aligner, True, pin)):
+            self._forward_backward(batch)
+            s["batch_in_epoch"] = skip + index + 1
+            if (index + 1) % c.grad_accum and s["batch_in_epoch"] != len(batches):
+                continue
+            self._optimizer_step()
+            now = time.perf_counter()
+            s["train_seconds"] += now - tick
+            self.window.seconds += now - tick
+            if self.budget:
+                s["budget_seconds"] = self.budget.elapsed()
+            step = Step(s["step"], epoch + 1)
+            yield step
+            tick = time.perf_counter() if step.untimed else now
+
+    def _forward_backward(self, batch: Any) -> None:
+        batch = batch.to(self.device)
+        with self.autocast():
+            loss = self.forward_model(batch.input_ids, batch.attention_mask, batch.labels) / self.config.grad_accum
+        self.scaler.scale(loss).backward()
+        tokens = batch.tokens * self.dist.world
+        self.window.add(loss.detach(), tokens)
+        self.state["tokens"] += tokens
+
+    def _optimizer_step(self) -> None:
+        self.scaler.unscale_(self.optimizer)
+        torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.config.max_grad_norm)
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scheduler.step()
+        self.state["step"] += 1
+
+    def train_loop(self, tracker: Tracker, evaluate: bool = True) -> None:
+        """Train until a consumer stops it. `evaluate=False` (benchmarks): no dev evaluation, no weights kept."""
+        self.tracker = tracker
+        consumers: list[Callable[[Step], None]] = [self.show_progress, self.check_finite, self.log_train]
+        if evaluate:
+            consumers.append(self.evaluate_if_due)
+        consumers += [self.checkpoint_if_due, self.stop_at_limits, self.stop_on_signal]
+        for step in self.steps():
+            for consume in consumers:
+                consume(step)
+                if step.stop:
+                    break
+
+    def show_progress(self, step: Step) -> None:
+        if not step.epoch_end:
+            self.tracker.step(step.step, step.epoch)
+
+    def check_finite(self, step: Step) -> None:
+        """A loss that became NaN or infinite ends the run (checked each step on CPU, where a .item() is free)."""
+        check_every = 1 if self.device.type == "cpu" else self.config.log_every
+        if step.epoch_end or step.step % check_every or torch.isfinite(self.window.loss_sum):
+            return
+        kept = (
+            f"the best weights so far (step {self.state['best_step']}) are kept in {self.run_dir}/model.safetensors"
+            if self.run.has_weights() else "no evaluation had run yet, so no weights were kept"
+        )
+        raise TrainingError(
+            f"the loss became {self.window.loss_sum.item()} by step {step.step}; training stopped and {kept}. "
+            "Try a lower --lr or --crf-lr-mult"
+        )
+
+    def log_train(self, step: Step) -> None:
+        """Every --log-every steps (and the last): mean loss, learning rates, speed and MFU since the last log."""
+        if step.epoch_end or (step.step % self.config.log_every and step.step != self.total_steps):
+            return
+        w = self.window
+        lrs = {g["name"]: g["lr"] for g in self.optimizer.param_groups}
+        speed = w.tokens / max(w.seconds, 1e-9)
+        if self.budget:
+            self._plan_budget(speed)
+        self.tracker.log_train(step.step, (w.loss_sum / max(1, w.batches)).item() * self.config.grad_accum, lrs,
+                          speed, self._mfu(speed))
+        w.reset()
+
+    def evaluate_if_due(self, step: Step) -> None:
+        """Every --eval-every steps and at each epoch's end (unless that step just had one): keep the best, stop early."""
+        eval_every = self.config.eval_every
+        on_schedule = bool(eval_every) and self.state["step"] % eval_every == 0
+        if on_schedule == step.epoch_end:
+            return
+        step.untimed = True
+        self._evaluate_and_keep_best(step)
+        self.forward_model.train()
+
+    def _evaluate_and_keep_best(self, step: Step) -> None:
+        s = self.state
+        if not self.data.dev:
+            if self.dist.main:
+                self.run.save_best_weights(self.model)
+            s["best_step"] = s["step"]
+            return
+        started = time.perf_counter()
+        with self.tracker.evaluating(len(self.dev_set.examples)) as on_batch:
+            record = {"step": s["step"], "epoch": step.epoch, **self.evaluate(on_batch)}
+        f1 = record["micro"]["f1"]
+        record["is_best"] = step.is_best = f1 > s["best_f1"]
+        step.evaluation = record
+        if step.is_best:
+            s.update(best_f1=f1, best_step=s["step"], evals_without_gain=0, best_record=record)
+            if self.dist.main:
+                self.run.save_best_weights(self.model)
+        else:
+            s["evals_without_gain"] += 1
+        self.tracker.log_eval(record)
+        self._save_resumable()
+        if self.budget:
+            self.budget.note_evaluation(time.perf_counter() - started)
+            s["budget_seconds"] = self.budget.elapsed()
+        if self.config.patience and s["evals_without_gain"] >= self.config.patience:
+            s["stopped_by"] = step.stop = "patience"
+            info(f"early stopping: no better dev F1 in {self.config.patience} evaluations")
+
+    def checkpoint_if_due(self, step: Step) -> None:
+        """Every --save-every steps that did not just save one with an evaluation."""
+        save_every = self.config.save_every
+        if step.epoch_end or step.untimed or not save_every or step.step % save_every:
+            return
+        self._save_resumable()
+        step.untimed = True
+
+    def stop_at_limits(self, step: Step) -> None:
+        """The last planned step (--epochs or --max-steps), or the end of the time budget."""
+        c, s = self.config, self.state
+        if step.epoch_end:
+            return
+        if s["step"] >= self.total_steps:
+            s["stopped_by"] = step.stop = "max_steps" if c.max_steps and s["step"] >= c.max_steps else "epochs"
+        elif self.budget and self.budget.exhausted():
+            s["stopped_by"] = step.stop = "time_budget"
+
+    def stop_on_signal(self, step: Step) -> None:
+        """Ctrl-C or SIGTERM (to any process): save a checkpoint and stop with the command that resumes.
+
+        Consumed after the step's evaluation and the limits, so a resumed run never misses an
+        evaluation and a signal at the very last step simply lets the run finish.
+        """
+        if step.epoch_end or not self.dist.any(self.stop_signal is not None, self.device):
+            return
+        self.stop_signal = self.stop_signal or "a signal to another process"
+        self._save_resumable()
+        raise TrainingError(
+            f"stopped by {self.stop_signal} at step {step.step}; checkpoint saved. "
+            f"Continue with: bertner train --output {self.run_dir} --resume"
+        )
+
+    def _finish(self) -> Summary:
         s = self.state
         c = self.config
         best = s.get("best_record", {})
         speed = s["tokens"] / max(s["train_seconds"], 1e-9)
         run_mfu = self._mfu(speed)
-        summary = {
-            "format": RUN_FORMAT,
-            "variant": c.variant,
-            "encoder": self.bundle.name,
-            "alignment": self.aligner.mode,
-            "crf": c.crf,
-            "gru": c.gru,
-            "crf_lr_mult": c.crf_lr_mult,
-            "head_lr_mult": c.head_lr_mult,
-            "lr": c.lr,
-            "seed": c.seed,
-            "epochs": c.epochs,
-            "steps": s["step"],
-            "epochs_done": round(s["step"] / max(1, self.steps_per_epoch), 2),
-            "time_budget_minutes": c.time_budget or None,
-            "budget_seconds_used": round(s["budget_seconds"], 1) if self.budget else None,
-            "stopped_by": s["stopped_by"] or "epochs",
-            "best_f1": max(s["best_f1"], 0.0) if self.data.dev else None,
-            "best_step": s["best_step"],
-            "best_precision": best.get("micro", {}).get("precision"),
-            "best_recall": best.get("micro", {}).get("recall"),
-            "best_per_type": best.get("per_type", {}),
-            "train_seconds": round(s["train_seconds"], 2),
-            "tokens_per_second": round(speed, 1),
-            "mfu": None if run_mfu is None else round(run_mfu, 4),  # None on CPU or an unknown GPU
-            "parameters": count_parameters(self.model),
-            "device": str(self.device),
-            "precision": self.precision,
-            "train_windows": len(self.data.train),
-            "dev_windows": len(self.data.dev),
-            "run_dir": str(self.run_dir),
-        }
+        summary = Summary(
+            variant=c.variant,
+            encoder=self.bundle.name,
+            alignment=self.aligner.mode,
+            crf=c.crf,
+            gru=c.gru,
+            crf_lr_mult=c.crf_lr_mult,
+            head_lr_mult=c.head_lr_mult,
+            lr=c.lr,
+            seed=c.seed,
+            epochs=c.epochs,
+            steps=s["step"],
+            epochs_done=round(s["step"] / max(1, self.steps_per_epoch), 2),
+            time_budget_minutes=c.time_budget or None,
+            budget_seconds_used=round(s["budget_seconds"], 1) if self.budget else None,
+            stopped_by=s["stopped_by"] or "epochs",
+            best_f1=max(s["best_f1"], 0.0) if self.data.dev else None,
+            best_step=s["best_step"],
+            best_precision=best.get("micro", {}).get("precision"),
+            best_recall=best.get("micro", {}).get("recall"),
+            best_per_type=best.get("per_type", {}),
+            train_seconds=round(s["train_seconds"], 2),
+            tokens_per_second=round(speed, 1),
+            mfu=None if run_mfu is None else round(run_mfu, 4),  # None on CPU or an unknown GPU
+            parameters=count_parameters(self.model),
+            device=str(self.device),
+            precision=self.precision,
+            train_windows=len(self.data.train),
+            dev_windows=len(self.data.dev),
+            run_dir=str(self.run_dir),
+        )
         if self.dist.main:
-            write_json(self.run_dir / "summary.json", summary)
-            shutil.rmtree(self.run_dir / "checkpoint", ignore_errors=True)
+            self.run.write_summary(summary)
+            self.run.remove_checkpoint()
         return summary
 
 
-def train(config: TrainConfig, resume: bool = False, force: bool = False, show: bool = True) -> dict[str, Any]:
+def train(config: TrainConfig, resume: bool = False, force: bool = False,
+          on_start: Callable[[Trainer], None] | None = None) -> Summary:
     """Train one model as configured and return its summary (also written to the run directory)."""
     try:
-        return Trainer(config, resume=resume, force=force, show=show).fit()
+        return Trainer(config, resume=resume, force=force, on_start=on_start).fit()
     finally:
         close_distributed()

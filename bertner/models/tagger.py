@@ -7,10 +7,15 @@ heads see exactly the text's tokens and nothing of the special or padding positi
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Sequence
 
 import torch
 from torch import Tensor, nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+
+from bertner.config import TrainConfig
+from bertner.models.crf import CRF, viterbi_decode
+from bertner.tags import allowed_transitions
 
 IGNORE = -100
 
@@ -31,6 +36,19 @@ class HeadSpec:
     scheme: str = "BIO"
 
 
+def head_spec(config: TrainConfig, tags: Sequence[str], scheme: str, constrained: bool | None = None) -> HeadSpec:
+    """The head a config asks for, over this tag inventory: one rule for training and for loading a run.
+
+    `constrained` overrides the config's `constrained_decoding` (a decoding choice, not a weight).
+    """
+    return HeadSpec(
+        num_tags=len(tags), crf=config.crf, gru=config.gru, gru_hidden=config.gru_hidden,
+        gru_layers=config.gru_layers, gru_bidirectional=config.gru_bidirectional, dropout=config.dropout,
+        constrained=config.constrained_decoding if constrained is None else constrained,
+        tags=tuple(tags), scheme=scheme,
+    )
+
+
 FORBIDDEN = -1e4  # a score no sequence of real log-probabilities can make up for
 
 
@@ -40,8 +58,6 @@ def constraint_scores(tags: tuple[str, ...], scheme: str) -> tuple[Tensor, Tenso
     Viterbi over a softmax head's log-probabilities with these finds the most probable
     well-formed sequence: no `I-X` after `O`, no entity that changes type midway.
     """
-    from bertner.tags import allowed_transitions
-
     start, follow, end = allowed_transitions(tags, scheme)
     score = lambda allowed: torch.tensor(allowed).logical_not().float() * FORBIDDEN  # noqa: E731
     return score(start), score(follow), score(end)
@@ -74,8 +90,6 @@ class Tagger(nn.Module):
         self.classifier = nn.Linear(features, spec.num_tags)
         self.crf = None
         if spec.crf:
-            from bertner.models.crf import CRF
-
             self.crf = CRF(spec.num_tags)
         self.constraints: tuple[Tensor, Tensor, Tensor] | None = None
         if spec.constrained and not spec.crf:
@@ -123,8 +137,6 @@ class Tagger(nn.Module):
         if self.crf is not None:
             return self.crf.viterbi(emissions, mask)
         if self.constraints is not None:
-            from bertner.models.crf import viterbi_decode
-
             start, transitions, end = (t.to(emissions.device) for t in self.constraints)
             return viterbi_decode(emissions.log_softmax(-1), mask, start, transitions, end)
         return emissions.argmax(-1).masked_fill(~mask, 0)

@@ -1,0 +1,87 @@
+"""The Typer app every command registers with: plain help, one-line errors, --version."""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+from typing import Callable
+
+import typer
+from rich.markup import escape
+from typer.core import TyperCommand
+
+from bertner import __version__
+from bertner.console import err
+from bertner.errors import BertnerError
+
+# Plain (click) help, not rich panels: it wraps to the terminal or to 80 columns in a pipe and never
+# cuts an option name or a default short.
+app = typer.Typer(
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+)
+
+DEFAULT_DATA = Path("data/processed")
+
+
+def _argument_name(param) -> str:
+    return (param.metavar or param.name.upper()) + ("..." if param.nargs != 1 else "")
+
+
+class Command(TyperCommand):
+    """Help as Unix tools write it: `Usage: bertner train [OPTIONS] [DATA]`, arguments by name, no type tags."""
+
+    def collect_usage_pieces(self, ctx) -> list[str]:
+        pieces = [self.options_metavar] if self.options_metavar else []
+        for param in self.get_params(ctx):
+            if param.param_type_name == "argument":
+                name = _argument_name(param)
+                pieces.append(name if param.required else f"[{name}]")
+        return pieces
+
+    def format_options(self, ctx, formatter) -> None:
+        params = [p for p in self.get_params(ctx) if not getattr(p, "hidden", False)]
+        arguments = [(_argument_name(p), getattr(p, "help", None) or "") for p in params if p.param_type_name == "argument"]
+        options = [r for r in (p.get_help_record(ctx) for p in params if p.param_type_name == "option") if r]
+        for title, rows in (("Arguments", arguments), ("Options", options)):
+            if rows:
+                with formatter.section(title):
+                    formatter.write_dl(rows)
+
+
+def show_version(value: bool) -> None:
+    if value:
+        typer.echo(f"bertner {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main(
+    version: bool = typer.Option(False, "--version", callback=show_version, is_eager=True, help="Print the version and exit."),
+) -> None:
+    """Fine-tune BERT-family encoders for named-entity recognition.
+
+    Typical flow: bertner preprocess RAW_DIR -> bertner train -> bertner evaluate / predict / compare.
+    Every command has --help.
+    """
+
+
+def user_errors(fn: Callable) -> Callable:
+    """Turn our exceptions into one red line on stderr and a non-zero exit, never a traceback."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except BertnerError as e:
+            # One line, always: a message that quotes a library's multi-line text is joined up.
+            message = " ".join(line.strip() for line in str(e).splitlines() if line.strip())
+            err.print(f"[red]error:[/red] {escape(message)}", highlight=False, soft_wrap=True)
+            raise typer.Exit(e.exit_code)
+        except KeyboardInterrupt:
+            err.print("[red]interrupted[/red]")
+            raise typer.Exit(130)
+
+    return wrapper

@@ -1,0 +1,79 @@
+"""`bertner compare`: the runs in a folder as tables (or JSON), seeds grouped, and an optional plot."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.table import Table
+
+from bertner.cli._app import Command, app, user_errors
+from bertner.cli._render import results_console
+from bertner.compare import Comparison, compare_runs, format_f1, format_seconds, format_value, group_cell, plot_comparison
+from bertner.console import info, warn
+
+
+@app.command(cls=Command, short_help="Table of runs by dev F1, seeds grouped.")
+@user_errors
+def compare(
+    runs_dir: Path = typer.Argument(Path("runs"), metavar="RUNS_DIR", help="Folder holding run directories (searched recursively)."),
+    by: Optional[str] = typer.Option(None, "--by", metavar="COLUMNS", help="Comma-separated columns to group by (default: every setting but the seed)."),
+    per_type: bool = typer.Option(False, "--per-type", help="Add per-type dev F1 columns."),
+    plot: Optional[Path] = typer.Option(None, "--plot", metavar="FILE.png", help="Write a PNG: dev F1 against step per run, and grouped F1 with error bars (needs matplotlib)."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON for scripts."),
+) -> None:
+    """Compare the runs in a folder: a table sorted by dev F1, seeds grouped with mean and std."""
+    comparison = compare_runs(runs_dir, by=[c.strip() for c in by.split(",")] if by else None)
+    if plot is not None:
+        written = plot_comparison(comparison, plot)
+        info(f"wrote the plot to {written}")
+    render_comparison(comparison, per_type=per_type, as_json=as_json)
+
+
+def render_comparison(comparison: Comparison, per_type: bool = False, as_json: bool = False) -> None:
+    """The runs table, then the groups table (when some runs were grouped or --by was given); or JSON."""
+    for skipped in comparison.incomplete:
+        warn(f"skipped {skipped.name}: {skipped.reason}")
+    if as_json:
+        results_console().print(json.dumps(comparison.to_dict(), ensure_ascii=False, indent=2), markup=False, highlight=False,
+                  soft_wrap=True)
+        return
+    labels = comparison.labels if per_type else []
+    console = results_console()
+
+    table = Table(title=f"runs in {comparison.runs_dir}, best dev F1 first", title_justify="left")
+    table.add_column("run", overflow="fold")
+    for column in ("variant", "encoder", "crf lr", "seed", "epochs", "dev F1", "best step", "train time", "tokens/s"):
+        table.add_column(column, justify="left" if column in ("variant", "encoder") else "right")
+    for label in labels:
+        table.add_column(label, justify="right")
+    for run in comparison.runs:
+        s = run.settings
+        crf_mult = format_value("crf_lr_mult", s.get("crf_lr_mult")) if s.get("crf") else "-"
+        tps = run.tokens_per_second
+        table.add_row(
+            run.name, run.variant, str(s.get("encoder", s.get("model", "-"))), crf_mult, format_value("seed", s.get("seed")),
+            format_value("epochs", s.get("epochs")), format_f1(run.best_f1), format_value("step", run.best_step),
+            format_seconds(run.train_seconds), "-" if tps is None else f"{tps:,.0f}",
+            *[format_f1(run.per_type_f1.get(label)) for label in labels],
+        )
+    console.print(table)
+
+    grouped = any(g.count > 1 for g in comparison.groups)
+    if not (grouped or not comparison.by_default):
+        return
+    table = Table(title=f"grouped by {', '.join(comparison.by)}", title_justify="left")
+    for column in comparison.by:
+        table.add_column(column, overflow="fold")
+    for column in ("runs", "mean F1", "std", "min", "max"):
+        table.add_column(column, justify="right")
+    for label in labels:
+        table.add_column(label, justify="right")
+    for g in comparison.groups:
+        table.add_row(
+            *[group_cell(g, column, value) for column, value in g.key.items()], str(g.count), format_f1(g.mean_f1),
+            format_f1(g.std_f1), format_f1(g.min_f1), format_f1(g.max_f1), *[format_f1(g.per_type_mean_f1.get(label)) for label in labels],
+        )
+    console.print(table)

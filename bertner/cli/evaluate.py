@@ -1,0 +1,76 @@
+"""`bertner evaluate`: a run (or predicted .ann files) scored on labelled data."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from bertner.cli._app import Command, app, user_errors
+from bertner.cli._render import scores_table
+from bertner.config import check_settings
+from bertner.console import out, warn
+from bertner.errors import BertnerError
+from bertner.evaluate import Evaluation, evaluate as run_evaluate, evaluate_predicted_brat
+from bertner.fileio import folder_suffixes
+from bertner.predict import Predictor
+from bertner.runs import RunDir
+
+
+@app.command(cls=Command, short_help="Score a run (or predicted .ann files) on labelled data.")
+@user_errors
+def evaluate(
+    run: Path = typer.Argument(..., metavar="RUN", help="A run directory written by `bertner train` (or a folder of .ann files that `bertner predict --format brat` wrote, to score those)."),
+    data: Path = typer.Argument(..., metavar="DATA", help="Labelled data: a preprocessed .jsonl, a CoNLL file or folder, or a brat folder."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object (micro, macro, per_type; document for brat) instead of tables."),
+    errors: int = typer.Option(0, "--errors", metavar="N", help="Also list the N most frequent error kinds with examples in context ([gold], {predicted})."),
+    constrained: Optional[bool] = typer.Option(None, "--constrained-decoding/--free-decoding", help="Override the run's decoding of a softmax head (well-formed BIO sequences, or each token's argmax)."),
+    batch_size: int = typer.Option(32, "--batch-size", "-b", metavar="N", help="Inputs per batch."),
+    device: str = typer.Option("auto", "--device", metavar="DEVICE", help="auto, cpu, cuda or cuda:N."),
+    discontinuous: Optional[str] = typer.Option(None, "--discontinuous", metavar="POLICY", help="For a folder of predicted .ann files: how to read discontinuous gold entities (merge, first, split, drop). Default: the policy of the run that wrote them, which predict records in the folder (else merge). A run always uses its own."),
+) -> None:
+    """Score a run on labelled data: entity-level strict P/R/F1 (micro, macro, per type).
+
+    For a brat folder it also gives the document-level exact-span score (document, start, end,
+    type) against the .ann gold, with the discontinuous policy the run was trained with.
+    """
+    check_settings(batch_size=batch_size, device=device)
+    if run.is_dir() and not RunDir(run).is_complete() and ".ann" in folder_suffixes(run):
+        # RUN is a folder of .ann files that `bertner predict --format brat` wrote: score them.
+        unused = [name for name, given in (("--constrained-decoding/--free-decoding", constrained is not None),
+                                           ("--batch-size", batch_size != 32), ("--device", device != "auto")) if given]
+        if unused:
+            warn(f"{run} holds predicted .ann files, scored as they are (no model runs): {', '.join(unused)} ignored")
+        result = evaluate_predicted_brat(run, data, policy=discontinuous, n_errors=errors)
+    else:
+        predictor = Predictor.from_run(run, device=device, batch_size=batch_size, constrained=constrained)
+        if discontinuous is not None:
+            trained_with = predictor.run.data_info.get("discontinuous", "merge")
+            raise BertnerError(f"{run} scores with the policy it was trained with ({trained_with}); "
+                               "--discontinuous is for a folder of predicted .ann files")
+        result = run_evaluate(predictor, data, n_errors=errors)
+    render_evaluation(result, as_json=as_json)
+
+
+def render_evaluation(result: Evaluation, as_json: bool = False) -> None:
+    """Tables by default, one JSON object with --json."""
+    if as_json:
+        out.print_json(json.dumps(result.to_dict(), ensure_ascii=False))
+        return
+    totals = lambda scores: [(name, scores[name]) for name in ("micro", "macro")]  # noqa: E731
+    out.print(scores_table(f"entity-level strict scores over characters: {result.data}",
+                           result.scores["per_type"], totals(result.scores)))
+    if result.document_scores is not None:
+        out.print(scores_table("document-level exact spans (document, start, end, type)",
+                               result.document_scores["per_type"], totals(result.document_scores)))
+    if any(kind["count"] for kind in result.errors):
+        out.print("most frequent errors; in the examples [...] is the gold entity, {...} the predicted one:",
+                  markup=False, highlight=False)
+    for kind in result.errors:
+        if not kind["count"]:
+            continue
+        out.print(f"[bold]{kind['kind']}[/bold]: {kind['count']:,}", highlight=False)
+        for example in kind["examples"]:
+            out.print(f"    {example}", highlight=False, markup=False)
