@@ -27,7 +27,6 @@ from bertner.errors import ModelError
 from bertner.spans import Span
 from bertner.tags import spans_to_tags, tags_to_spans
 
-MODES = ("char", "subword")
 CJK_CHAR_THRESHOLD = 5000  # vocabularies with more single CJK characters than this are "Chinese"
 
 

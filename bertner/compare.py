@@ -21,10 +21,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-
 from bertner.config import TrainConfig, encoder_type, variant_name
 from bertner.console import plural
 from bertner.errors import BertnerError, RunError
+from bertner.fileio import atomic_path
 from bertner.runs import RunDir, find_runs
 
 # Summary fields that describe the run's settings as actually resolved (lr None -> the real rate, alignment auto ->
@@ -284,8 +284,6 @@ def plot_comparison(comparison: Comparison, png_path: str | Path) -> Path:
         raise BertnerError(f"--plot writes a PNG; give a file name ending in .png (got {png_path})")
     fig = comparison_figure(comparison)
     import matplotlib.pyplot as plt
-
-    from bertner.fileio import atomic_path
 
     try:
         with atomic_path(png_path) as tmp:

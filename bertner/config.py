@@ -6,13 +6,14 @@ import dataclasses
 import json
 import math
 import re
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 from bertner.errors import BertnerError
+from bertner.fileio import write_text
 from bertner.tags import SCHEMES
 
 @dataclass(frozen=True)
@@ -77,105 +78,6 @@ def variant_name(encoder: str, crf: bool, gru: bool) -> str:
     return encoder + ("+gru" if gru else "") + ("+crf" if crf else "+softmax")
 
 
-@dataclass
-class TrainConfig:
-    """Every training setting; `bertner train` flags and YAML keys are its field names.
-
-    `train(TrainConfig(data="data/processed", crf=True))` is `bertner train --crf`. Settings left None
-    (lr, crf_lr_mult, epochs, batch_size) take the encoder family's defaults (`RECIPES`) when training starts.
-    """
-
-    # data and model
-    data: str = "data/processed"
-    model: str = "tiny"
-    alignment: str = "auto"  # char | subword | auto (char for Chinese vocabularies)
-    whitespace_tokens: bool = True  # char alignment: whitespace gets a token (False: skipped, as HF tokenizers do)
-    random_init: bool = False  # the model's architecture with random weights (an ablation baseline)
-    trust_remote_code: bool = False  # let a model folder run its own Python code (only for folders you trust)
-    output: str | None = None  # default: runs/<variant>-<time>
-    # variant
-    crf: bool = False
-    gru: bool = False
-    gru_hidden: int | None = None  # None: the encoder's hidden size, as in the study
-    gru_layers: int = 1
-    gru_bidirectional: bool = False
-    dropout: float = 0.1
-    constrained_decoding: bool = False  # softmax: decode the best well-formed BIO sequence, not per-token argmax
-    # tiny encoder size (only for --model tiny)
-    tiny_layers: int = 2
-    tiny_hidden: int = 128
-    tiny_heads: int = 2
-    # bilstm encoder (only for --model bilstm)
-    rnn_cell: str = "lstm"  # lstm | gru
-    rnn_hidden: int = 128  # per direction (256 measured no better on Ruijin, at half the speed)
-    rnn_layers: int = 1
-    rnn_dropout: float = 0.2  # on the embeddings and between recurrent layers
-    char_dim: int | None = None  # None: 128, or the width of --init-embeddings' table
-    bigram_dim: int = 0  # width of the bigram table (0: characters only; bigrams measured no gain on Ruijin)
-    init_embeddings: str | None = None  # a model folder whose input embeddings start the character table
-    # optimisation
-    # lr, crf_lr_mult, epochs, batch_size: None takes the encoder family's recipe (RECIPES)
-    lr: float | None = None
-    head_lr_mult: float = 1.0
-    crf_lr_mult: float | None = None
-    weight_decay: float = 0.01
-    warmup_ratio: float = 0.1
-    max_grad_norm: float = 1.0
-    epochs: int | None = None
-    max_steps: int = 0  # stop after this many optimiser steps (0: no limit)
-    time_budget: float = 0  # minutes of wall-clock training, evaluations included (0: no limit)
-    batch_size: int | None = None
-    grad_accum: int = 1
-    max_length: int = 512  # tokens per model input, [CLS] and [SEP] included; longer windows are chunked
-    # evaluation and stopping
-    eval_every: int = 0  # also evaluate every N steps (0: only at the end of each epoch)
-    patience: int = 0  # stop after N evaluations without a better dev F1 (0: never)
-    log_every: int = 20  # steps between loss logs (each log is one host sync)
-    # engine
-    seed: int = 13
-    device: str = "auto"  # auto | cpu | cuda | cuda:N
-    precision: str = "auto"  # auto | fp32 | bf16 | fp16
-    compile: bool = False
-    num_threads: int = 0  # CPU threads for torch (0: torch's default)
-    save_every: int = 0  # also save a resumable checkpoint every N steps (0: at evaluations only)
-    scheme: str = "BIO"
-
-    @property
-    def variant(self) -> str:
-        """The architecture by its encoder's type, e.g. `bert+gru+crf`, `albert+crf` or `tiny+softmax`."""
-        return variant_name(encoder_type(self.model), self.crf, self.gru)
-
-    def resolve(self, hidden_size: int) -> None:
-        """Fill the settings left to their family's recipe, so the saved config says what ran."""
-        recipe = RECIPES[recipe_family(self.model, hidden_size)]
-        for name in RECIPE_FIELDS:
-            if getattr(self, name) is None:
-                setattr(self, name, getattr(recipe, name))
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    def validate(self, source: str | None = None) -> None:
-        """Check every setting against `LIMITS` and the settings against each other.
-
-        `source` names where the values came from (a file): messages then use its keys
-        (`max_length`) instead of flags (`--max-length`).
-        """
-        for f in fields(self):
-            check_setting(f.name, getattr(self, f.name), source)
-        name = (lambda key: f"--{key.replace('_', '-')}") if source is None else (lambda key: key)
-        where = "" if source is None else f"{source}: "
-        checks = [
-            (self.init_embeddings is None or self.model == "bilstm",
-             f"{name('init_embeddings')} is for {name('model')} bilstm"),
-            (self.model != "tiny" or self.tiny_hidden % self.tiny_heads == 0,
-             f"{name('tiny_hidden')} {self.tiny_hidden} must be a multiple of {name('tiny_heads')} {self.tiny_heads}"),
-        ]
-        for ok, message in checks:
-            if not ok:
-                raise BertnerError(where + message)
-
-
 # ----------------------------------------------------------------------------- what each setting accepts
 
 INT_MAX = 2**31 - 1  # counts and sizes reach C code as 32-bit ints; nothing larger would fit in memory anyway
@@ -225,53 +127,159 @@ class Limit:
         return f"{text} ({self.note})" if self.note else text
 
 
-# Every setting with a range or a list of values, in one table: flags, config files, sweep grids and a
-# run's saved config.yaml are all checked against it (check_setting) before anything is created.
-LIMITS: dict[str, Limit] = {
+GRU_ONLY = ("gru", True, "gru settings without gru")
+TINY_ONLY = ("model", "tiny", "tiny_* settings without model tiny")
+BILSTM_ONLY = ("model", "bilstm", "bilstm settings without model bilstm")
+
+
+def setting(default: Any, help: str, limit: Limit | None = None, flags: tuple[str, ...] = (), metavar: str | None = None,
+            cli: bool = True, only_with: tuple[str, Any, str] | None = None) -> Any:
+    """A TrainConfig field with what every interface needs to know about it.
+
+    `help` is the --help line (no study numbers: those are in the README); `limit` the values it
+    accepts (`LIMITS`); `flags` the option's names when they are not `--name` (or `--name/--no-name`);
+    `metavar` the placeholder in --help; `cli` False: a setting only a YAML file or the API sets;
+    `only_with` (setting, value, why): it has an effect only when that setting has that value (a sweep
+    collapses the combinations where it has none, saying why).
+    """
+    return field(default=default, metadata={"help": help, "limit": limit, "flags": flags, "metavar": metavar, "cli": cli,
+                                            "only_with": only_with})
+
+
+@dataclass
+class TrainConfig:
+    """Every training setting; `bertner train` flags and YAML keys are its field names.
+
+    `train(TrainConfig(data="data/processed", crf=True))` is `bertner train --crf`. Settings left None
+    (lr, crf_lr_mult, epochs, batch_size) take the encoder family's defaults (`RECIPES`) when training starts.
+    Each field's metadata (`setting`) holds its help, its range or choices and its flag: the train
+    command's options, YAML coercion and validation are all derived from it.
+    """
+
     # data and model
-    "data": Limit(pattern=r"(?s).*\S.*", form="a folder"),
-    "model": Limit(pattern=r"(?s).*\S.*", form="tiny, bilstm, a model folder or a hub name"),
-    "alignment": Limit(choices=("auto", "char", "subword")),
+    data: str = setting("data/processed", "Folder written by `bertner preprocess`.",
+                        Limit(pattern=r"(?s).*\S.*", form="a folder"), cli=False)  # the command's argument
+    model: str = setting(
+        "tiny", "`tiny` (small BERT trained from scratch, no download), `bilstm` (character + bigram BiLSTM, no "
+        "transformer: the pre-BERT baseline and the best CPU model), a local Hugging Face model folder, or a hub "
+        "name such as bert-base-chinese (needs the network).",
+        Limit(pattern=r"(?s).*\S.*", form="tiny, bilstm, a model folder or a hub name"), ("--model", "-m"), "MODEL")
+    alignment: str = setting("auto", "char (one character, one token), subword (tokenizer offsets) or auto "
+                             "(char for Chinese vocabularies).", Limit(choices=("auto", "char", "subword")), metavar="MODE")
+    whitespace_tokens: bool = setting(
+        True, "Char alignment: spaces and line breaks get a token of their own, so the model sees where lines and "
+        "lists break (default), or are skipped as Hugging Face tokenizers do (fewer tokens; the README compares the two).",
+        flags=("--whitespace-tokens/--skip-whitespace",))
+    random_init: bool = setting(False, "Use --model's architecture with random weights: the baseline that shows what "
+                                "pretraining buys.", flags=("--random-init/--pretrained",))
+    trust_remote_code: bool = setting(False, "Let the model folder run its own Python code. Only for folders you trust.",
+                                      flags=("--trust-remote-code",))
+    output: str | None = setting(None, "Run directory (default: runs/<variant>-<time>).", flags=("--output", "-o"),
+                                 metavar="RUN", cli=False)  # a Path option of the command
     # variant
-    "gru_hidden": Limit(low=1),
-    "gru_layers": Limit(low=1),
-    "dropout": Limit(low=0, below=1),
-    # tiny encoder
-    "tiny_layers": Limit(low=1),
-    "tiny_hidden": Limit(low=1),
-    "tiny_heads": Limit(low=1),
-    # bilstm encoder
-    "rnn_cell": Limit(choices=("lstm", "gru")),
-    "rnn_hidden": Limit(low=1),
-    "rnn_layers": Limit(low=1),
-    "rnn_dropout": Limit(low=0, below=1),
-    "char_dim": Limit(low=1),
-    "bigram_dim": Limit(low=0, note="0: characters only"),
-    # optimisation
-    "lr": Limit(above=0),
-    "head_lr_mult": Limit(above=0),
-    "crf_lr_mult": Limit(above=0),
-    "weight_decay": Limit(low=0),
-    "warmup_ratio": Limit(low=0, below=1),
-    "max_grad_norm": Limit(above=0),
-    "epochs": Limit(low=1),
-    "max_steps": Limit(low=0, note="0: no limit"),
-    "time_budget": Limit(low=0, note="minutes; 0: no limit"),
-    "batch_size": Limit(low=1),
-    "grad_accum": Limit(low=1),
-    "max_length": Limit(low=8),
+    crf: bool = setting(False, "CRF head instead of a softmax classifier.", flags=("--crf/--softmax",))
+    gru: bool = setting(False, "A GRU layer between encoder and head.")
+    gru_hidden: int | None = setting(None, "GRU hidden size (default: the encoder's).", Limit(low=1), only_with=GRU_ONLY)
+    gru_layers: int = setting(1, "GRU layers.", Limit(low=1), only_with=GRU_ONLY)
+    gru_bidirectional: bool = setting(False, "Run the GRU both ways (default: one direction, as in the study).",
+                                      flags=("--gru-bidirectional/--gru-unidirectional",), only_with=GRU_ONLY)
+    dropout: float = setting(0.1, "Dropout before the classifier.", Limit(low=0, below=1), metavar="P")
+    constrained_decoding: bool = setting(
+        False, "Softmax head: decode the most probable well-formed BIO sequence instead of each token's argmax "
+        "(default: free, as in the study).", flags=("--constrained-decoding/--free-decoding",))
+    # tiny encoder size (only for --model tiny)
+    tiny_layers: int = setting(2, "Layers of --model tiny.", Limit(low=1), only_with=TINY_ONLY)
+    tiny_hidden: int = setting(128, "Hidden size of --model tiny.", Limit(low=1), only_with=TINY_ONLY)
+    tiny_heads: int = setting(2, "Attention heads of --model tiny.", Limit(low=1), only_with=TINY_ONLY)
+    # bilstm encoder (only for --model bilstm)
+    rnn_cell: str = setting("lstm", "--model bilstm: lstm or gru.", Limit(choices=("lstm", "gru")), metavar="CELL", only_with=BILSTM_ONLY)
+    rnn_hidden: int = setting(128, "--model bilstm: hidden size per direction.", Limit(low=1), only_with=BILSTM_ONLY)
+    rnn_layers: int = setting(1, "--model bilstm: stacked bidirectional layers.", Limit(low=1), only_with=BILSTM_ONLY)
+    rnn_dropout: float = setting(0.2, "--model bilstm: dropout on the embeddings and between layers.",
+                                 Limit(low=0, below=1), metavar="P", only_with=BILSTM_ONLY)
+    char_dim: int | None = setting(None, "--model bilstm: character vector size (default 128, or that of "
+                                   "--init-embeddings).", Limit(low=1), only_with=BILSTM_ONLY)
+    bigram_dim: int = setting(0, "--model bilstm: bigram vector size (0: characters only).",
+                              Limit(low=0, note="0: characters only"), only_with=BILSTM_ONLY)
+    init_embeddings: str | None = setting(None, "--model bilstm: start the character vectors from this pretrained "
+                                          "model folder's input embeddings (e.g. ALBERT-tiny's).", metavar="MODEL", only_with=BILSTM_ONLY)
+    # optimisation; lr, crf_lr_mult, epochs, batch_size: None takes the encoder family's recipe (RECIPES)
+    lr: float | None = setting(None, "Base learning rate of the encoder.", Limit(above=0), metavar="RATE")
+    head_lr_mult: float = setting(1.0, "GRU and classifier learn at this multiple of --lr.", Limit(above=0), metavar="X")
+    crf_lr_mult: float | None = setting(None, "CRF transitions learn at this multiple of --lr.", Limit(above=0), metavar="X", only_with=("crf", True, "crf_lr_mult without crf"))
+    weight_decay: float = setting(0.01, "AdamW weight decay (never on biases, LayerNorm or CRF).", Limit(low=0),
+                                  metavar="W")
+    warmup_ratio: float = setting(0.1, "Share of steps for the linear warm-up.", Limit(low=0, below=1), metavar="SHARE")
+    max_grad_norm: float = setting(1.0, "Gradient clipping norm.", Limit(above=0), cli=False)
+    epochs: int | None = setting(None, "Passes over the training windows (--time-budget replaces it).", Limit(low=1))
+    max_steps: int = setting(0, "Stop after this many optimiser steps (0: no limit).", Limit(low=0, note="0: no limit"))
+    time_budget: float = setting(
+        0, "Train for this many minutes of wall-clock time (evaluations included), with the learning-rate schedule "
+        "planned to end there; keeps the best checkpoint (0: no limit, --epochs decides).",
+        Limit(low=0, note="minutes; 0: no limit"), metavar="MINUTES")
+    batch_size: int | None = setting(None, "Inputs per batch.", Limit(low=1), ("--batch-size", "-b"))
+    grad_accum: int = setting(1, "Batches per optimiser step.", Limit(low=1))
+    max_length: int = setting(512, "Tokens per model input incl. [CLS]/[SEP]; longer windows are cut with overlap.",
+                              Limit(low=8))
     # evaluation and stopping
-    "eval_every": Limit(low=0, note="0: at the end of each epoch only"),
-    "patience": Limit(low=0, note="0: never stop early"),
-    "log_every": Limit(low=1),
+    eval_every: int = setting(0, "Also evaluate on the whole dev set every N steps (0: each epoch end only).",
+                              Limit(low=0, note="0: at the end of each epoch only"))
+    patience: int = setting(0, "Stop after N evaluations without a better dev F1 (0: never).",
+                            Limit(low=0, note="0: never stop early"))
+    log_every: int = setting(20, "Steps between loss logs.", Limit(low=1))
     # engine
-    "seed": Limit(low=0, high=2**63 - 1),  # torch takes 64-bit seeds
-    "device": Limit(pattern=r"auto|cpu|mps|cuda(:[0-9]+)?", form="auto, cpu, cuda or cuda:N"),
-    "precision": Limit(choices=("auto", "fp32", "bf16", "fp16")),
-    "num_threads": Limit(low=0, high=1024, note="0: torch's default"),
-    "save_every": Limit(low=0, note="0: at evaluations only"),
-    "scheme": Limit(choices=SCHEMES),
-}
+    seed: int = setting(13, "Random seed; CPU runs with the same seed are repeatable.", Limit(low=0, high=2**63 - 1))
+    device: str = setting("auto", "auto, cpu, cuda or cuda:N.",
+                          Limit(pattern=r"auto|cpu|mps|cuda(:[0-9]+)?", form="auto, cpu, cuda or cuda:N"), metavar="DEVICE")
+    precision: str = setting("auto", "auto (bf16 or fp16 on GPU; on CPU bf16 where the CPU computes it natively, "
+                             "else fp32), fp32, bf16, fp16.", Limit(choices=("auto", "fp32", "bf16", "fp16")),
+                             metavar="PRECISION")
+    compile: bool = setting(False, "torch.compile the model (GPU; pays off on long runs).")
+    num_threads: int = setting(0, "CPU threads for torch (0: torch's default).",
+                               Limit(low=0, high=1024, note="0: torch's default"))
+    save_every: int = setting(0, "Also save a resumable checkpoint every N steps.",
+                              Limit(low=0, note="0: at evaluations only"))
+    scheme: str = setting("BIO", "Tag scheme the model learns.", Limit(choices=SCHEMES), cli=False)
+
+    @property
+    def variant(self) -> str:
+        """The architecture by its encoder's type, e.g. `bert+gru+crf`, `albert+crf` or `tiny+softmax`."""
+        return variant_name(encoder_type(self.model), self.crf, self.gru)
+
+    def resolve(self, hidden_size: int) -> None:
+        """Fill the settings left to their family's recipe, so the saved config says what ran."""
+        recipe = RECIPES[recipe_family(self.model, hidden_size)]
+        for name in RECIPE_FIELDS:
+            if getattr(self, name) is None:
+                setattr(self, name, getattr(recipe, name))
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def validate(self, source: str | None = None) -> None:
+        """Check every setting against `LIMITS` and the settings against each other.
+
+        `source` names where the values came from (a file): messages then use its keys
+        (`max_length`) instead of flags (`--max-length`).
+        """
+        for f in fields(self):
+            check_setting(f.name, getattr(self, f.name), source)
+        name = (lambda key: f"--{key.replace('_', '-')}") if source is None else (lambda key: key)
+        where = "" if source is None else f"{source}: "
+        checks = [
+            (self.init_embeddings is None or self.model == "bilstm",
+             f"{name('init_embeddings')} is for {name('model')} bilstm"),
+            (self.model != "tiny" or self.tiny_hidden % self.tiny_heads == 0,
+             f"{name('tiny_hidden')} {self.tiny_hidden} must be a multiple of {name('tiny_heads')} {self.tiny_heads}"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise BertnerError(where + message)
+
+
+# Every setting with a range or a list of values, from the fields' metadata: flags, config files, sweep grids
+# and a run's saved config.yaml are all checked against it (check_setting) before anything is created.
+LIMITS: dict[str, Limit] = {f.name: f.metadata["limit"] for f in fields(TrainConfig) if f.metadata["limit"] is not None}
 KIND_WORDS = {"bool": "true or false", "int": "a whole number", "float": "a number", "str": "a single value"}
 
 
@@ -387,6 +395,4 @@ def build_config(file_values: dict[str, Any], flag_values: dict[str, Any]) -> Tr
 
 
 def save_config(config: TrainConfig, path: str | Path) -> None:
-    from bertner.fileio import write_text
-
     write_text(path, yaml.safe_dump(config.to_dict(), sort_keys=False, allow_unicode=True))

@@ -1,4 +1,10 @@
-"""Our exception types. The CLI prints any BertnerError as one line and exits non-zero."""
+"""Our exception types. The CLI prints any BertnerError as one line and exits non-zero.
+
+The rule: a BertnerError (or a subclass) means the user's input is wrong (a file, an option, a run
+directory, the machine's resources), and the message says what to change. A broken invariant of our own
+code (overlapping spans reaching the tagger, tag sequences of different lengths reaching the scorer)
+is a bug: raise a plain exception (ValueError, RuntimeError) so that it shows a traceback.
+"""
 
 from __future__ import annotations
 
@@ -43,12 +49,6 @@ class LockedError(BertnerError):
 
 class TrainingError(BertnerError):
     """Training stopped for a reason the user must act on (NaN loss, out of memory)."""
-
-
-class NotBuiltYet(BertnerError):
-    """A command that exists in the CLI but is not implemented yet."""
-
-    exit_code = 2
 
 
 def one_line(error: BaseException | str, limit: int = 300) -> str:

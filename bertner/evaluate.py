@@ -11,11 +11,15 @@ from pathlib import Path
 from typing import Any
 
 from bertner.console import plural, warn
+from bertner.data.formats import detect_format, read_corpus
+from bertner.data.jsonl import read_windows
+from bertner.data.policies import POLICIES, apply_policy, check_policy
 from bertner.errors import DataError
-from bertner.fileio import folder_suffixes, missing_input
-from bertner.predict import char_tags
-from bertner.predict import Predictor
-from bertner.spans import Document, Span
+from bertner.metrics import entity_scores, error_kinds, span_scores
+from bertner.predict import Predictor, char_tags
+from bertner.runs import RunDir
+from bertner.spans import Document, Entity, Span
+from bertner.writers import BRAT_RECORD
 
 
 @dataclass
@@ -44,32 +48,16 @@ class Evaluation:
 
 
 def data_kind(path: Path) -> str:
-    if path.is_file():
-        return "jsonl" if path.suffix == ".jsonl" else "conll"
-    if not path.is_dir():
-        raise missing_input(path)
-    suffixes = folder_suffixes(path)  # the reader checks each file it reads
-    if ".ann" in suffixes:
-        return "brat"
-    if ".jsonl" in suffixes:
+    """The input format of labelled data (the registry's detection); JSONL is scored one file at a time."""
+    kind = detect_format(path)
+    if kind == "jsonl" and path.is_dir():
         raise DataError("a folder of JSONL files: name one file, e.g. dev.jsonl", path=path)
-    return "conll"
+    return kind
 
 
 def gold_documents(path: Path, kind: str, policy: str) -> list[Document]:
     """Documents whose `entities` hold the gold spans after the run's discontinuous policy."""
-    from bertner.data.policies import apply_policy
-    from bertner.spans import Entity
-
-    if kind == "brat":
-        from bertner.data.brat import read_brat_folder
-
-        documents, _ = read_brat_folder(path)
-    else:
-        from bertner.data.conll import read_conll
-
-        splits, _ = read_conll(path)
-        documents = [d for docs in splits.values() for d in docs]
+    documents = read_corpus(path, kind).all_documents()
     resolved = []
     for doc in documents:
         spans, _ = apply_policy(doc.entities, policy)
@@ -92,14 +80,10 @@ def count_unknown(gold: list[list[Span]], known: set[str]) -> dict[str, int]:
 
 
 def evaluate(predictor: Predictor, data: str | Path, n_errors: int = 0) -> Evaluation:
-    from bertner.metrics import entity_scores, span_scores
-
     path = Path(data)
     kind = data_kind(path)
     policy = predictor.run.data_info.get("discontinuous", "merge")
     if kind == "jsonl":
-        from bertner.data.jsonl import read_windows
-
         windows = read_windows(path)
         if not windows:
             raise DataError("no windows to evaluate on", path=path)
@@ -133,8 +117,6 @@ def warn_trained_on(run: Path, data: Path, documents: set[str]) -> int:
     Typical cause: `bertner preprocess --force` re-split the data folder after the run was trained,
     so today's dev.jsonl holds documents that were in the run's train.jsonl.
     """
-    from bertner.runs import RunDir
-
     fingerprint = RunDir(run).load_fingerprint()
     if fingerprint is None:
         return 0  # a run from before fingerprints: nothing to compare with
@@ -149,8 +131,6 @@ def most_frequent_errors(
     ids: list[str], gold: list[list[Span]], predicted: list[list[Span]], texts: list[str], n: int, examples: int = 3
 ) -> list[dict[str, Any]]:
     """The `n` most frequent error kinds (wrong type, wrong boundary, missed, spurious), with examples."""
-    from bertner.metrics import error_kinds
-
     if n <= 0:
         return []
     kinds = error_kinds(dict(zip(ids, gold)), dict(zip(ids, predicted)), dict(zip(ids, texts)), examples)
@@ -160,9 +140,6 @@ def most_frequent_errors(
 def read_brat_record(folder: Path) -> dict[str, Any]:
     """What `predict --format brat` recorded in `folder` (its run's policy, the documents it wrote); {} if absent."""
     import json
-
-    from bertner.data.policies import POLICIES
-    from bertner.writers import BRAT_RECORD
 
     path = folder / BRAT_RECORD
     if not path.is_file():
@@ -178,9 +155,6 @@ def read_brat_record(folder: Path) -> dict[str, Any]:
 
 def prediction_policy(predicted: Path, record: dict[str, Any], policy: str | None) -> str:
     """The discontinuous policy to read gold with: --discontinuous, else the recorded one, else merge."""
-    from bertner.data.policies import check_policy
-    from bertner.writers import BRAT_RECORD
-
     recorded = record.get("discontinuous")
     if policy is None:
         if recorded is None:
@@ -203,8 +177,6 @@ def evaluate_predicted_brat(
     predict in the folder) unless `policy` says otherwise, and scored exactly as `evaluate` scores
     a run, so the two give the same numbers.
     """
-    from bertner.metrics import entity_scores, span_scores
-
     predicted = Path(predicted)
     record = read_brat_record(predicted)
     policy = prediction_policy(predicted, record, policy)

@@ -25,6 +25,8 @@ import torch
 
 from bertner.errors import BertnerError, ModelError, OutputExistsError
 from bertner.fileio import atomic_dir, write_json
+from bertner.models.encoder import load_tokenizer, quiet_transformers
+from bertner.runs import RunDir
 
 EXPORT_RECORD = "bertner_export.json"
 CRF_FILE = "crf.safetensors"
@@ -43,9 +45,6 @@ class ExportResult:
 
 def export_run(run_path: str | Path, output: str | Path, force: bool = False) -> ExportResult:
     """Write the run in `run_path` as a Hugging Face token-classification folder `output` (atomically)."""
-    from bertner.models.encoder import quiet_transformers
-    from bertner.runs import RunDir
-
     run_path, output = Path(run_path), Path(output)
     run_dir = RunDir(run_path)
     run_dir.check()
@@ -95,8 +94,6 @@ def pipeline_labels(tags: list[str]) -> dict[int, str]:
 def token_classification_model(run: Any, extra: dict[str, int]) -> Any:
     """The run's encoder and classifier as transformers' `*ForTokenClassification` of the encoder's type."""
     from transformers import AutoModelForTokenClassification
-
-    from bertner.models.encoder import quiet_transformers
 
     tagger = run.model
     config = copy.deepcopy(tagger.encoder.config)
@@ -189,10 +186,8 @@ def save_tokenizer(run: Any, extra: dict[str, int], folder: Path) -> None:
     """The tokenizer files: bertner's character cutting for char runs, the encoder's own for subword runs."""
     from transformers import PreTrainedTokenizerFast
 
-    from bertner.models.encoder import _load_tokenizer, quiet_transformers
-
     with quiet_transformers():
-        original = _load_tokenizer(run.path / "encoder")
+        original = load_tokenizer(run.path / "encoder")
         if run.aligner.mode != "char":
             original.model_max_length = run.max_positions
             original.save_pretrained(str(folder))

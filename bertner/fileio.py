@@ -19,9 +19,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
-from bertner.errors import BertnerError, OutputExistsError
-
-from bertner.errors import DataError, OutputError
+from bertner.errors import BertnerError, DataError, OutputError, OutputExistsError
 
 # Universal line ends, as open() translates them: other separators (\x0b, \x85, \u2028) stay
 # inside a line, because brat offsets count them as ordinary characters.

@@ -12,7 +12,6 @@ from collections import Counter, defaultdict
 from dataclasses import asdict, dataclass, field
 from typing import Hashable, Iterable, Mapping, Sequence
 
-from bertner.errors import BertnerError
 from bertner.spans import Span
 from bertner.tags import split_tag
 
@@ -60,19 +59,20 @@ def _check_bio(sentences: Sequence[Sequence[str]], which: str) -> None:
         for tag in tags:
             prefix, _ = split_tag(tag)
             if prefix in ("E", "S"):
-                raise BertnerError(f"{which} sentence {i} has tag {tag!r}: entity_scores expects BIO (IOB2) tags")
+                raise ValueError(f"{which} sentence {i} has tag {tag!r}: entity_scores expects BIO (IOB2) tags")
 
 
 def entity_scores(gold: Sequence[Sequence[str]], pred: Sequence[Sequence[str]]) -> Scores:
     """Strict entity-level P/R/F1 (seqeval, IOB2): an entity counts only with its exact B-I... run.
 
-    In strict mode a run that starts with I- is not an entity at all, so it can never match.
+    In strict mode a run that starts with I- is not an entity at all, so it can never match. Both sides
+    come from our own code, so sequences that do not pair up are a bug (ValueError), not the user's input.
     """
     if len(gold) != len(pred):
-        raise BertnerError(f"gold has {len(gold)} sentences but predictions have {len(pred)}")
+        raise ValueError(f"gold has {len(gold)} sentences but predictions have {len(pred)}")
     for i, (g, p) in enumerate(zip(gold, pred)):
         if len(g) != len(p):
-            raise BertnerError(f"sentence {i}: gold has {len(g)} tags but prediction has {len(p)}")
+            raise ValueError(f"sentence {i}: gold has {len(g)} tags but prediction has {len(p)}")
     _check_bio(gold, "gold")
     _check_bio(pred, "predicted")
 

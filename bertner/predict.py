@@ -165,8 +165,19 @@ def tag_windows(
         if on_batch is not None:
             on_batch(len(batch.examples))
     model.train(was_training)
+    spans, scores = window_spans(encoded, tags, predictions, confidences)
+    loss = (loss_sum / max(1, n_batches)).item() if with_loss else None
+    return TaggedWindows(spans, scores, loss)
 
-    # Gather the chunks of each window and keep each token's prediction from its best chunk.
+
+def window_spans(
+    encoded: EncodedWindows, tags: list[str], predictions: list[list[int]], confidences: list[list[float]],
+) -> tuple[list[list[Span]], list[list[float]]]:
+    """Each window's spans and their scores, from the tag ids and confidences of its chunks.
+
+    A token seen by several chunks keeps its prediction from its best chunk (the one where it sits
+    furthest from an edge); a span's score is the mean confidence of its tokens.
+    """
     chunks: dict[int, list[tuple[tuple[int, int], list[tuple[int, float]]]]] = {}
     for example, predicted, confidence in zip(encoded.examples, predictions, confidences):
         start = example.token_start
@@ -196,8 +207,7 @@ def tag_windows(
                 )
         spans.append(kept_spans)
         scores.append(kept_scores)
-    loss = (loss_sum / max(1, n_batches)).item() if with_loss else None
-    return TaggedWindows(spans, scores, loss)
+    return spans, scores
 
 
 def strip_whitespace(text: str, span: Span) -> Span | None:

@@ -128,6 +128,9 @@ class Summary:
     def from_json(cls, values: dict[str, Any], file: Path) -> Summary:
         """A summary.json object, every known field checked for its type (RunError otherwise); unknown keys ignored."""
         kinds = {f.name: _field_kind(f.type) for f in dataclasses.fields(cls)}
+        run_format = values.get("format")
+        if run_format is not None and not _is_a(run_format, int):
+            raise RunError(f"{file} is corrupt (format {run_format!r} is not a number)")
         for key, kind in kinds.items():
             value = values.get(key)
             if value is not None and not _is_a(value, kind):
@@ -160,6 +163,8 @@ def _is_a(value: Any, kind: type) -> bool:
 
 
 class RunState(enum.Enum):
+    """What a folder holds as a run: a finished one, one training left unfinished, or none."""
+
     COMPLETE = "complete"  # summary.json and config.yaml: training finished
     INCOMPLETE = "incomplete"  # training wrote into it but did not finish (crashed, stopped, still running)
     ABSENT = "absent"  # no run here (missing, empty or another kind of folder)

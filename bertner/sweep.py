@@ -37,7 +37,7 @@ from __future__ import annotations
 import itertools
 import json
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Callable
 
@@ -51,17 +51,11 @@ from bertner.runs import RunDir
 
 SWEEP_KEYS = {"grid", "output"}
 DEFAULTS = TrainConfig()
-# setting -> (when it has an effect, why it is dropped otherwise)
+# setting -> (when it has an effect, why it is dropped otherwise), from each field's `only_with`.
 CONDITIONAL: dict[str, tuple[Any, str]] = {
-    "crf_lr_mult": (lambda c: c["crf"], "crf_lr_mult without crf"),
-    "gru_hidden": (lambda c: c["gru"], "gru settings without gru"),
-    "gru_layers": (lambda c: c["gru"], "gru settings without gru"),
-    "gru_bidirectional": (lambda c: c["gru"], "gru settings without gru"),
-    "tiny_layers": (lambda c: c["model"] == "tiny", "tiny_* settings without model tiny"),
-    "tiny_hidden": (lambda c: c["model"] == "tiny", "tiny_* settings without model tiny"),
-    "tiny_heads": (lambda c: c["model"] == "tiny", "tiny_* settings without model tiny"),
-    **{key: (lambda c: c["model"] == "bilstm", "bilstm settings without model bilstm") for key in (
-        "rnn_cell", "rnn_hidden", "rnn_layers", "rnn_dropout", "char_dim", "bigram_dim", "init_embeddings")},
+    f.name: (lambda c, key=f.metadata["only_with"][0], value=f.metadata["only_with"][1]: c[key] == value,
+             f.metadata["only_with"][2])
+    for f in fields(TrainConfig) if f.metadata["only_with"]
 }
 DONE, TODO, RESTART = "done", "to train", "restart"
 

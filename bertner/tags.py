@@ -14,7 +14,7 @@ from bertner.spans import Span
 SCHEMES = ("BIO", "IOB1", "BIOES")
 
 
-def _check_scheme(scheme: str) -> str:
+def check_scheme(scheme: str) -> str:
     scheme = scheme.upper()
     if scheme == "IOB2":
         scheme = "BIO"
@@ -34,15 +34,15 @@ def split_tag(tag: str) -> tuple[str, str]:
 
 
 def spans_to_tags(length: int, spans: Sequence[Span], scheme: str = "BIO") -> list[str]:
-    """Tags for `length` positions. Spans must not overlap (the readers resolve overlaps)."""
-    scheme = _check_scheme(scheme)
+    """Tags for `length` positions. Spans must not overlap: the readers resolve overlaps, so one here is a bug (ValueError)."""
+    scheme = check_scheme(scheme)
     tags = ["O"] * length
     previous: Span | None = None
     for span in sorted(spans):
         if span.start < 0 or span.end > length or span.start >= span.end:
-            raise BertnerError(f"span {span} is outside a text of length {length}")
+            raise ValueError(f"span {span} is outside a text of length {length}")
         if previous is not None and previous.overlaps(span):
-            raise BertnerError(f"spans {previous} and {span} overlap; a tag sequence cannot hold both")
+            raise ValueError(f"spans {previous} and {span} overlap; a tag sequence cannot hold both")
         n = span.end - span.start
         for i in range(span.start, span.end):
             tags[i] = f"I-{span.label}"
@@ -64,7 +64,7 @@ def spans_to_tags(length: int, spans: Sequence[Span], scheme: str = "BIO") -> li
 
 def tags_to_spans(tags: Sequence[str], scheme: str = "BIO") -> list[Span]:
     """Spans from tags of any of our schemes; stray I-/E- tags start a new entity."""
-    _check_scheme(scheme)  # all three decode with the same rules below
+    check_scheme(scheme)  # all three decode with the same rules below
     spans: list[Span] = []
     start: int | None = None
     label = ""
@@ -94,7 +94,7 @@ def tags_to_spans(tags: Sequence[str], scheme: str = "BIO") -> list[Span]:
 
 def stray_inside_tags(tags: Sequence[str], scheme: str = "BIO") -> list[int]:
     """Positions of I-/E- tags that do not continue an entity of their type (invalid in BIO/BIOES)."""
-    scheme = _check_scheme(scheme)
+    scheme = check_scheme(scheme)
     if scheme == "IOB1":
         return []
     stray: list[int] = []
@@ -109,7 +109,7 @@ def stray_inside_tags(tags: Sequence[str], scheme: str = "BIO") -> list[int]:
 
 def label_set_to_tags(labels: Sequence[str], scheme: str = "BIO") -> list[str]:
     """The full tag inventory for some entity labels, `O` first (tag id 0 is always `O`)."""
-    scheme = _check_scheme(scheme)
+    scheme = check_scheme(scheme)
     prefixes = ("B", "I", "E", "S") if scheme == "BIOES" else ("B", "I")
     return ["O"] + [f"{p}-{label}" for label in labels for p in prefixes]
 
@@ -120,7 +120,7 @@ def allowed_transitions(tags: Sequence[str], scheme: str = "BIO") -> tuple[list[
     BIO: `I-X` only after `B-X` or `I-X`. BIOES adds: `B-X`/`I-X` must be followed by `I-X`/`E-X`,
     and a sequence cannot start inside or end inside an entity. IOB1 allows everything.
     """
-    scheme = _check_scheme(scheme)
+    scheme = check_scheme(scheme)
     parts = [split_tag(t) for t in tags]
 
     def continues(prev: tuple[str, str], nxt: tuple[str, str]) -> bool:

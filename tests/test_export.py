@@ -40,7 +40,7 @@ def runs(tmp_path_factory):
     root = tmp_path_factory.mktemp("export")
     data = write_synthetic(root / "data", n_train=200, n_dev=20)
     for name, crf in (("softmax", False), ("crf", True)):
-        assert tiny_run(data, root / name, crf)["best_f1"] > 0.8  # a model that finds entities
+        assert tiny_run(data, root / name, crf).best_f1 > 0.8  # a model that finds entities
     return root
 
 

@@ -41,12 +41,12 @@ def test_no_entities_anywhere_is_all_zero_without_warnings(recwarn: pytest.Warni
     assert not recwarn.list
 
 
-def test_mismatched_lengths_and_bad_tags_are_user_errors() -> None:
-    with pytest.raises(BertnerError, match="2 sentences"):
+def test_mismatched_lengths_and_bad_tags_are_bugs_not_user_errors() -> None:
+    with pytest.raises(ValueError, match="2 sentences"):
         entity_scores([["O"], ["O"]], [["O"]])
-    with pytest.raises(BertnerError, match="sentence 0"):
+    with pytest.raises(ValueError, match="sentence 0"):
         entity_scores([["O", "O"]], [["O"]])
-    with pytest.raises(BertnerError, match="BIO"):
+    with pytest.raises(ValueError, match="BIO"):
         entity_scores([["S-Drug"]], [["O"]])
     with pytest.raises(BertnerError):
         entity_scores([["X-Drug"]], [["O"]])

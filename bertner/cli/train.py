@@ -1,17 +1,24 @@
-"""`bertner train`: settings from flags and a YAML file, one training run, its plan and its results."""
+"""`bertner train`: settings from flags and a YAML file, one training run, its plan and its results.
+
+The options are derived from TrainConfig's field metadata (help, choices, flag names), so a new setting
+is one field in config.py.
+"""
 
 from __future__ import annotations
 
+import dataclasses
+import enum
+import inspect
 from collections import Counter
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 import typer
 from rich.table import Table
 
 from bertner.cli._app import Command, app, user_errors
 from bertner.cli._render import scores_table
-from bertner.config import RECIPES, build_config, load_yaml
+from bertner.config import RECIPE_FIELDS, RECIPES, TrainConfig, build_config, load_yaml, setting_kind
 from bertner.console import err, out, plural, warn
 from bertner.engine.distributed import Dist
 from bertner.engine.trainer import Trainer, count_parameters, train as run_train
@@ -21,8 +28,6 @@ from bertner.runs import Summary
 
 def _by_encoder(setting: str) -> str:
     """`default 2, bilstm 10`: a recipe setting's default (per encoder family where they differ), for --help."""
-
-
     names = {"tiny": "tiny", "bilstm": "bilstm", "small": "pretrained", "base": "BERT-base size and up"}
     values = {names.get(family, family): getattr(recipe, setting) for family, recipe in RECIPES.items()}
     common, count = Counter(values.values()).most_common(1)[0]
@@ -31,57 +36,41 @@ def _by_encoder(setting: str) -> str:
     return ", ".join([f"default {common:g}"] + [f"{name} {value:g}" for name, value in values.items() if value != common])
 
 
-@app.command(cls=Command, short_help="Fine-tune a tagger; writes a run directory.")
-@user_errors
-def train(
-    data: Optional[Path] = typer.Argument(None, metavar="DATA", help="Folder written by `bertner preprocess` (default: data/processed)."),
-    config_file: Optional[Path] = typer.Option(None, "--config", metavar="FILE", help="YAML file with any of these options (use underscores or dashes); flags override it."),
-    model: Optional[str] = typer.Option(None, "--model", "-m", metavar="MODEL", help="`tiny` (small BERT trained from scratch, no download), `bilstm` (character + bigram BiLSTM, no transformer: the pre-BERT baseline and the best CPU model), a local Hugging Face model folder, or a hub name such as bert-base-chinese (needs the network)."),
-    output: Optional[Path] = typer.Option(None, "--output", "-o", metavar="RUN", help="Run directory (default: runs/<variant>-<time>)."),
-    crf: Optional[bool] = typer.Option(None, "--crf/--softmax", help="CRF head instead of a softmax classifier."),
-    gru: Optional[bool] = typer.Option(None, "--gru/--no-gru", help="A GRU layer between encoder and head."),
-    gru_hidden: Optional[int] = typer.Option(None, "--gru-hidden", metavar="N", help="GRU hidden size (default: the encoder's)."),
-    gru_layers: Optional[int] = typer.Option(None, "--gru-layers", metavar="N", help="GRU layers (default 1)."),
-    gru_bidirectional: Optional[bool] = typer.Option(None, "--gru-bidirectional/--gru-unidirectional", help="Run the GRU both ways (default: one direction, as in the study)."),
-    crf_lr_mult: Optional[float] = typer.Option(None, "--crf-lr-mult", metavar="X", help=f"CRF transitions learn at this multiple of --lr ({_by_encoder('crf_lr_mult')})."),
-    head_lr_mult: Optional[float] = typer.Option(None, "--head-lr-mult", metavar="X", help="GRU and classifier learn at this multiple of --lr (default 1)."),
-    lr: Optional[float] = typer.Option(None, "--lr", metavar="RATE", help=f"Base learning rate of the encoder ({_by_encoder('lr')})."),
-    epochs: Optional[int] = typer.Option(None, "--epochs", metavar="N", help=f"Passes over the training windows ({_by_encoder('epochs')}; --time-budget replaces it)."),
-    max_steps: Optional[int] = typer.Option(None, "--max-steps", metavar="N", help="Stop after this many optimiser steps (0: no limit)."),
-    batch_size: Optional[int] = typer.Option(None, "--batch-size", "-b", metavar="N", help=f"Inputs per batch ({_by_encoder('batch_size')})."),
-    grad_accum: Optional[int] = typer.Option(None, "--grad-accum", metavar="N", help="Batches per optimiser step (default 1)."),
-    max_length: Optional[int] = typer.Option(None, "--max-length", metavar="N", help="Tokens per model input incl. [CLS]/[SEP] (default 512); longer windows are cut with overlap."),
-    warmup_ratio: Optional[float] = typer.Option(None, "--warmup-ratio", metavar="SHARE", help="Share of steps for the linear warm-up (default 0.1)."),
-    weight_decay: Optional[float] = typer.Option(None, "--weight-decay", metavar="W", help="AdamW weight decay (default 0.01; never on biases, LayerNorm or CRF)."),
-    dropout: Optional[float] = typer.Option(None, "--dropout", metavar="P", help="Dropout before the classifier (default 0.1)."),
-    eval_every: Optional[int] = typer.Option(None, "--eval-every", metavar="N", help="Also evaluate on the whole dev set every N steps (default: each epoch end only)."),
-    patience: Optional[int] = typer.Option(None, "--patience", metavar="N", help="Stop after N evaluations without a better dev F1 (default 0: never)."),
-    seed: Optional[int] = typer.Option(None, "--seed", metavar="N", help="Random seed; CPU runs with the same seed are repeatable (default 13)."),
-    random_init: Optional[bool] = typer.Option(None, "--random-init/--pretrained", help="Use --model's architecture with random weights: the baseline that shows what pretraining buys."),
-    trust_remote_code: Optional[bool] = typer.Option(None, "--trust-remote-code", help="Let the model folder run its own Python code. Only for folders you trust."),
-    constrained_decoding: Optional[bool] = typer.Option(None, "--constrained-decoding/--free-decoding", help="Softmax head: decode the most probable well-formed BIO sequence instead of each token's argmax (default: free, as in the study)."),
-    alignment: Optional[str] = typer.Option(None, "--alignment", metavar="MODE", help="char (one character, one token), subword (tokenizer offsets) or auto."),
-    whitespace_tokens: Optional[bool] = typer.Option(None, "--whitespace-tokens/--skip-whitespace", help="Char alignment: spaces and line breaks get a token of their own, so the model sees where lines and lists break (default), or are skipped as Hugging Face tokenizers do (fewer tokens; the README compares the two)."),
-    device: Optional[str] = typer.Option(None, "--device", metavar="DEVICE", help="auto, cpu, cuda or cuda:N."),
-    precision: Optional[str] = typer.Option(None, "--precision", metavar="PRECISION", help="auto (bf16 or fp16 on GPU; on CPU bf16 where the CPU computes it natively, else fp32), fp32, bf16, fp16."),
-    compile: Optional[bool] = typer.Option(None, "--compile/--no-compile", help="torch.compile the model (GPU; pays off on long runs)."),
-    tiny_layers: Optional[int] = typer.Option(None, "--tiny-layers", metavar="N", help="Layers of --model tiny (default 2)."),
-    tiny_hidden: Optional[int] = typer.Option(None, "--tiny-hidden", metavar="N", help="Hidden size of --model tiny (default 128)."),
-    tiny_heads: Optional[int] = typer.Option(None, "--tiny-heads", metavar="N", help="Attention heads of --model tiny (default 2)."),
-    rnn_cell: Optional[str] = typer.Option(None, "--rnn-cell", metavar="CELL", help="--model bilstm: lstm (default) or gru."),
-    rnn_hidden: Optional[int] = typer.Option(None, "--rnn-hidden", metavar="N", help="--model bilstm: hidden size per direction (default 128)."),
-    rnn_layers: Optional[int] = typer.Option(None, "--rnn-layers", metavar="N", help="--model bilstm: stacked bidirectional layers (default 1)."),
-    rnn_dropout: Optional[float] = typer.Option(None, "--rnn-dropout", metavar="P", help="--model bilstm: dropout on the embeddings and between layers (default 0.2)."),
-    char_dim: Optional[int] = typer.Option(None, "--char-dim", metavar="N", help="--model bilstm: character vector size (default 128, or that of --init-embeddings)."),
-    bigram_dim: Optional[int] = typer.Option(None, "--bigram-dim", metavar="N", help="--model bilstm: bigram vector size (default 0: characters only)."),
-    init_embeddings: Optional[str] = typer.Option(None, "--init-embeddings", metavar="MODEL", help="--model bilstm: start the character vectors from this pretrained model folder's input embeddings (e.g. ALBERT-tiny's)."),
-    time_budget: Optional[float] = typer.Option(None, "--time-budget", metavar="MINUTES", help="Train for this many minutes of wall-clock time (evaluations included), with the learning-rate schedule planned to end there; keeps the best checkpoint (default 0: no limit, --epochs decides)."),
-    log_every: Optional[int] = typer.Option(None, "--log-every", metavar="N", help="Steps between loss logs (default 20)."),
-    save_every: Optional[int] = typer.Option(None, "--save-every", metavar="N", help="Also save a resumable checkpoint every N steps."),
-    num_threads: Optional[int] = typer.Option(None, "--num-threads", metavar="N", help="CPU threads for torch (0: torch's default)."),
-    resume: bool = typer.Option(False, "--resume", help="Continue the interrupted run in --output."),
-    force: bool = typer.Option(False, "--force", help="Replace a run already in --output."),
-) -> None:
+PYTHON_TYPES = {"bool": bool, "int": int, "float": float, "str": str}
+DEFAULT_METAVARS = {"int": "N", "float": "X", "str": "VALUE"}
+
+
+def _help(f: dataclasses.Field) -> str:
+    """The field's help with its default: the recipe's per encoder family, or the field's own."""
+    text = f.metadata["help"]
+    if f.name in RECIPE_FIELDS:
+        return f"{text[:-1]} ({_by_encoder(f.name)})."
+    if f.default is None or isinstance(f.default, bool) or f.default == 0:
+        return text  # None: the help says what it means; 0: the range's note does
+    return f"{text[:-1]} (default {f.default:g})." if isinstance(f.default, float) else f"{text[:-1]} (default {f.default})."
+
+
+def setting_option(f: dataclasses.Field) -> inspect.Parameter:
+    """A `bertner train` option from a TrainConfig field's metadata (None when not given: the file or default wins)."""
+    kind, _ = setting_kind(f.name)
+    limit = f.metadata["limit"]
+    dashed = f.name.replace("_", "-")
+    flags = f.metadata["flags"] or ((f"--{dashed}/--no-{dashed}",) if kind == "bool" else (f"--{dashed}",))
+    if limit is not None and limit.choices:
+        # typer turns an Enum into a choice that --help lists and click checks.
+        kind_type: type = enum.Enum(f"{f.name.title().replace('_', '')}Choice", {c: c for c in limit.choices}, type=str)
+    else:
+        kind_type = PYTHON_TYPES[kind]
+    metavar = None if kind == "bool" else f.metadata["metavar"] or DEFAULT_METAVARS[kind]
+    option = typer.Option(None, *flags, metavar=metavar, help=_help(f))
+    return inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY, default=option, annotation=Optional[kind_type])
+
+
+SETTING_OPTIONS = [setting_option(f) for f in dataclasses.fields(TrainConfig) if f.metadata["cli"]]
+
+
+def train(data: Optional[Path], config_file: Optional[Path], output: Optional[Path], resume: bool, force: bool,
+          **settings: Any) -> None:
     """Fine-tune an encoder (+ optional GRU) with a softmax or CRF head; writes a run directory.
 
     Examples:
@@ -91,8 +80,7 @@ def train(
       bertner train --crf --gru --crf-lr-mult 100
       bertner train data/ruijin --model models/bert-base-chinese -o runs/bert
     """
-    flags = {k: v for k, v in locals().items() if k not in ("config_file", "resume", "force", "data", "output")}
-
+    flags = {k: v.value if isinstance(v, enum.Enum) else v for k, v in settings.items()}
     flags["data"] = str(data) if data is not None else None
     flags["output"] = str(output) if output is not None else None
     file_values = load_yaml(config_file) if config_file else {}
@@ -105,6 +93,24 @@ def train(
     summary = run_train(config, resume=resume, force=force, on_start=render_plan)
     if Dist.from_environment().main:
         render_summary(summary)
+
+
+# The command's signature: its own arguments, then one option per TrainConfig setting (typer reads it).
+train.__signature__ = inspect.Signature([
+    inspect.Parameter("data", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=Optional[Path], default=typer.Argument(
+        None, metavar="DATA", help="Folder written by `bertner preprocess` (default: data/processed).")),
+    inspect.Parameter("config_file", inspect.Parameter.KEYWORD_ONLY, annotation=Optional[Path], default=typer.Option(
+        None, "--config", metavar="FILE", help="YAML file with any of these options (use underscores or dashes); flags override it.")),
+    inspect.Parameter("output", inspect.Parameter.KEYWORD_ONLY, annotation=Optional[Path], default=typer.Option(
+        None, "--output", "-o", metavar="RUN", help="Run directory (default: runs/<variant>-<time>).")),
+    *SETTING_OPTIONS,
+    inspect.Parameter("resume", inspect.Parameter.KEYWORD_ONLY, annotation=bool, default=typer.Option(
+        False, "--resume", help="Continue the interrupted run in --output.")),
+    inspect.Parameter("force", inspect.Parameter.KEYWORD_ONLY, annotation=bool, default=typer.Option(
+        False, "--force", help="Replace a run already in --output.")),
+])
+train.__annotations__ = {p.name: p.annotation for p in train.__signature__.parameters.values()}
+app.command(cls=Command, short_help="Fine-tune a tagger; writes a run directory.")(user_errors(train))
 
 
 def render_plan(trainer: Trainer) -> None:

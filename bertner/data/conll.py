@@ -19,7 +19,7 @@ from bertner.data.labels import check_label
 from bertner.errors import BertnerError, DataError
 from bertner.fileio import decode_utf8, input_files, missing_input, split_lines
 from bertner.spans import Document, Entity
-from bertner.tags import _check_scheme, split_tag, stray_inside_tags, tags_to_spans
+from bertner.tags import check_scheme, split_tag, stray_inside_tags, tags_to_spans
 
 COLUMN_SUFFIXES = (".bio", ".conll", ".txt", ".tsv")
 SPLIT_NAMES = ("train", "dev", "test")
@@ -110,7 +110,7 @@ def sentence_document(sentence: Sentence, doc_id: str, joiner: str, scheme: str,
 def read_conll_file(path: str | Path, scheme: str = "BIO", repair: bool = False, report: ConllReport | None = None) -> tuple[list[Document], ConllReport]:
     """Documents (one per sentence) of one column file."""
     path = Path(path)
-    scheme = _check_scheme(scheme)
+    scheme = check_scheme(scheme)
     report = report if report is not None else ConllReport()
     text = decode_utf8(path)
     if text.startswith(BOM):

@@ -52,6 +52,11 @@ def row_to_window(row: object, path: Path | str = "<row>", line: int | None = No
             spans.append(Span(start, end, check_label(label, path, line)))
     except (KeyError, TypeError) as e:
         raise DataError(f"missing or wrong field {e}: expected id, doc, offset, text, entities[start, end, label, text]", path, line) from None
+    ordered = sorted(spans)
+    for first, second in zip(ordered, ordered[1:]):
+        if first.overlaps(second):
+            # A tag sequence holds one entity per character: preprocess resolves overlaps, a window must not hold any.
+            raise DataError(f"entities {first.start}-{first.end} and {second.start}-{second.end} overlap", path, line)
     return Window(id=str(row.get("id", f"{doc}#{offset}")), doc=doc, offset=offset, text=text, spans=spans)
 
 

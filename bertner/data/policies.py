@@ -29,7 +29,6 @@ DISCONTINUOUS_DROPPED = "discontinuous dropped"
 DUPLICATES = "duplicates dropped"
 OVERLAP_DROPPED = "overlap dropped: "
 
-OVERLAP_RULE_HELP = "Overlapping spans: the longer is kept, then the earlier; exact duplicates are dropped."
 
 
 def check_policy(policy: str) -> str:

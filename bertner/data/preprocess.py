@@ -13,17 +13,22 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from bertner.data import policies
-from bertner.data.brat import read_brat_folder
-from bertner.data.conll import COLUMN_SUFFIXES, read_conll
-from bertner.data.jsonl import read_jsonl_documents, window_to_row
+from bertner.data.formats import FORMATS as INPUT_FORMATS
+from bertner.data.formats import Corpus, ReadOptions, detect_format, read_corpus
+from bertner.data.jsonl import window_to_row
 from bertner.data.splits import SPLITS, check_ratios, split_documents, unseen_labels
 from bertner.data.windows import WindowReport, make_windows
 from bertner.errors import BertnerError, DataError, OutputExistsError
-from bertner.fileio import atomic_dir, check_writable, folder_suffixes, input_files, missing_input, output_errors, write_json, write_jsonl
+from bertner.fileio import (
+    atomic_dir,
+    check_writable,
+    output_errors,
+    write_json,
+    write_jsonl,
+)
 from bertner.spans import Document, Window
-from bertner.tags import _check_scheme
+from bertner.tags import check_scheme
 
-FORMATS = ("auto", "brat", "conll", "jsonl")
 OUTPUT_FILES = ("train.jsonl", "dev.jsonl", "test.jsonl", "labels.json", "stats.json")
 
 
@@ -69,21 +74,6 @@ class PreprocessResult:
     notes: list[str] = field(default_factory=list)  # informative lines (given split used, ...)
 
 
-def detect_format(path: Path) -> str:
-    if path.is_file():
-        return "jsonl" if path.suffix.lower() == ".jsonl" else "conll"
-    if not path.is_dir():
-        raise missing_input(path)
-    suffixes = folder_suffixes(path)  # the reader checks each file it reads
-    if ".ann" in suffixes:
-        return "brat"
-    if ".jsonl" in suffixes:
-        return "jsonl"
-    if {s.lower() for s in suffixes} & set(COLUMN_SUFFIXES):
-        return "conll"
-    raise DataError("cannot tell the format: no .ann, .jsonl or column files; use --format", path)
-
-
 def check_output(output: Path, force: bool) -> None:
     if output.exists() and not output.is_dir():
         raise OutputExistsError(f"{output} exists and is not a folder")
@@ -91,55 +81,6 @@ def check_output(output: Path, force: bool) -> None:
     if held and not force:
         raise OutputExistsError(f"{output} already holds data ({', '.join(held)}); use --force to overwrite or choose another --output")
     check_writable(output, folder=True)
-
-
-@dataclass
-class Corpus:
-    """What a reader gives back: documents (by given split, or under "all") and read counts."""
-
-    documents: dict[str, list[Document]]
-    read: dict
-    warnings: list[str]
-
-
-def read_corpus(options: PreprocessOptions, input_format: str) -> Corpus:
-    path = Path(options.input)
-    if input_format == "brat":
-        docs, r = read_brat_folder(path, options.strict)
-        read = {
-            "files": r.files, "characters": r.characters, "entities": r.entities, "discontinuous": r.discontinuous,
-            "ignored_annotation_lines": dict(r.ignored), "text_mismatches": len(r.text_mismatches),
-            "unpaired_files_skipped": len(r.unpaired), "bom_files": len(r.bom_files), "crlf_files": r.crlf_files,
-        }
-        return Corpus({"all": docs}, read, r.warnings)
-    if input_format == "conll":
-        by_split, r = read_conll(path, options.scheme, options.repair_tags)
-        read = {
-            "files": r.files, "sentences": r.sentences, "tokens": r.tokens, "characters": r.characters,
-            "entities": r.entities, "discontinuous": 0, "repaired_tags": r.repaired_tags,
-        }
-        return Corpus(by_split, read, r.warnings)
-    if input_format == "jsonl":
-        files = jsonl_files(path)
-        names = {f.stem.lower(): f for f in files}
-        given = {n: names[n] for n in SPLITS if n in names}
-        by_split = {n: read_jsonl_documents(f) for n, f in given.items()} if given else {"all": [d for f in files for d in read_jsonl_documents(f)]}
-        docs = [d for ds in by_split.values() for d in ds]
-        read = {"files": len(given or files), "characters": sum(len(d.text) for d in docs), "entities": sum(len(d.entities) for d in docs), "discontinuous": 0}
-        return Corpus(by_split, read, [])
-    raise BertnerError(f"unknown --format {input_format!r}; use one of {', '.join(FORMATS)}")
-
-
-def jsonl_files(path: Path) -> list[Path]:
-    """The file itself, or the `.jsonl` files of a folder (at least one)."""
-    if path.is_file():
-        return [path]
-    if not path.is_dir():
-        raise missing_input(path)
-    files = input_files(path, (".jsonl",))
-    if not files:
-        raise DataError("no .jsonl files found", path)
-    return files
 
 
 def doc_labels(documents: list[Document]) -> dict[str, set[str]]:
@@ -178,22 +119,29 @@ def assign_splits(corpus: Corpus, options: PreprocessOptions, group: bool, notes
     return {name: docs.get(name, carved[name]) if name != "train" else carved["train"] for name in SPLITS}
 
 
-def preprocess(options: PreprocessOptions) -> PreprocessResult:
-    """Read, split, window and write; returns what was done for the report."""
+def check_options(options: PreprocessOptions) -> tuple[str, str]:
+    """Every option checked before any work; the discontinuous policy and the input format (detected for auto)."""
     policy = policies.check_policy(options.discontinuous)
-    options.scheme = _check_scheme(options.scheme)
+    options.scheme = check_scheme(options.scheme)
     check_ratios(options.dev_ratio, options.test_ratio)
     if options.max_chars < 1:
         raise BertnerError(f"--max-chars must be at least 1, not {options.max_chars}")
     input_format = options.input_format.lower()
-    if input_format not in FORMATS:
-        raise BertnerError(f"unknown --format {input_format!r}; use one of {', '.join(FORMATS)}")
+    if input_format != "auto" and input_format not in INPUT_FORMATS:
+        raise BertnerError(f"unknown --format {input_format!r}; use one of auto, {', '.join(INPUT_FORMATS)}")
     if input_format == "auto":
-        input_format = detect_format(Path(options.input))
+        input_format = detect_format(Path(options.input), hint="; use --format")
+    return policy, input_format
+
+
+def preprocess(options: PreprocessOptions) -> PreprocessResult:
+    """Read, split, window and write; returns what was done for the report."""
+    policy, input_format = check_options(options)
     output = Path(options.output)
     check_output(output, options.force)  # before any work: fail fast
 
-    corpus = read_corpus(options, input_format)
+    corpus = read_corpus(Path(options.input), input_format,
+                         ReadOptions(strict=options.strict, scheme=options.scheme, repair_tags=options.repair_tags))
     group = options.group_by_prefix if options.group_by_prefix is not None else input_format == "brat"
     notes: list[str] = []
     documents = assign_splits(corpus, options, group, notes)

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import math
 import random
-import signal
 import shutil
+import signal
 import time
 from collections import Counter
 from dataclasses import dataclass
@@ -24,21 +24,32 @@ from torch.nn.parallel import DistributedDataParallel
 
 from bertner.config import TrainConfig
 from bertner.console import info, warn
+from bertner.data.jsonl import read_windows
+from bertner.engine.batching import (
+    encode_windows,
+    iterate_batches,
+    length_grouped_batches,
+)
 from bertner.engine.budget import TimeBudget
 from bertner.engine.device import autocast_for, pick_device, pick_precision
-from bertner.engine.batching import encode_windows, iterate_batches, length_grouped_batches
 from bertner.engine.distributed import close_distributed, init_distributed
 from bertner.engine.flops import device_peak_flops, flops_per_token, mfu
 from bertner.engine.optim import build_optimizer, linear_schedule
 from bertner.engine.tracking import Tracker
 from bertner.errors import BertnerError, DataError, TrainingError
-from bertner.predict import char_tags, tag_windows
+from bertner.metrics import entity_scores
 from bertner.models.cpu_dropout import use_cpu_dropout
+from bertner.models.encoder import (
+    RecurrentShape,
+    build_bilstm_encoder,
+    build_tiny_encoder,
+    load_encoder,
+)
 from bertner.models.tagger import Tagger, head_spec
+from bertner.predict import char_tags, tag_windows
 from bertner.runs import RunDir, Summary, data_fingerprint, data_info_problem, read_json
 from bertner.spans import Window
 from bertner.tags import label_set_to_tags
-
 
 UNLIMITED_EPOCHS = 1_000_000  # "until the time budget ends"
 
@@ -98,8 +109,6 @@ class Datasets:
 
 
 def load_datasets(data_dir: Path) -> Datasets:
-    from bertner.data.jsonl import read_windows
-
     if not data_dir.is_dir():
         hint = " (run `bertner preprocess RAW_DIR` first; it writes data/processed/)" if str(data_dir) == "data/processed" else ""
         raise DataError(f"no preprocessed data folder here{hint}", path=data_dir)
@@ -147,8 +156,6 @@ def _read_data_json(path: Path) -> dict[str, Any]:
 
 
 def build_encoder(config: TrainConfig, train: list[Window]):
-    from bertner.models.encoder import RecurrentShape, build_bilstm_encoder, build_tiny_encoder, load_encoder
-
     if config.model == "bilstm":
         shape = RecurrentShape(
             char_dim=config.char_dim, bigram_dim=config.bigram_dim, hidden=config.rnn_hidden,
@@ -355,8 +362,6 @@ class Trainer:
     # -- evaluation ---------------------------------------------------------------------------
     def evaluate(self, on_batch: Callable[[int], None] | None = None) -> dict[str, Any]:
         """Scores on the whole dev set; `on_batch(k)` is told each batch's number of inputs."""
-        from bertner.metrics import entity_scores
-
         tagged = tag_windows(
             self.model, self.dev_set, self.tags, self.aligner, self.config.batch_size * 2,
             self.device, self.autocast, with_loss=True, on_batch=on_batch,

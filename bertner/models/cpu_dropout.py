@@ -20,6 +20,8 @@ import math
 import torch
 from torch import Tensor, nn
 
+from bertner.models.encoder import quiet_transformers
+
 ATTENTION_NAME = "bertner_cpu_dropout"
 _LEVELS = 1 << 16  # 16-bit uniforms
 _SMALLEST_P = 0.01  # below this the 1/65536 rounding would be a noticeable share of p
@@ -112,8 +114,6 @@ def use_cpu_dropout(model: nn.Module) -> int:
     for sub in model.modules():
         config = getattr(sub, "config", None)
         if getattr(config, "_attn_implementation", None) == "sdpa" and hasattr(sub, "set_attn_implementation"):
-            from bertner.models.encoder import quiet_transformers
-
             _register_attention()
             with quiet_transformers():  # a model that cannot switch logs a warning and stays on SDPA
                 sub.set_attn_implementation(ATTENTION_NAME)

@@ -47,10 +47,6 @@ class EncoderBundle:
     hidden_size: int
     max_positions: int  # usable positions, [CLS] and [SEP] included
 
-    @property
-    def alignment(self) -> str:
-        return self.aligner.mode
-
 
 @contextlib.contextmanager
 def quiet_transformers() -> Iterator[None]:
@@ -101,7 +97,7 @@ def _read_vocab_txt(path: Path) -> dict[str, int]:
         return {line.rstrip("\n"): i for i, line in enumerate(handle)}
 
 
-def _load_tokenizer(folder: Path, trust_remote_code: bool = False) -> Any:
+def load_tokenizer(folder: Path, trust_remote_code: bool = False) -> Any:
     """The folder's tokenizer as a fast one; a BERT tokenizer from vocab.txt when that is all there is."""
     from transformers import AutoTokenizer, BertTokenizerFast
 
@@ -218,7 +214,7 @@ def _load_folder(
             raise _unknown_model_type(path, exc) from exc
         except OSError as exc:
             raise ModelError(f"{path}: cannot read config.json ({exc})".splitlines()[0]) from exc
-        tokenizer = _load_tokenizer(path, trust_remote_code)
+        tokenizer = load_tokenizer(path, trust_remote_code)
         try:
             if has_weights and not from_config:
                 model = _model_from_pretrained(str(path), attn_implementation, trust_remote_code)
@@ -464,7 +460,7 @@ def encoder_from_folder(
                 model = _model_from_config(config, attn_implementation, trust_remote_code)
             except Exception as exc:  # an edited config.json (a size that is not a number) fails deep inside transformers
                 raise _unknown_model_type(folder, exc) from None
-        tokenizer = _load_tokenizer(folder, trust_remote_code)
+        tokenizer = load_tokenizer(folder, trust_remote_code)
     check_vocabulary(folder, tokenizer, model, meta)
     alignment = meta.get("alignment", "auto")
     # Runs saved before the key existed gave whitespace a token in char alignment, as the default does.
