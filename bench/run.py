@@ -37,12 +37,11 @@ def main() -> None:
     parser.add_argument("--only", choices=NAMES)
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads for every benchmark (default 1)")
     args = parser.parse_args()
-    from rich.console import Console
-    from rich.table import Table
-
     import predict_throughput
     import scaling
     import train_throughput
+    from rich.console import Console
+    from rich.table import Table
 
     console = Console()
     log = lambda m: console.print(m, highlight=False)  # noqa: E731

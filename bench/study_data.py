@@ -59,8 +59,8 @@ def msra() -> Path:
 
 def score_windows(texts: list[str], gold: list[list], predicted: list[list]) -> dict:
     """seqeval strict entity scores over characters (what `bertner evaluate DATA.jsonl` reports)."""
-    from bertner.predict import char_tags
     from bertner.metrics import entity_scores
+    from bertner.predict import char_tags
 
     return entity_scores(char_tags(texts, gold), char_tags(texts, predicted)).to_dict()
 

@@ -298,8 +298,8 @@ def run_baseline(s: Setting, train, dev, tags: list[str]) -> dict[str, Any]:
 
 @torch.no_grad()
 def evaluate_baseline(model, tokenizer, dev, tags, s: Setting, collator, device) -> float:
-    from bertner.predict import char_tags
     from bertner.metrics import entity_scores
+    from bertner.predict import char_tags
     from bertner.spans import Span
     from bertner.tags import tags_to_spans
 

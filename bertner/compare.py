@@ -22,10 +22,10 @@ from pathlib import Path
 from typing import Any
 
 from bertner.config import TrainConfig, encoder_type, variant_name
-from bertner.console import plural
 from bertner.errors import BertnerError, RunError
 from bertner.fileio import atomic_path
 from bertner.runs import RunDir, find_runs
+from bertner.text import plural
 
 # Summary fields that describe the run's settings as actually resolved (lr None -> the real rate, alignment auto ->
 # char/subword, ...); they take precedence over config.yaml's values of the same name.

@@ -16,6 +16,7 @@ from bertner.errors import BertnerError
 from bertner.fileio import write_text
 from bertner.tags import SCHEMES
 
+
 @dataclass(frozen=True)
 class Recipe:
     """Defaults of one encoder family: what a setting left out (None) becomes."""

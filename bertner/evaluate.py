@@ -6,11 +6,11 @@ different tokenizers are comparable and an entity a tokenizer cannot split count
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bertner.console import plural, warn
 from bertner.data.formats import detect_format, read_corpus
 from bertner.data.jsonl import read_windows
 from bertner.data.policies import POLICIES, apply_policy, check_policy
@@ -19,7 +19,10 @@ from bertner.metrics import entity_scores, error_kinds, span_scores
 from bertner.predict import Predictor, char_tags
 from bertner.runs import RunDir
 from bertner.spans import Document, Entity, Span
+from bertner.text import plural
 from bertner.writers import BRAT_RECORD
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -100,7 +103,7 @@ def evaluate(predictor: Predictor, data: str | Path, n_errors: int = 0) -> Evalu
     unknown = count_unknown(gold, set(predictor.run.labels))
     if unknown:
         listed = ", ".join(f"{label} ({n})" for label, n in sorted(unknown.items()))
-        warn(f"labels this run was not trained on are scored as misses: {listed}")
+        log.warning(f"labels this run was not trained on are scored as misses: {listed}")
     scores = entity_scores(char_tags(texts, gold), char_tags(texts, predicted)).to_dict()
     document_scores = None
     if kind == "brat":
@@ -122,7 +125,7 @@ def warn_trained_on(run: Path, data: Path, documents: set[str]) -> int:
         return 0  # a run from before fingerprints: nothing to compare with
     seen = sorted(documents & set(fingerprint["train"]["documents"]))
     if seen:
-        warn(f"{len(seen)} of the {len(documents)} documents in {data} were in {run}'s training data "
+        log.warning(f"{len(seen)} of the {len(documents)} documents in {data} were in {run}'s training data "
              f"(e.g. {seen[0]}), so these scores overstate it; was the data re-split (preprocess --force) after training?")
     return len(seen)
 
@@ -158,12 +161,12 @@ def prediction_policy(predicted: Path, record: dict[str, Any], policy: str | Non
     recorded = record.get("discontinuous")
     if policy is None:
         if recorded is None:
-            warn(f"{predicted} has no {BRAT_RECORD} saying which discontinuous policy its run was trained with; "
+            log.warning(f"{predicted} has no {BRAT_RECORD} saying which discontinuous policy its run was trained with; "
                  "gold is read with merge (pass --discontinuous to choose)")
         return recorded or "merge"
     policy = check_policy(policy)
     if recorded is not None and policy != recorded:
-        warn(f"gold is read with --discontinuous {policy}, but the run that wrote {predicted} was trained with {recorded}: "
+        log.warning(f"gold is read with --discontinuous {policy}, but the run that wrote {predicted} was trained with {recorded}: "
              "the scores will differ from `bertner evaluate RUN`")
     return policy
 
@@ -186,14 +189,14 @@ def evaluate_predicted_brat(
     if isinstance(record.get("documents"), list):
         older = sorted(set(pred_docs) - set(record["documents"]))
         if older:
-            warn(f"{plural(len(older), '.ann file')} in {predicted} {'was' if len(older) == 1 else 'were'} not written by the last predict into it "
+            log.warning(f"{plural(len(older), '.ann file')} in {predicted} {'was' if len(older) == 1 else 'were'} not written by the last predict into it "
                  f"(e.g. {older[0]}.ann); they are scored too")
     missing = sorted(set(gold_docs) - set(pred_docs))
     if missing:
-        warn(f"{plural(len(missing), 'gold document')} without a prediction (scored as all missed), e.g. {missing[0]}")
+        log.warning(f"{plural(len(missing), 'gold document')} without a prediction (scored as all missed), e.g. {missing[0]}")
     extra = sorted(set(pred_docs) - set(gold_docs))
     if extra:
-        warn(f"{plural(len(extra), 'predicted document')} not in the gold folder, ignored, e.g. {extra[0]}")
+        log.warning(f"{plural(len(extra), 'predicted document')} not in the gold folder, ignored, e.g. {extra[0]}")
     ids = sorted(gold_docs)
     texts = [gold_docs[i].text for i in ids]
     for i in ids:

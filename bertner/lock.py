@@ -9,13 +9,15 @@ lock file naming a live process on this host is respected even without the flock
 from __future__ import annotations
 
 import fcntl
+import logging
 import os
 import socket
 import time
 from pathlib import Path
 
-from bertner.console import warn
 from bertner.errors import LockedError, RunError
+
+log = logging.getLogger(__name__)
 
 LOCK_FILE = ".bertner.lock"
 
@@ -70,7 +72,7 @@ class FolderLock:
                 if process_alive(pid):  # a live owner without the flock: respected, never broken
                     os.close(fd)
                     raise _locked(folder, path, pid, host, held_for)
-                warn(f"{path}: PID {pid}, which held it, is no longer running; taking the lock over")
+                log.warning(f"{path}: PID {pid}, which held it, is no longer running; taking the lock over")
             os.ftruncate(fd, 0)
             os.pwrite(fd, f"{os.getpid()} {socket.gethostname()} {what}\n".encode(), 0)
             return cls(folder, fd)

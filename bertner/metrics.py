@@ -76,7 +76,9 @@ def entity_scores(gold: Sequence[Sequence[str]], pred: Sequence[Sequence[str]]) 
     _check_bio(gold, "gold")
     _check_bio(pred, "predicted")
 
-    from seqeval.metrics import classification_report  # slow import; only scoring needs it
+    from seqeval.metrics import (
+        classification_report,  # slow import; only scoring needs it
+    )
     from seqeval.scheme import IOB2
 
     with warnings.catch_warnings():

@@ -11,6 +11,7 @@ windows (batching, decoding, chunk merging: shared with evaluation during traini
 
 from __future__ import annotations
 
+import logging
 import sys
 from collections import Counter
 from contextlib import nullcontext
@@ -22,9 +23,13 @@ import torch
 
 from bertner.align import merge_chunk_predictions, token_spans_to_spans
 from bertner.config import check_settings
-from bertner.console import warn
 from bertner.data.windows import make_windows
-from bertner.engine.batching import EncodedWindows, encode_windows, iterate_batches, sorted_batches
+from bertner.engine.batching import (
+    EncodedWindows,
+    encode_windows,
+    iterate_batches,
+    sorted_batches,
+)
 from bertner.engine.device import autocast_for, pick_device, pick_precision
 from bertner.errors import DataError
 from bertner.fileio import decode_utf8, input_files, missing_input
@@ -32,6 +37,8 @@ from bertner.models.tagger import Tagger
 from bertner.runs import LoadedRun, load_run
 from bertner.spans import Document, Span, Window
 from bertner.tags import spans_to_tags, tags_to_spans
+
+log = logging.getLogger(__name__)
 
 GROUP_BATCHES = 16  # batches of windows per group: enough to sort by length and fill batches, small in memory
 
@@ -58,7 +65,7 @@ def read_text(path: Path, warn_bom: bool = False) -> str:
     if text.startswith("\ufeff"):
         # Offsets then count from the first character after the BOM, like our brat reader.
         if warn_bom:
-            warn(f"{path}: has a UTF-8 byte-order mark; offsets count characters after it")
+            log.warning(f"{path}: has a UTF-8 byte-order mark; offsets count characters after it")
         text = text[1:]
     return text
 
@@ -67,7 +74,7 @@ def check_text_input(path: Path, doc_id: str) -> TextInput | None:
     """A text file checked and measured (then let go: it is read again when its turn comes); None if empty."""
     text = read_text(path, warn_bom=True)
     if not text.strip():
-        warn(f"{path}: empty, skipped")
+        log.warning(f"{path}: empty, skipped")
         return None
     return TextInput(doc_id, str(path), len(text), path)
 

@@ -24,6 +24,7 @@ import dataclasses
 import enum
 import hashlib
 import json
+import logging
 import math
 import os
 import shutil
@@ -40,11 +41,12 @@ from bertner.data.policies import POLICIES
 from bertner.engine import checkpoint
 from bertner.errors import BertnerError, OutputExistsError, RunError
 from bertner.fileio import append_text, write_json, write_text
-from bertner.console import warn
 from bertner.lock import FolderLock
 from bertner.models.encoder import EncoderBundle, encoder_from_folder, save_encoder
 from bertner.models.tagger import Tagger, head_spec
 from bertner.tags import SCHEMES, label_set_to_tags
+
+log = logging.getLogger(__name__)
 
 RUN_FORMAT = 1
 REQUIRED_FILES = ("config.yaml", "labels.json", "encoder/config.json", "model.safetensors", "summary.json")
@@ -556,7 +558,7 @@ def best_run(runs_dir: Path) -> Path:
         try:
             f1 = run.read_summary().best_f1
         except RunError as e:
-            warn(f"{e}; skipped")
+            log.warning(f"{e}; skipped")
             continue
         candidates.append((-1.0 if f1 is None else f1, str(run.path)))
     if not candidates:

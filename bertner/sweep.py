@@ -36,18 +36,28 @@ from __future__ import annotations
 
 import itertools
 import json
+import logging
 import re
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Callable
 
 from bertner.compare import Comparison, compare_runs
-from bertner.config import TrainConfig, build_config, coerce_setting, config_keys, encoder_type, load_yaml
-from bertner.console import info, warn
+from bertner.config import (
+    TrainConfig,
+    build_config,
+    coerce_setting,
+    config_keys,
+    encoder_type,
+    load_yaml,
+)
+from bertner.engine.tracking import TrainView
 from bertner.engine.trainer import Trainer
 from bertner.errors import BertnerError, TrainingError
 from bertner.lock import FolderLock
 from bertner.runs import RunDir
+
+log = logging.getLogger(__name__)
 
 SWEEP_KEYS = {"grid", "output"}
 DEFAULTS = TrainConfig()
@@ -88,9 +98,6 @@ class SweepRun:
             k: (saved.get(k), v) for k, v in now.items() if k != "output" and v is not None and saved.get(k) != v
         }
 
-    def to_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "run_dir": str(self.run_dir), "status": self.status(), "grid": self.grid_values}
-
 
 @dataclass
 class Sweep:
@@ -104,13 +111,6 @@ class Sweep:
     collapsed: int = 0  # grid combinations dropped because a setting had no effect in them
     collapse_reasons: list[str] = field(default_factory=list)
 
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "source": str(self.source), "output": str(self.output), "base": self.base, "grid": self.grid,
-            "runs": [r.to_dict() for r in self.runs], "collapsed": self.collapsed,
-            "collapse_reasons": self.collapse_reasons,
-        }
-
 
 @dataclass
 class SweepResult:
@@ -120,13 +120,8 @@ class SweepResult:
     trained: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)  # already finished
     failed: dict[str, str] = field(default_factory=dict)  # name -> error message
-    comparison: Any = None  # bertner.compare.Comparison of the output folder, when any run is finished
+    comparison: Comparison | None = None  # of the output folder, when any run is finished
 
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "sweep": self.sweep.to_dict(), "trained": self.trained, "skipped": self.skipped, "failed": self.failed,
-            "comparison": self.comparison.to_dict() if self.comparison is not None else None,
-        }
 
 
 # -- reading and expanding -----------------------------------------------------------------------
@@ -244,10 +239,10 @@ def load_sweep(config_file: str | Path, output: str | Path | None = None) -> Swe
 # -- running -------------------------------------------------------------------------------------
 def run_sweep(config_file: str | Path, output: str | Path | None = None, dry_run: bool = False,
               on_start: Callable[[Trainer], None] | None = None,
-              on_compared: Callable[[Comparison], None] | None = None) -> SweepResult:
+              on_compared: Callable[[Comparison], None] | None = None, view: TrainView | None = None) -> SweepResult:
     """Train the sweep's runs one after another (finished ones skipped), then compare them.
 
-    `dry_run`: only the plan (`result.sweep`), nothing trained. `on_start` is passed to each Trainer;
+    `dry_run`: only the plan (`result.sweep`), nothing trained. `on_start` and `view` go to each Trainer;
     `on_compared(comparison)` is told the comparison before a failed run raises TrainingError.
     """
     sweep = load_sweep(config_file, output)
@@ -260,12 +255,13 @@ def run_sweep(config_file: str | Path, output: str | Path | None = None, dry_run
         raise BertnerError(f"{sweep.output} exists and is not a folder; the sweep's runs need a folder")
     sweep.output.mkdir(parents=True, exist_ok=True)
     with FolderLock.acquire(sweep.output, "running a sweep"):
-        _train_runs(sweep, result, on_start)
+        _train_runs(sweep, result, on_start, view)
         _compare(sweep, result, on_compared)
     return result
 
 
-def _train_runs(sweep: Sweep, result: SweepResult, on_start: Callable[[Trainer], None] | None) -> None:
+def _train_runs(sweep: Sweep, result: SweepResult, on_start: Callable[[Trainer], None] | None,
+                view: TrainView | None) -> None:
     total = len(sweep.runs)
     for index, run in enumerate(sweep.runs, 1):
         status = run.status()
@@ -273,16 +269,16 @@ def _train_runs(sweep: Sweep, result: SweepResult, on_start: Callable[[Trainer],
             changed = run.settings_changed()
             if changed:
                 diff = ", ".join(f"{k}: {a!r} -> {b!r}" for k, (a, b) in changed.items())
-                warn(f"{run.name} is finished but was trained with other settings ({diff}); "
+                log.warning(f"{run.name} is finished but was trained with other settings ({diff}); "
                      f"kept as it is: delete {run.run_dir} to train it again")
-            info(f"[{index}/{total}] {run.name}: already finished, skipped")
+            log.info(f"[{index}/{total}] {run.name}: already finished, skipped")
             result.skipped.append(run.name)
             continue
         if status == RESTART:
-            info(f"[{index}/{total}] {run.name}: {run.run_dir} holds an unfinished run; training it again from scratch")
+            log.info(f"[{index}/{total}] {run.name}: {run.run_dir} holds an unfinished run; training it again from scratch")
         else:
-            info(f"[{index}/{total}] {run.name}: training")
-        trainer = Trainer(run.config, force=status == RESTART, on_start=on_start)
+            log.info(f"[{index}/{total}] {run.name}: training")
+        trainer = Trainer(run.config, force=status == RESTART, on_start=on_start, view=view)
         try:
             summary = trainer.fit()
         except TrainingError as e:
@@ -291,12 +287,12 @@ def _train_runs(sweep: Sweep, result: SweepResult, on_start: Callable[[Trainer],
                     f"sweep stopped during {run.name} ({index}/{total}); run the same command again to go on: "
                     f"finished runs are skipped, {run.name} starts again"
                 ) from None
-            warn(f"{run.name} failed: {e}")
+            log.warning(f"{run.name} failed: {e}")
             result.failed[run.name] = str(e)
             continue
         result.trained.append(run.name)
         f1 = summary.best_f1
-        info(f"[{index}/{total}] {run.name}: best dev F1 {f1:.4f}" if f1 is not None else f"[{index}/{total}] {run.name}: done")
+        log.info(f"[{index}/{total}] {run.name}: best dev F1 {f1:.4f}" if f1 is not None else f"[{index}/{total}] {run.name}: done")
 
 
 def _compare(sweep: Sweep, result: SweepResult, on_compared: Callable[[Comparison], None] | None) -> None:

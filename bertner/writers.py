@@ -8,16 +8,18 @@ written through a temporary name so that nothing half-written is ever left.
 from __future__ import annotations
 
 import json
-import sys
+import logging
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import Iterable, Iterator, TextIO
 
-from bertner.console import info, plural, warn
 from bertner.errors import BertnerError, OutputExistsError
 from bertner.fileio import atomic_dir, atomic_path, check_writable, write_json
 from bertner.predict import Prediction, TextInput
 from bertner.spans import Span
 from bertner.tags import spans_to_tags
+from bertner.text import plural
+
+log = logging.getLogger(__name__)
 
 FORMATS = ("pretty", "jsonl", "brat", "conll")
 # Written by `predict --format brat` beside the .ann files: the run, its discontinuous policy (so
@@ -109,17 +111,18 @@ def check_output(fmt: str, output: Path | None, force: bool) -> None:
     check_writable(output, folder=fmt == "brat")  # before loading the model and tagging
 
 
-def write_predictions(predictions: Iterable[Prediction], fmt: str, output: Path | None, brat_record: dict) -> None:
-    """Write each prediction as it comes (jsonl, conll, brat): to stdout at once (a stream of data, not a
-    message), to a file or a folder through a temporary name. `brat_record`: the run and its policy."""
+def write_predictions(predictions: Iterable[Prediction], fmt: str, output: Path | None, brat_record: dict,
+                      stream: TextIO | None = None) -> None:
+    """Write each prediction as it comes (jsonl, conll, brat): to a file or a folder through a temporary
+    name, or (output None) to `stream` at once. `brat_record`: the run and its policy."""
     if fmt == "brat":
         write_brat(predictions, output, brat_record)
     else:
         render = jsonl_line if fmt == "jsonl" else (lambda p: "".join(conll_lines(p)))
         if output is None:
             for p in predictions:
-                sys.stdout.write(render(p))
-                sys.stdout.flush()  # a crash or Ctrl-C later keeps every document written so far
+                stream.write(render(p))
+                stream.flush()  # a crash or Ctrl-C later keeps every document written so far
         else:
             documents = 0
             with atomic_path(output) as tmp:
@@ -127,7 +130,7 @@ def write_predictions(predictions: Iterable[Prediction], fmt: str, output: Path 
                     for p in predictions:
                         f.write(render(p))
                         documents += 1
-            info(f"wrote {plural(documents, 'document')} to {output}")
+            log.info(f"wrote {plural(documents, 'document')} to {output}")
 
 
 def write_brat(predictions: Iterable[Prediction], output: Path, record: dict) -> None:
@@ -144,8 +147,8 @@ def write_brat(predictions: Iterable[Prediction], output: Path, record: dict) ->
             written.append(p.doc)
             entities += len(p.spans)
         write_json(folder / BRAT_RECORD, {"format": 1, **record, "documents": written})
-    info(f"wrote {plural(len(written), '.ann file')} ({plural(entities, 'entity')}) to {output}")
+    log.info(f"wrote {plural(len(written), '.ann file')} ({plural(entities, 'entity')}) to {output}")
     older = sorted({p.stem for p in output.glob("*.ann")} - set(written))  # the ones `bertner evaluate` reads
     if older:
-        warn(f"{plural(len(older), '.ann file')} in {output} {'was' if len(older) == 1 else 'were'} not written by this predict and {'is' if len(older) == 1 else 'are'} kept (e.g. {older[0]}.ann); "
+        log.warning(f"{plural(len(older), '.ann file')} in {output} {'was' if len(older) == 1 else 'were'} not written by this predict and {'is' if len(older) == 1 else 'are'} kept (e.g. {older[0]}.ann); "
              "`bertner evaluate` would score them with these")

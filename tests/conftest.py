@@ -25,7 +25,7 @@ def need(path: Path) -> Path:
 @pytest.fixture(autouse=True)
 def wide_console():
     """No line wrapping in captured messages, so `file:line: message` stays on one line."""
-    from bertner import console
+    from bertner.cli import _console as console
 
     saved = console.err._width, console.out._width
     console.err._width = console.out._width = 400

@@ -2,6 +2,7 @@ import random
 import time
 
 import pytest
+from conftest import BERT_TOKENIZER, need
 
 from bertner.align import (
     CharAligner,
@@ -19,7 +20,6 @@ from bertner.align import (
 from bertner.errors import ModelError
 from bertner.predict import strip_whitespace
 from bertner.spans import Span
-from conftest import BERT_TOKENIZER, need
 
 SPECIALS = ["[PAD]", "[unused1]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 CHARS = list("血糖尿病患者空腹胰岛素abcdhg0123456789/.")

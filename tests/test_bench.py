@@ -6,7 +6,6 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from conftest import RUIJIN_TRAIN, need
 
 BENCH = Path(__file__).resolve().parents[1] / "bench"

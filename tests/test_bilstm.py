@@ -4,18 +4,27 @@ import json
 
 import pytest
 import torch
+from conftest import ALBERT_TINY, need
+from synthetic import write_synthetic
 from typer.testing import CliRunner
 
 from bertner.cli import app
 from bertner.config import TrainConfig
 from bertner.engine.trainer import train
 from bertner.errors import BertnerError, ModelError
-from bertner.models.bilstm import RecurrentConfig, RecurrentEncoder, count_bigrams, reverse_within_length
-from bertner.models.encoder import RecurrentShape, build_bilstm_encoder, encoder_from_folder, save_encoder
+from bertner.models.bilstm import (
+    RecurrentConfig,
+    RecurrentEncoder,
+    count_bigrams,
+    reverse_within_length,
+)
+from bertner.models.encoder import (
+    RecurrentShape,
+    build_bilstm_encoder,
+    encoder_from_folder,
+    save_encoder,
+)
 from bertner.runs import load_run
-
-from conftest import ALBERT_TINY, need
-from synthetic import write_synthetic
 
 runner = CliRunner()
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from conftest import RUIJIN_TRAIN, need
 
 from bertner.data.brat import read_brat_folder
 from bertner.errors import DataError
-from conftest import RUIJIN_TRAIN, need
 
 
 def pair(folder: Path, name: str, text: str | bytes, ann: str | bytes) -> None:

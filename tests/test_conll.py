@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import pytest
+from conftest import MSRA, need
 
 from bertner.data.conll import read_conll, read_conll_file
 from bertner.errors import DataError
 from bertner.spans import Entity
-from conftest import MSRA, need
 
 CHARS = "中\tB-ORG\n共\tI-ORG\n在\tO\n北\tB-LOC\n京\tI-LOC\n\n张\tB-PER\n\n"
 

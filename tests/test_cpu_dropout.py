@@ -6,7 +6,13 @@ import pytest
 import torch
 from torch import nn
 
-from bertner.models.cpu_dropout import ATTENTION_NAME, CpuDropout, cpu_attention, keep_mask, use_cpu_dropout
+from bertner.models.cpu_dropout import (
+    ATTENTION_NAME,
+    CpuDropout,
+    cpu_attention,
+    keep_mask,
+    use_cpu_dropout,
+)
 
 
 def small_bert(attention_dropout: float = 0.1) -> nn.Module:

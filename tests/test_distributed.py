@@ -6,7 +6,6 @@ import subprocess
 import sys
 
 import pytest
-
 from synthetic import write_synthetic
 
 SETTINGS = [

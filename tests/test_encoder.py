@@ -7,6 +7,8 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("transformers")
 
+from conftest import ALBERT_TINY, BERT_TOKENIZER, need  # noqa: E402
+
 from bertner.align import CharAligner  # noqa: E402
 from bertner.errors import ModelError  # noqa: E402
 from bertner.models import encoder as encoder_module  # noqa: E402
@@ -19,7 +21,6 @@ from bertner.models.encoder import (  # noqa: E402
     load_encoder,
     save_encoder,
 )
-from conftest import ALBERT_TINY, BERT_TOKENIZER, need  # noqa: E402
 
 TEXTS = ["患者空腹血糖7.8mmol/L", "HbA1c 升高，血糖控制差", "2型糖尿病\n血糖"]
 

@@ -9,13 +9,13 @@ import shutil
 import pytest
 import torch
 import yaml
+from conftest import ALBERT_TINY, BERT_TOKENIZER, need
+from synthetic import write_synthetic
 from typer.testing import CliRunner
 
 from bertner.cli import app
 from bertner.config import TrainConfig
 from bertner.engine.trainer import train
-from conftest import ALBERT_TINY, BERT_TOKENIZER, need
-from synthetic import write_synthetic
 
 runner = CliRunner()
 # Whitespace between entities, upper-case and full-width Latin (read through fallbacks), a literal special token,

@@ -5,7 +5,13 @@ import torch
 from torch import nn
 from transformers import AlbertConfig, BertConfig
 
-from bertner.engine.flops import attention_length, device_peak_flops, flops_per_token, mfu, peak_flops
+from bertner.engine.flops import (
+    attention_length,
+    device_peak_flops,
+    flops_per_token,
+    mfu,
+    peak_flops,
+)
 
 
 def test_bert_base_flops_per_token_by_hand():

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from bertner.console import plural
+from bertner.cli._console import plural
 
 
 def test_plural_forms():
@@ -12,9 +12,9 @@ def test_plural_forms():
 
 
 def test_pretty_output_says_1_entity(capsys):
+    from bertner.cli.predict import render_pretty as print_pretty
     from bertner.predict import Prediction
     from bertner.spans import Span
-    from bertner.cli.predict import render_pretty as print_pretty
 
     print_pretty([Prediction("note", "患者有糖尿病。", [Span(3, 6, "Disease")], [0.9])])
     shown = capsys.readouterr().out
@@ -22,9 +22,9 @@ def test_pretty_output_says_1_entity(capsys):
 
 
 def test_error_examples_come_with_a_legend(capsys):
+    from bertner.cli.evaluate import render_evaluation as print_evaluation
     from bertner.evaluate import Evaluation
     from bertner.metrics import Scores
-    from bertner.cli.evaluate import render_evaluation as print_evaluation
 
     errors = [{"kind": "missed", "count": 1, "pairs": {"Disease->-": 1}, "examples": ["d: 有[糖尿病]。  (gold=Disease)"]}]
     print_evaluation(Evaluation("dev.jsonl", "jsonl", Scores().to_dict(), errors=errors))
@@ -34,10 +34,10 @@ def test_error_examples_come_with_a_legend(capsys):
 
 
 def test_a_run_that_scores_0_says_why(tmp_path):
+    from synthetic import write_synthetic
     from typer.testing import CliRunner
 
     from bertner.cli import app
-    from synthetic import write_synthetic
 
     data = write_synthetic(tmp_path / "data", n_train=32, n_dev=8)
     result = CliRunner().invoke(app, [

@@ -12,13 +12,13 @@ import json
 import shutil
 from pathlib import Path
 
+from synthetic import write_synthetic
 from typer.testing import CliRunner
 
 from bertner.cli import app
 from bertner.compare import compare_runs
 from bertner.predict import Predictor
 from bertner.runs import RunDir, RunState, load_run
-from synthetic import write_synthetic
 
 OLD_RUN = Path(__file__).parent / "fixtures" / "old-run"
 runner = CliRunner()

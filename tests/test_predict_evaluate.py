@@ -4,14 +4,13 @@ import json
 import shutil
 
 import pytest
+from conftest import RUIJIN_UNLABELED, need
+from synthetic import make_window, write_synthetic
 from typer.testing import CliRunner
 
 from bertner.cli import app
 from bertner.config import TrainConfig
 from bertner.engine.trainer import train
-
-from conftest import RUIJIN_UNLABELED, need
-from synthetic import make_window, write_synthetic
 
 runner = CliRunner()
 

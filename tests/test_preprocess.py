@@ -7,13 +7,13 @@ import re
 from pathlib import Path
 
 import pytest
+from conftest import MSRA, RUIJIN_TRAIN, need
 from typer.testing import CliRunner
 
 from bertner.cli import app
 from bertner.data.jsonl import read_windows, write_windows
 from bertner.errors import DataError
 from bertner.spans import Span, Window
-from conftest import MSRA, RUIJIN_TRAIN, need
 
 runner = CliRunner()
 

@@ -1,14 +1,13 @@
 """Pretrained weights must matter: ALBERT-tiny fine-tuned beats the same architecture from random weights."""
 
 import pytest
+from conftest import ALBERT_TINY, RUIJIN_TRAIN, need
 
 from bertner.config import TrainConfig
 from bertner.data.jsonl import read_windows, write_windows
 from bertner.data.preprocess import PreprocessOptions, preprocess
 from bertner.engine.trainer import train
 from bertner.fileio import write_json
-
-from conftest import ALBERT_TINY, RUIJIN_TRAIN, need
 
 
 @pytest.fixture(scope="module")

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import re
 import shlex
-import tomllib
 
+import tomllib
 from conftest import ROOT
 
 README = (ROOT / "README.md").read_text(encoding="utf-8")

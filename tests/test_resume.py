@@ -18,14 +18,13 @@ from pathlib import Path
 import pytest
 import torch
 from safetensors.torch import load_file
+from synthetic import write_synthetic
 from typer.testing import CliRunner
 
 from bertner.cli import app
 from bertner.config import TrainConfig
 from bertner.engine import tracking
 from bertner.engine.trainer import train
-
-from synthetic import write_synthetic
 
 runner = CliRunner()
 

@@ -13,14 +13,13 @@ import time
 from pathlib import Path
 
 import pytest
+from synthetic import LEXICON, write_synthetic
 from typer.testing import CliRunner
 
 from bertner.cli import app
 from bertner.config import TrainConfig
 from bertner.data.jsonl import read_windows
 from bertner.engine.trainer import train
-
-from synthetic import LEXICON, write_synthetic
 
 runner = CliRunner()
 
@@ -505,7 +504,7 @@ def test_jsonl_output_onto_a_folder_is_refused(trained, two_notes, tmp_path):
 
 
 def test_progress_shows_in_a_pipe_for_any_input(trained, two_notes, monkeypatch):
-    from bertner import progress
+    from bertner.cli import _progress as progress
 
     monkeypatch.setattr(progress, "LINE_EVERY_S", 0.0)  # a line at every step instead of every few seconds
     result = invoke("predict", trained[0], two_notes, "--format", "jsonl")

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import pytest
+from conftest import MSRA, RUIJIN_TRAIN, need
 
 from bertner.data import policies
 from bertner.data.brat import read_brat_folder
 from bertner.data.conll import read_conll_file
 from bertner.data.roundtrip import round_trip_check
 from bertner.spans import Document, Entity, Span
-from conftest import MSRA, RUIJIN_TRAIN, need
 
 DISC = Entity("T1", "Disease", ((0, 2), (5, 8)))
 PLAIN = Entity("T2", "Anatomy", ((10, 12),))

@@ -17,14 +17,13 @@ from pathlib import Path
 
 import pytest
 import torch
+from synthetic import write_synthetic
 from torch import nn
 from typer.testing import CliRunner
 
 from bertner.cli import app
 from bertner.engine import tracking
 from bertner.lock import LOCK_FILE, FolderLock
-
-from synthetic import write_synthetic
 
 runner = CliRunner()
 SETTINGS = ["--model", "tiny", "--epochs", "1", "--batch-size", "16", "--tiny-layers", "1", "--tiny-hidden", "32",
@@ -249,7 +248,12 @@ def test_a_run_without_its_tokenizer_is_refused(finished, data, tmp_path, missin
 
 def test_a_bilstm_encoder_without_its_tokenizer_is_refused(tmp_path):
     from bertner.errors import ModelError
-    from bertner.models.encoder import RecurrentShape, build_bilstm_encoder, encoder_from_folder, save_encoder
+    from bertner.models.encoder import (
+        RecurrentShape,
+        build_bilstm_encoder,
+        encoder_from_folder,
+        save_encoder,
+    )
 
     bundle = build_bilstm_encoder(["患者有高血压，服用二甲双胍。"] * 3, RecurrentShape(hidden=8, char_dim=8, bigram_dim=4))
     folder = save_encoder(bundle, tmp_path / "encoder")

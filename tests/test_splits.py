@@ -69,10 +69,10 @@ def test_twelve_ruijin_documents_split_by_article_keep_dev_labels_in_train(tmp_p
     import json
     import shutil
 
+    from conftest import RUIJIN_TRAIN, need
     from typer.testing import CliRunner
 
     from bertner.cli import app
-    from conftest import RUIJIN_TRAIN, need
 
     raw = tmp_path / "raw"
     raw.mkdir()

@@ -4,13 +4,12 @@ import json
 
 import pytest
 import yaml
+from synthetic import write_synthetic
 from typer.testing import CliRunner
 
 from bertner.cli import app
 from bertner.errors import BertnerError
 from bertner.sweep import load_sweep, run_sweep
-
-from synthetic import write_synthetic
 
 runner = CliRunner()
 

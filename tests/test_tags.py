@@ -2,7 +2,12 @@ import pytest
 
 from bertner.errors import BertnerError
 from bertner.spans import Span
-from bertner.tags import label_set_to_tags, spans_to_tags, stray_inside_tags, tags_to_spans
+from bertner.tags import (
+    label_set_to_tags,
+    spans_to_tags,
+    stray_inside_tags,
+    tags_to_spans,
+)
 
 SPANS = [Span(0, 2, "A"), Span(2, 3, "A"), Span(5, 8, "B")]
 

@@ -5,13 +5,13 @@ import json
 import pytest
 import torch
 import yaml
+from synthetic import write_synthetic
 
+from bertner.cli._progress import TrainProgress
 from bertner.config import TrainConfig
 from bertner.engine.trainer import train
 from bertner.errors import BertnerError, OutputExistsError
 from bertner.runs import load_run
-
-from synthetic import write_synthetic
 
 
 @pytest.fixture(scope="module")
@@ -67,7 +67,7 @@ def test_refuses_to_overwrite_a_run(data_dir, tmp_path):
     train(small_config(data_dir, tmp_path / "run", epochs=1, max_steps=2), force=True)
 
 
-def test_unknown_dev_labels_warn_and_count_as_misses_and_empty_train_is_an_error(data_dir, tmp_path, capsys):
+def test_unknown_dev_labels_warn_and_count_as_misses_and_empty_train_is_an_error(data_dir, tmp_path, caplog):
     bad = tmp_path / "bad"
     bad.mkdir()
     (bad / "train.jsonl").write_text(
@@ -79,7 +79,7 @@ def test_unknown_dev_labels_warn_and_count_as_misses_and_empty_train_is_an_error
         encoding="utf-8",
     )
     summary = train(small_config(bad, tmp_path / "r1", epochs=1))  # a warning, not a refusal
-    assert "dev has labels that train never saw: Y (1)" in capsys.readouterr().err
+    assert "dev has labels that train never saw: Y (1)" in caplog.text  # logged; the CLI shows it
     assert summary.best_per_type["Y"]["recall"] == 0 and summary.best_per_type["Y"]["support"] == 1
     (bad / "train.jsonl").write_text("", encoding="utf-8")
     with pytest.raises(BertnerError, match="empty"):
@@ -94,11 +94,11 @@ def test_nan_loss_stops_with_the_step(data_dir, tmp_path):
         train(small_config(data_dir, tmp_path / "run", lr=1e12, warmup_ratio=0.0, max_grad_norm=1e30))
 
 
-def test_compile_on_cpu_warns_before_the_long_wait(data_dir, tmp_path, capsys):
+def test_compile_on_cpu_warns_before_the_long_wait(data_dir, tmp_path, caplog):
     from bertner.engine.trainer import Trainer
 
     Trainer(small_config(data_dir, tmp_path / "run", compile=True, device="cpu")).setup()
-    assert "--compile on CPU" in capsys.readouterr().err  # torch.compile is lazy: nothing compiled yet
+    assert "--compile on CPU" in caplog.text  # torch.compile is lazy: nothing compiled yet
 
 
 def test_cpu_training_uses_the_cheap_dropout_masks(data_dir, tmp_path):
@@ -116,23 +116,23 @@ def test_cpu_training_uses_the_cheap_dropout_masks(data_dir, tmp_path):
 def test_mfu_is_reported_against_a_known_peak_and_not_on_cpu(data_dir, tmp_path, monkeypatch, capsys):
     import bertner.engine.trainer as trainer_module
 
-    plain = train(small_config(data_dir, tmp_path / "cpu", epochs=1))
+    plain = train(small_config(data_dir, tmp_path / "cpu", epochs=1), view=TrainProgress())
     assert plain.mfu is None  # no peak to compare with on a CPU
     assert "MFU" not in capsys.readouterr().err
     monkeypatch.setattr(trainer_module, "device_peak_flops", lambda device: 1e10)  # as if on a 10 GFLOP/s card
     estimates = []
     real = trainer_module.flops_per_token
     monkeypatch.setattr(trainer_module, "flops_per_token", lambda *args: estimates.append(real(*args)) or estimates[-1])
-    summary = train(small_config(data_dir, tmp_path / "gpu-like", epochs=1))
+    summary = train(small_config(data_dir, tmp_path / "gpu-like", epochs=1), view=TrainProgress())
     assert summary.mfu == pytest.approx(summary.tokens_per_second * estimates[0] / 1e10, abs=2e-4)
     assert "MFU" in capsys.readouterr().err
 
 
 def test_dev_evaluation_shows_progress_in_a_pipe(data_dir, tmp_path, monkeypatch, capsys):
-    import bertner.progress
+    import bertner.cli._progress
 
-    monkeypatch.setattr(bertner.progress, "LINE_EVERY_S", 0.0)  # every batch gets its line
-    train(small_config(data_dir, tmp_path / "run", epochs=1, batch_size=4))
+    monkeypatch.setattr(bertner.cli._progress, "LINE_EVERY_S", 0.0)  # every batch gets its line
+    train(small_config(data_dir, tmp_path / "run", epochs=1, batch_size=4), view=TrainProgress())
     lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith("evaluating on dev")]
     dev_inputs = int(lines[0].split(": ")[1].split()[0].replace(",", ""))
     assert dev_inputs > 8  # several batches of 2 x batch_size

@@ -11,7 +11,7 @@ from rich.markup import escape
 from typer.core import TyperCommand
 
 from bertner import __version__
-from bertner.console import err
+from bertner.cli._console import err, show_library_messages
 from bertner.errors import BertnerError
 
 # Plain (click) help, not rich panels: it wraps to the terminal or to 80 columns in a pipe and never
@@ -24,6 +24,8 @@ app = typer.Typer(
 )
 
 DEFAULT_DATA = Path("data/processed")
+# The library logs its notes and warnings; every command shows them on stderr.
+show_library_messages()
 
 
 def _argument_name(param) -> str:

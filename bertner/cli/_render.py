@@ -7,7 +7,7 @@ from typing import Any, Iterable
 from rich.console import Console
 from rich.table import Table
 
-from bertner.console import out
+from bertner.cli._console import out
 
 
 def scores_table(title: str, per_type: dict[str, dict[str, Any]], totals: Iterable[tuple[str, dict[str, Any]]]) -> Table:

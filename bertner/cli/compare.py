@@ -10,9 +10,17 @@ import typer
 from rich.table import Table
 
 from bertner.cli._app import Command, app, user_errors
+from bertner.cli._console import info, warn
 from bertner.cli._render import results_console
-from bertner.compare import Comparison, compare_runs, format_f1, format_seconds, format_value, group_cell, plot_comparison
-from bertner.console import info, warn
+from bertner.compare import (
+    Comparison,
+    compare_runs,
+    format_f1,
+    format_seconds,
+    format_value,
+    group_cell,
+    plot_comparison,
+)
 
 
 @app.command(cls=Command, short_help="Table of runs by dev F1, seeds grouped.")

@@ -9,11 +9,12 @@ from typing import Optional
 import typer
 
 from bertner.cli._app import Command, app, user_errors
+from bertner.cli._console import out, warn
 from bertner.cli._render import scores_table
 from bertner.config import check_settings
-from bertner.console import out, warn
 from bertner.errors import BertnerError
-from bertner.evaluate import Evaluation, evaluate as run_evaluate, evaluate_predicted_brat
+from bertner.evaluate import Evaluation, evaluate_predicted_brat
+from bertner.evaluate import evaluate as run_evaluate
 from bertner.fileio import folder_suffixes
 from bertner.predict import Predictor
 from bertner.runs import RunDir

@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 
 from bertner.cli._app import Command, app, user_errors
-from bertner.console import info
+from bertner.cli._console import info
 from bertner.export import export_run
 
 

@@ -11,12 +11,12 @@ from rich.table import Table
 from rich.text import Text
 
 from bertner.cli._app import Command, app, user_errors
+from bertner.cli._console import info, out, plural
+from bertner.cli._progress import task_progress
 from bertner.config import check_settings
-from bertner.console import info, out, plural
 from bertner.errors import BertnerError, OutputExistsError
 from bertner.fileio import output_conflict
 from bertner.predict import Prediction, Predictor, gather_inputs, read_documents
-from bertner.progress import task_progress
 from bertner.runs import RunDir, best_run
 from bertner.writers import brat_files, check_output, write_predictions
 
@@ -78,7 +78,7 @@ def predict_files(
                     render_pretty([p], labels=predictor.run.labels)
             else:
                 policy = predictor.run.data_info.get("discontinuous", "merge")
-                write_predictions(predictions, fmt, output, {"run": str(run), "discontinuous": policy})
+                write_predictions(predictions, fmt, output, {"run": str(run), "discontinuous": policy}, sys.stdout)
         except OSError as e:  # disk full, permissions: the atomic writers left nothing half-written
             if output is None:
                 raise BertnerError(f"cannot write to standard output: {e.strerror or e}") from None

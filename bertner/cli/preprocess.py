@@ -9,8 +9,9 @@ import typer
 from rich.table import Table
 
 from bertner.cli._app import DEFAULT_DATA, Command, app, user_errors
-from bertner.console import info, out, warn
-from bertner.data.preprocess import PreprocessOptions, PreprocessResult, preprocess as run_preprocess
+from bertner.cli._console import info, out, warn
+from bertner.data.preprocess import PreprocessOptions, PreprocessResult
+from bertner.data.preprocess import preprocess as run_preprocess
 
 
 @app.command(cls=Command, short_help="Corpus (brat, CoNLL, JSONL) -> training windows.")

@@ -8,9 +8,10 @@ from typing import Optional
 import typer
 
 from bertner.cli._app import Command, app, user_errors
+from bertner.cli._console import out, plural
+from bertner.cli._progress import TrainProgress
 from bertner.cli.compare import render_comparison
 from bertner.cli.train import render_plan as render_train_plan
-from bertner.console import out, plural
 from bertner.errors import BertnerError
 from bertner.runs import RunDir
 from bertner.sweep import DONE, RESTART, TODO, Sweep, run_sweep
@@ -25,7 +26,7 @@ def sweep(
 ) -> None:
     """Train every combination of a grid one after another, skip finished runs, then compare."""
     result = run_sweep(config_file, output=output, dry_run=dry_run, on_start=render_train_plan,
-                       on_compared=render_comparison)
+                       on_compared=render_comparison, view=TrainProgress())
     if dry_run:
         render_plan(result.sweep)
 

@@ -17,11 +17,20 @@ import typer
 from rich.table import Table
 
 from bertner.cli._app import Command, app, user_errors
+from bertner.cli._console import err, out, plural, warn
+from bertner.cli._progress import TrainProgress
 from bertner.cli._render import scores_table
-from bertner.config import RECIPE_FIELDS, RECIPES, TrainConfig, build_config, load_yaml, setting_kind
-from bertner.console import err, out, plural, warn
+from bertner.config import (
+    RECIPE_FIELDS,
+    RECIPES,
+    TrainConfig,
+    build_config,
+    load_yaml,
+    setting_kind,
+)
 from bertner.engine.distributed import Dist
-from bertner.engine.trainer import Trainer, count_parameters, train as run_train
+from bertner.engine.trainer import Trainer, count_parameters
+from bertner.engine.trainer import train as run_train
 from bertner.errors import BertnerError
 from bertner.runs import Summary
 
@@ -90,7 +99,7 @@ def train(data: Optional[Path], config_file: Optional[Path], output: Optional[Pa
     ignored = sorted(k for k, v in flags.items() if v is not None and k != "output") + (["--config"] if config_file else [])
     if resume and ignored:
         warn(f"--resume continues with the run's saved settings; ignored: {', '.join(ignored)}")
-    summary = run_train(config, resume=resume, force=force, on_start=render_plan)
+    summary = run_train(config, resume=resume, force=force, on_start=render_plan, view=TrainProgress())
     if Dist.from_environment().main:
         render_summary(summary)
 

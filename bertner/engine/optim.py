@@ -15,9 +15,6 @@ import torch
 from torch import nn
 from torch.optim.lr_scheduler import LambdaLR
 
-NO_DECAY_MARKERS = ("bias", "LayerNorm.weight", "layer_norm.weight", "LayerNorm.bias", "norm.weight")
-
-
 @dataclass
 class GroupInfo:
     """One optimiser group as printed at the start of training: name, rate, weight decay, parameters."""
@@ -45,7 +42,7 @@ def build_optimizer(
         if not param.requires_grad:
             continue
         role = _role(name)
-        decay = role != "crf" and not any(marker in name for marker in NO_DECAY_MARKERS) and param.ndim > 1
+        decay = role != "crf" and param.ndim >= 2  # the usual rule: biases and norm weights (1-D) do not decay
         buckets.setdefault((role, decay), []).append(param)
     groups, infos = [], []
     for (role, decay), params in buckets.items():

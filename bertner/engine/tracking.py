@@ -1,57 +1,55 @@
-"""What a run shows and leaves behind while it trains: progress on screen, TensorBoard, metrics.jsonl."""
+"""What a run leaves behind while it trains: metrics.jsonl and TensorBoard; and what it tells a view.
+
+The view (`TrainView`) is whoever shows progress: the CLI passes one that draws a bar or writes log
+lines (`bertner.cli._progress.TrainProgress`); without one, training shows nothing.
+"""
 
 from __future__ import annotations
 
-from contextlib import contextmanager
-from typing import Any, Callable, Iterator
+from contextlib import contextmanager, nullcontext
+from typing import Any, Callable, ContextManager, Iterator, Protocol
 
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
-
-from bertner.console import err, plural
 from bertner.runs import RunDir
-from bertner.progress import TaskProgress
+
+
+class TrainView(Protocol):
+    """What a progress display is told during a run (every method is called on the main process only)."""
+
+    def start(self, total_steps: int | None, start_step: int) -> None: ...
+    def set_total(self, total_steps: int) -> None: ...
+    def step(self, step: int, epoch: int) -> None: ...
+    def train_logged(self, step: int, loss: float, lr: float, tokens_per_second: float, mfu: float | None) -> None: ...
+    def evaluating(self, inputs: int) -> ContextManager[Callable[[int], None] | None]: ...
+    def evaluated(self, record: dict[str, Any]) -> None: ...
+    def stop(self) -> None: ...
 
 
 class Tracker:
-    """One place for every number a run reports, so the screen, TensorBoard and files agree."""
+    """One place for every number a run reports, so the view, TensorBoard and files agree."""
 
-    def __init__(self, run: RunDir, total_steps: int | None, enabled: bool = True, start_step: int = 0):
+    def __init__(self, run: RunDir, total_steps: int | None, enabled: bool = True, start_step: int = 0,
+                 view: TrainView | None = None):
         """`total_steps` None: not known yet (a time budget); `set_total` gives it once it is."""
         self.run = run
         self.enabled = enabled
         self.writer = None
-        self.progress: Progress | None = None
-        self.task = None
+        self.view = view if enabled else None
         if not enabled:
             return
+        # Imported here on purpose: TensorBoard's writer is slow to import, and only a training run needs it.
         from torch.utils.tensorboard import SummaryWriter
 
         self.writer = SummaryWriter(log_dir=str(run.tensorboard_dir), flush_secs=30)
-        # Redirected to a file, a progress bar shows nothing until the end: print log lines instead.
-        self.plain = not err.is_terminal
-        self.progress = Progress(
-            TextColumn("[bold]epoch {task.fields[epoch]}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TextColumn("loss {task.fields[loss]}  lr {task.fields[lr]}  {task.fields[speed]} tok/s{task.fields[mfu]}"),
-            TimeElapsedColumn(),
-            TextColumn("eta"),
-            TimeRemainingColumn(),
-            console=err,
-            transient=False,
-        )
-        self.progress.start()
-        self.task = self.progress.add_task(
-            "train", total=total_steps, completed=start_step, epoch="-", loss="-", lr="-", speed="-", mfu=""
-        )
+        if self.view is not None:
+            self.view.start(total_steps, start_step)
 
     def set_total(self, total_steps: int) -> None:
-        if self.progress is not None:
-            self.progress.update(self.task, total=total_steps)
+        if self.view is not None:
+            self.view.set_total(total_steps)
 
     def step(self, step: int, epoch: int) -> None:
-        if self.progress is not None:
-            self.progress.update(self.task, completed=step, epoch=epoch)
+        if self.view is not None:
+            self.view.step(step, epoch)
 
     def log_train(
         self, step: int, loss: float, lrs: dict[str, float], tokens_per_second: float, mfu: float | None = None
@@ -65,41 +63,19 @@ class Tracker:
         self.writer.add_scalar("train/tokens_per_second", tokens_per_second, step)
         if mfu is not None:
             self.writer.add_scalar("train/mfu", mfu, step)
-        encoder_lr = lrs.get("encoder", next(iter(lrs.values())))
-        mfu_text = f"  MFU {mfu:.1%}" if mfu is not None else ""
-        self.progress.update(
-            self.task, loss=f"{loss:.4f}", lr=f"{encoder_lr:.2e}", speed=f"{tokens_per_second:,.0f}", mfu=mfu_text
-        )
-        if self.plain:
-            task = self.progress.tasks[0]
-            eta = task.time_remaining
-            err.print(
-                f"step {step}/{'?' if task.total is None else f'{task.total:.0f}'}  loss {loss:.4f}  lr {encoder_lr:.2e}  {tokens_per_second:,.0f} tok/s"
-                + mfu_text + (f"  eta {eta / 60:.1f} min" if eta else ""),
-                highlight=False,
-            )
+        if self.view is not None:
+            encoder_lr = lrs.get("encoder", next(iter(lrs.values())))
+            self.view.train_logged(step, loss, encoder_lr, tokens_per_second, mfu)
 
     @contextmanager
     def evaluating(self, inputs: int) -> Iterator[Callable[[int], None] | None]:
-        """Progress of one dev evaluation (minutes on a large dev set): a second bar on a terminal,
-        a line every few seconds in a pipe. Yields the callback that counts inputs done."""
-        if not self.enabled or inputs == 0:
-            yield None
-            return
-        if not self.plain:
-            task = self.progress.add_task("dev", total=inputs, epoch="dev", loss="-", lr="-", speed="-", mfu="")
-            try:
-                yield lambda n: self.progress.advance(task, n)
-            finally:
-                self.progress.remove_task(task)
-            return
-        err.print(f"evaluating on dev: {plural(inputs, 'input')}", highlight=False)
-        counter = TaskProgress("evaluating on dev", {"inputs": inputs})
-        yield lambda n: counter.advance("inputs", n)
-        counter.finish()
+        """Progress of one dev evaluation; yields the callback that counts inputs done (None: nobody counts)."""
+        context = self.view.evaluating(inputs) if self.view is not None and inputs else nullcontext(None)
+        with context as on_batch:
+            yield on_batch
 
     def log_eval(self, record: dict[str, Any]) -> None:
-        """Append one evaluation to metrics.jsonl and TensorBoard, and print its one-line summary."""
+        """Append one evaluation to metrics.jsonl and TensorBoard, and tell the view."""
         if not self.enabled:
             return
         self.run.append_metrics(record)
@@ -109,17 +85,11 @@ class Tracker:
         for label, scores in record["per_type"].items():
             self.writer.add_scalar(f"dev_f1/{label}", scores["f1"], step)
         self.writer.flush()
-        micro = record["micro"]
-        best = " [green]best[/green]" if record.get("is_best") else ""
-        message = (
-            f"step {step} (epoch {record['epoch']}): dev loss {record['dev_loss']:.4f}  "
-            f"P {micro['precision']:.4f}  R {micro['recall']:.4f}  F1 {micro['f1']:.4f}{best}"
-        )
-        if self.progress is not None:
-            self.progress.console.print(message, highlight=False)
+        if self.view is not None:
+            self.view.evaluated(record)
 
     def close(self) -> None:
-        if self.progress is not None:
-            self.progress.stop()
+        if self.view is not None:
+            self.view.stop()
         if self.writer is not None:
             self.writer.close()

@@ -7,6 +7,7 @@ name: precision, gradient accumulation, evaluation, early stopping, checkpoints,
 
 from __future__ import annotations
 
+import logging
 import math
 import random
 import shutil
@@ -23,7 +24,6 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from bertner.config import TrainConfig
-from bertner.console import info, warn
 from bertner.data.jsonl import read_windows
 from bertner.engine.batching import (
     encode_windows,
@@ -35,7 +35,7 @@ from bertner.engine.device import autocast_for, pick_device, pick_precision
 from bertner.engine.distributed import close_distributed, init_distributed
 from bertner.engine.flops import device_peak_flops, flops_per_token, mfu
 from bertner.engine.optim import build_optimizer, linear_schedule
-from bertner.engine.tracking import Tracker
+from bertner.engine.tracking import Tracker, TrainView
 from bertner.errors import BertnerError, DataError, TrainingError
 from bertner.metrics import entity_scores
 from bertner.models.cpu_dropout import use_cpu_dropout
@@ -50,6 +50,8 @@ from bertner.predict import char_tags, tag_windows
 from bertner.runs import RunDir, Summary, data_fingerprint, data_info_problem, read_json
 from bertner.spans import Window
 from bertner.tags import label_set_to_tags
+
+log = logging.getLogger(__name__)
 
 UNLIMITED_EPOCHS = 1_000_000  # "until the time budget ends"
 
@@ -125,7 +127,7 @@ def load_datasets(data_dir: Path) -> Datasets:
     unseen = Counter(s.label for w in dev for s in w.spans if s.label not in train_labels)
     if unseen:
         listed = ", ".join(f"{label} ({n})" for label, n in sorted(unseen.items()))
-        warn(f"{dev_path}: dev has labels that train never saw: {listed}; the model cannot learn them, "
+        log.warning(f"{dev_path}: dev has labels that train never saw: {listed}; the model cannot learn them, "
              "so their entities count as misses in dev F1")
     return Datasets(train, dev, train_labels, data_info(data_dir))
 
@@ -193,12 +195,14 @@ class Trainer:
     `train(config)` is the usual entry point; a Trainer is for callers that need the pieces (sweeps, tests).
     """
     def __init__(self, config: TrainConfig, resume: bool = False, force: bool = False,
-                 on_start: Callable[[Trainer], None] | None = None):
-        """`on_start(trainer)`: told once set-up is done and before the first step (the CLI shows the plan)."""
+                 on_start: Callable[[Trainer], None] | None = None, view: TrainView | None = None):
+        """`on_start(trainer)`: told once set-up is done, before the first step (the CLI shows the plan);
+        `view`: shows progress (the CLI's bar or log lines); without one, training shows nothing."""
         config.validate()
         self.config = config
         self.resume = resume
         self.on_start = on_start
+        self.view = view
         self.run_dir = Path(config.output or default_run_name(config))
         config.output = str(self.run_dir)
         self.run = RunDir(self.run_dir)
@@ -261,7 +265,7 @@ class Trainer:
         # Each process evaluates its share of the dev windows; the predictions are gathered.
         self.dev_set = encode_windows(self.dist.shard(data.dev), self.aligner, max_length, self.tag_to_id, c.scheme)
         if self.train_set.inexact_entities:
-            info(
+            log.info(
                 f"{self.train_set.inexact_entities} training entities have a boundary inside a token "
                 "and cannot be tagged exactly with --alignment subword"
             )
@@ -279,7 +283,7 @@ class Trainer:
             self.forward_model = DistributedDataParallel(self.model, device_ids=ids)
         if c.compile:
             if self.device.type == "cpu":
-                warn("--compile on CPU: compiling can take many minutes before the first step "
+                log.warning("--compile on CPU: compiling can take many minutes before the first step "
                      "(ALBERT-tiny on one thread had not started after 10); it is meant for GPUs")
             self.forward_model = torch.compile(self.forward_model, dynamic=True)
 
@@ -326,7 +330,7 @@ class Trainer:
         changed = [split for split in ("train", "dev")
                    if (recorded.get(split) or {}).get("sha256") != (now[split] or {}).get("sha256")]
         if changed:
-            warn(f"{' and '.join(f'{split}.jsonl' for split in changed)} in {self.config.data} changed since "
+            log.warning(f"{' and '.join(f'{split}.jsonl' for split in changed)} in {self.config.data} changed since "
                  f"{self.run_dir} started; it goes on with the data as it is now")
 
     def _flops_per_token(self) -> float | None:
@@ -357,7 +361,7 @@ class Trainer:
         self.state = {**self.state, **state["loop"]}  # keys added since the checkpoint was written keep their start values
         if self.dist.main:
             self._warn_if_data_changed()
-        info(f"resuming {self.run_dir} at step {self.state['step']} (epoch {self.state['epoch'] + 1})")
+        log.info(f"resuming {self.run_dir} at step {self.state['step']} (epoch {self.state['epoch'] + 1})")
 
     # -- evaluation ---------------------------------------------------------------------------
     def evaluate(self, on_batch: Callable[[int], None] | None = None) -> dict[str, Any]:
@@ -427,7 +431,7 @@ class Trainer:
             self.on_start(self)
         c, s = self.config, self.state
         total = None if self.budget and not c.max_steps else self.total_steps  # a budget's steps are known later
-        tracker = Tracker(self.run, total, enabled=self.dist.main, start_step=s["step"])
+        tracker = Tracker(self.run, total, enabled=self.dist.main, start_step=s["step"], view=self.view)
         previous = {sig: signal.signal(sig, self._on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
         try:
             self.train_loop(tracker)
@@ -609,7 +613,7 @@ class Trainer:
             s["budget_seconds"] = self.budget.elapsed()
         if self.config.patience and s["evals_without_gain"] >= self.config.patience:
             s["stopped_by"] = step.stop = "patience"
-            info(f"early stopping: no better dev F1 in {self.config.patience} evaluations")
+            log.info(f"early stopping: no better dev F1 in {self.config.patience} evaluations")
 
     def checkpoint_if_due(self, step: Step) -> None:
         """Every --save-every steps that did not just save one with an evaluation."""
@@ -688,9 +692,9 @@ class Trainer:
 
 
 def train(config: TrainConfig, resume: bool = False, force: bool = False,
-          on_start: Callable[[Trainer], None] | None = None) -> Summary:
+          on_start: Callable[[Trainer], None] | None = None, view: TrainView | None = None) -> Summary:
     """Train one model as configured and return its summary (also written to the run directory)."""
     try:
-        return Trainer(config, resume=resume, force=force, on_start=on_start).fit()
+        return Trainer(config, resume=resume, force=force, on_start=on_start, view=view).fit()
     finally:
         close_distributed()

@@ -19,10 +19,15 @@ from typing import Any, Iterable, Iterator
 from urllib.parse import urlparse
 
 from bertner.align import make_aligner
-from bertner.models.bilstm import MODEL_TYPE as BILSTM_TYPE
-from bertner.models.bilstm import RecurrentConfig, RecurrentEncoder, copy_pretrained_rows, count_bigrams
-from bertner.models.charvocab import CHAR_SPECIALS, char_tokenizer, char_vocabulary
 from bertner.errors import ModelError, one_line
+from bertner.models.bilstm import MODEL_TYPE as BILSTM_TYPE
+from bertner.models.bilstm import (
+    RecurrentConfig,
+    RecurrentEncoder,
+    copy_pretrained_rows,
+    count_bigrams,
+)
+from bertner.models.charvocab import CHAR_SPECIALS, char_tokenizer, char_vocabulary
 
 ENCODER_META = "bertner_encoder.json"
 WEIGHT_FILES = (
