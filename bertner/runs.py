@@ -59,23 +59,30 @@ RUN_MARKERS = ("summary.json", "model.safetensors", "encoder/config.json", "chec
 TRAINING_FILES = ("config.yaml", "summary.json", "metrics.jsonl", "model.safetensors", "checkpoint")
 
 
-def read_json(path: Path) -> dict[str, Any]:
-    """A JSON object from a run directory (every JSON file there holds one); RunError otherwise."""
+def read_mapping(path: Path, parse: Any = json.loads, what: str = "a JSON object") -> dict[str, Any]:
+    """A mapping from a file of a run directory (JSON by default; `parse` yaml.safe_load for config.yaml);
+    RunError naming the file when it is missing, unreadable, corrupt or not a mapping."""
     try:
-        value = json.loads(path.read_text(encoding="utf-8"))
+        value = parse(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise RunError(f"{path} is missing") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise RunError(f"{path} is corrupt ({e})") from None
+    except (ValueError, yaml.YAMLError) as e:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+        raise RunError(f"{path} is corrupt ({_yaml_one_line(e)})") from None
     except OSError as e:
         raise RunError(f"{path} cannot be read ({e.strerror or e})") from None
+    value = {} if value is None and parse is not json.loads else value  # an empty YAML file: no settings
     if not isinstance(value, dict):
-        raise RunError(f"{path} is corrupt (expected a JSON object, found {type(value).__name__})")
+        raise RunError(f"{path} is corrupt (expected {what}, found {type(value).__name__})")
     return value
 
 
+def read_json(path: Path) -> dict[str, Any]:
+    """A JSON object from a run directory (every JSON file there holds one); RunError otherwise."""
+    return read_mapping(path)
+
+
 def _yaml_one_line(error: Exception) -> str:
-    """A YAML error as one line: what went wrong and where."""
+    """A parse error as one line: what went wrong and where (YAML's mark, or the message as it is)."""
     problem = getattr(error, "problem", None)
     mark = getattr(error, "problem_mark", None)
     if problem and mark is not None:
@@ -193,47 +200,20 @@ class RunDir:
 
     def __init__(self, path: str | Path):
         self.path = Path(path)
+        self.config_file = self.path / "config.yaml"
+        self.labels_file = self.path / "labels.json"
+        self.summary_file = self.path / "summary.json"
+        self.metrics_file = self.path / "metrics.jsonl"
+        self.weights_file = self.path / "model.safetensors"
+        self.encoder_dir = self.path / "encoder"
+        self.checkpoint_dir = self.path / checkpoint.CHECKPOINT_DIR
+        self.tensorboard_dir = self.path / "tensorboard"
+        self.fingerprint_file = self.path / FINGERPRINT_FILE
 
     def __repr__(self) -> str:
         return f"RunDir({str(self.path)!r})"
 
-    # -- paths and state --------------------------------------------------------------------
-    @property
-    def config_file(self) -> Path:
-        return self.path / "config.yaml"
-
-    @property
-    def labels_file(self) -> Path:
-        return self.path / "labels.json"
-
-    @property
-    def summary_file(self) -> Path:
-        return self.path / "summary.json"
-
-    @property
-    def metrics_file(self) -> Path:
-        return self.path / "metrics.jsonl"
-
-    @property
-    def weights_file(self) -> Path:
-        return self.path / "model.safetensors"
-
-    @property
-    def encoder_dir(self) -> Path:
-        return self.path / "encoder"
-
-    @property
-    def checkpoint_dir(self) -> Path:
-        return self.path / checkpoint.CHECKPOINT_DIR
-
-    @property
-    def tensorboard_dir(self) -> Path:
-        return self.path / "tensorboard"
-
-    @property
-    def fingerprint_file(self) -> Path:
-        return self.path / FINGERPRINT_FILE
-
+    # -- state ------------------------------------------------------------------------------
     def state(self) -> RunState:
         """COMPLETE once summary.json is written; INCOMPLETE where training left files but no summary."""
         if not self.path.is_dir():
@@ -333,16 +313,7 @@ class RunDir:
     def read_config_values(self) -> dict[str, Any]:
         """The settings in config.yaml, coerced and checked exactly as a YAML config file's are."""
         file = self.config_file
-        try:
-            values = yaml.safe_load(file.read_text(encoding="utf-8")) or {}
-        except FileNotFoundError:
-            raise RunError(f"{file} is missing") from None
-        except (yaml.YAMLError, UnicodeDecodeError) as e:
-            raise RunError(f"{file} is corrupt ({_yaml_one_line(e)})") from None
-        except OSError as e:
-            raise RunError(f"{file} cannot be read ({e.strerror or e})") from None
-        if not isinstance(values, dict):
-            raise RunError(f"{file} is corrupt (expected a mapping of settings, found {type(values).__name__})")
+        values = read_mapping(file, yaml.safe_load, "a mapping of settings")
         try:
             # Keys of older versions that no setting has any more are ignored, as a config file's are not.
             return {k: coerce_setting(str(file), k, v) for k, v in values.items() if k in TrainConfig.__dataclass_fields__}
