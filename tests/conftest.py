@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
+
+# Before torch loads OpenMP: idle threads sleep instead of spinning. The suite runs 2-thread
+# models; on a machine where another process holds a core, spinning threads made it ~10x slower.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import pytest
 
