@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import shutil
 import sys
 from collections import Counter
 from dataclasses import dataclass
@@ -213,11 +215,31 @@ def write_predictions(predictions: Iterable[Prediction], fmt: str, output: Path 
         else:
             documents = 0
             with atomic_path(output) as tmp:
-                with open(tmp, "w", encoding="utf-8", newline="") as f:
-                    for p in predictions:
-                        f.write(render(p))
-                        documents += 1
+                try:
+                    with open(tmp, "w", encoding="utf-8", newline="") as f:
+                        for p in predictions:
+                            f.write(render(p))
+                            documents += 1
+                except BaseException:
+                    keep_partial(tmp, output, documents)
+                    raise
             info(f"wrote {plural(documents, 'document')} to {output}")
+
+
+def keep_partial(staged: Path, output: Path, documents: int) -> None:
+    """After a crash or Ctrl-C: keep the documents finished so far as OUTPUT.partial, and say so.
+
+    The output itself is left as it was (it is only replaced when every document is done).
+    """
+    if documents == 0:
+        return
+    partial = output.with_name(output.name + ".partial")
+    if partial.is_dir() and not partial.is_symlink():
+        shutil.rmtree(partial)  # what an earlier interrupted predict kept
+    elif partial.exists() or partial.is_symlink():
+        partial.unlink()
+    os.replace(staged, partial)
+    warn(f"predict stopped after {plural(documents, 'document')}: they are in {partial}; {output} was not changed")
 
 
 def write_brat(predictions: Iterable[Prediction], output: Path, record: dict) -> None:
@@ -227,14 +249,18 @@ def write_brat(predictions: Iterable[Prediction], output: Path, record: dict) ->
     written: list[str] = []
     entities = 0
     with atomic_dir(output) as folder:
-        for p in predictions:
-            target = folder / f"{p.doc}.ann"
-            target.parent.mkdir(parents=True, exist_ok=True)
-            target.write_text(writers.brat_ann(p), encoding="utf-8", newline="")
-            # The text beside it makes the folder a complete brat corpus (viewable, scorable).
-            target.with_suffix(".txt").write_text(p.text, encoding="utf-8", newline="")
-            written.append(p.doc)
-            entities += len(p.spans)
+        try:
+            for p in predictions:
+                target = folder / f"{p.doc}.ann"
+                target.parent.mkdir(parents=True, exist_ok=True)
+                target.write_text(writers.brat_ann(p), encoding="utf-8", newline="")
+                # The text beside it makes the folder a complete brat corpus (viewable, scorable).
+                target.with_suffix(".txt").write_text(p.text, encoding="utf-8", newline="")
+                written.append(p.doc)
+                entities += len(p.spans)
+        except BaseException:
+            keep_partial(folder, output, len(written))
+            raise
         write_json(folder / writers.BRAT_RECORD, {"format": 1, **record, "documents": written})
     info(f"wrote {plural(len(written), '.ann file')} ({plural(entities, 'entity')}) to {output}")
     older = sorted({p.stem for p in output.glob("*.ann")} - set(written))  # the ones `bertner evaluate` reads

@@ -539,6 +539,38 @@ def test_stdout_keeps_the_documents_tagged_before_a_crash(trained, tmp_path, mon
     assert 0 < len(written) < 40 and written == [f"n{i:02d}" for i in range(len(written))]
 
 
+
+@pytest.mark.parametrize("fmt,name", [("jsonl", "out.jsonl"), ("conll", "out.conll"), ("brat", "out")])
+def test_a_crash_with_output_keeps_the_finished_documents_as_partial(trained, tmp_path, monkeypatch, fmt, name):
+    from bertner import predict
+
+    notes = tmp_path / "many"
+    notes.mkdir()
+    for i in range(40):
+        (notes / f"n{i:02d}.txt").write_text("患者有高血压，服用二甲双胍。", encoding="utf-8")
+    real, calls = predict.tag_windows, []
+
+    def second_group_crashes(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise RuntimeError("a crash while tagging")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(predict, "tag_windows", second_group_crashes)
+    output = tmp_path / name
+    result = invoke("predict", trained[0], notes, "--format", fmt, "--batch-size", "1", "-o", output)
+    assert isinstance(result.exception, RuntimeError), result.output
+    partial = tmp_path / f"{name}.partial"
+    assert not output.exists() and f"they are in {partial}" in " ".join(result.stderr.split())
+    if fmt == "jsonl":
+        kept = [json.loads(line)["doc"] for line in partial.read_text(encoding="utf-8").splitlines()]
+    elif fmt == "conll":
+        kept = [line.split()[-1] for line in partial.read_text(encoding="utf-8").splitlines() if line.startswith("-DOCSTART-")]
+    else:
+        kept = sorted(p.stem for p in partial.glob("*.ann"))
+    assert 0 < len(kept) < 40 and kept == [f"n{i:02d}" for i in range(len(kept))]
+    assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]  # no temporary left behind
+
 # ----------------------------------------------------------------------------- security checks
 
 ROOT = Path(__file__).resolve().parents[1] / "bertner"
