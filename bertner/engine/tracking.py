@@ -9,7 +9,7 @@ from typing import Any, Callable, Iterator
 
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from bertner.console import err, plural
+from bertner.console import err
 from bertner.fileio import append_text
 from bertner.progress import TaskProgress
 
@@ -84,7 +84,7 @@ class Tracker:
     @contextmanager
     def evaluating(self, inputs: int) -> Iterator[Callable[[int], None] | None]:
         """Progress of one dev evaluation (minutes on a large dev set): a second bar on a terminal,
-        a line every few seconds in a pipe. Yields the callback that counts inputs done."""
+        a line every few seconds in a pipe (none for a quick one). Yields the callback that counts inputs done."""
         if not self.enabled or inputs == 0:
             yield None
             return
@@ -95,7 +95,6 @@ class Tracker:
             finally:
                 self.progress.remove_task(task)
             return
-        err.print(f"evaluating on dev: {plural(inputs, 'input')}", highlight=False)
         counter = TaskProgress("evaluating on dev", {"inputs": inputs})
         yield lambda n: counter.advance("inputs", n)
         counter.finish()
