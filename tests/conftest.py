@@ -5,8 +5,9 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-# Before torch loads OpenMP: idle threads sleep instead of spinning. The suite runs 2-thread
-# models; on a machine where another process holds a core, spinning threads made it ~10x slower.
+# As bertner/__init__.py does, before any test module imports torch (some import it before
+# bertner): idle OpenMP threads sleep. With spinning threads the suite took ~38 minutes instead of
+# ~5 on a 2-core machine where another process held a core.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import pytest
