@@ -375,13 +375,13 @@ def coerce_setting(where: str, key: str, value: Any) -> Any:
     return value
 
 
-def build_config(file_values: dict[str, Any], flag_values: dict[str, Any]) -> TrainConfig:
-    """Defaults, then the config file, then the flags the user actually gave."""
+def build_config(file_values: dict[str, Any], flag_values: dict[str, Any], source: str = "config file") -> TrainConfig:
+    """Defaults, then the config file (`source` names it in errors), then the flags the user actually gave."""
     known = config_keys()
     unknown = sorted(set(file_values) - known)
     if unknown:
-        raise BertnerError(f"unknown option(s) in config file: {', '.join(unknown)}")
-    checked = {k: coerce_setting("config file", k, v) for k, v in file_values.items()}
+        raise BertnerError(f"{source}: unknown option(s): {', '.join(unknown)}")
+    checked = {k: coerce_setting(source, k, v) for k, v in file_values.items()}
     merged = {**checked, **{k: v for k, v in flag_values.items() if v is not None}}
     config = TrainConfig(**merged)
     config.validate()

@@ -296,7 +296,7 @@ def test_config_file_values_out_of_range_are_one_line(trained, tmp_path, line, e
     out = tmp_path / "run"
     result = invoke("train", trained[1], "-o", out, "--config", config, "--tiny-layers", "1", "--tiny-hidden", "32",
                     "--epochs", "1", "--max-steps", "2", "--num-threads", "1")  # a file value is checked even where a flag wins
-    assert_one_line_error(result, "config file: " + expected)
+    assert_one_line_error(result, f"{config}: " + expected)  # the file is named
     assert not out.exists()
 
 
