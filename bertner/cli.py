@@ -308,15 +308,29 @@ def compare(
     per_type: bool = typer.Option(False, "--per-type", help="Add per-type dev F1 columns."),
     plot: Optional[Path] = typer.Option(None, "--plot", metavar="FILE.png", help="Write a PNG: dev F1 against step per run, and grouped F1 with error bars (needs matplotlib)."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON for scripts."),
+    baseline: Optional[str] = typer.Option(None, "--baseline", metavar="GROUP", help="A group as the table names it (e.g. tiny+softmax): every other group's F1 difference to it, with 95% intervals and Holm-corrected p-values from the seeds and from a bootstrap over dev documents."),
+    resamples: int = typer.Option(10_000, "--resamples", metavar="N", min=100, help="Bootstrap resamples for --baseline."),
 ) -> None:
-    """Compare the runs in a folder: a table sorted by dev F1, seeds grouped with mean and std."""
+    """Compare the runs in a folder: a table sorted by dev F1, seeds grouped with mean and std.
+
+    With --baseline GROUP: is each other group really better or worse than GROUP?
+
+    \b
+      bertner compare runs/quickstart-sweep --baseline tiny+softmax
+    """
     from bertner.compare import compare_runs, plot_comparison, print_comparison
 
     comparison = compare_runs(runs_dir, by=[c.strip() for c in by.split(",")] if by else None)
     if plot is not None:
         written = plot_comparison(comparison, plot)
         info(f"wrote the plot to {written}")
-    print_comparison(comparison, per_type=per_type, as_json=as_json)
+    if baseline is None:
+        print_comparison(comparison, per_type=per_type, as_json=as_json)
+        return
+    from bertner.significance import compare_to_baseline
+    from bertner.significance_view import print_baseline_comparison
+
+    print_baseline_comparison(comparison, compare_to_baseline(comparison, baseline, resamples), as_json=as_json)
 
 
 @app.command(cls=Command, short_help="Train every combination of a grid, then compare.")
