@@ -44,7 +44,8 @@ def label_colours(labels: Iterable[str]) -> dict[str, str]:
 
 
 def escape(text: str) -> str:
-    return html.escape(text, quote=True)
+    # A literal carriage return would become a line feed in the browser's DOM; as a reference it stays itself.
+    return html.escape(text, quote=True).replace("\r", "&#13;")
 
 
 def highlight(text: str, spans: Sequence[Span], colours: dict[str, str], scores: Sequence[float] | None = None) -> str:
