@@ -30,6 +30,8 @@ from bertner.errors import BertnerError
 
 RESAMPLES = 10_000
 CONFIDENCE = 0.95
+# Fewer dev documents than this and resampling them says little: one document gives a zero-width interval.
+MIN_DOCUMENTS = 10
 
 
 @dataclass
@@ -239,6 +241,8 @@ def _bootstrap_for(pairs: list[tuple[RunResult, RunResult]], counts: dict[str, d
     documents = sorted(counts[usable[0][0].name])
     if any(sorted(counts[r.name]) != documents for pair in usable for r in pair):
         return "document bootstrap skipped: the runs were evaluated on different dev documents"
+    if len(documents) < MIN_DOCUMENTS:
+        return f"document bootstrap skipped: it needs at least {MIN_DOCUMENTS} dev documents (found {len(documents)})"
     stack = lambda side: np.stack([[counts[pair[side].name][d] for d in documents] for pair in usable])  # noqa: E731
     return paired_bootstrap(stack(0), stack(1), resamples, confidence)
 

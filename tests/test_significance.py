@@ -88,6 +88,16 @@ def test_one_seed_per_group_gives_the_bootstrap_only(tmp_path):
     assert "1 seed x 30 documents" in row.sentence() and "needs at least 2 seeds" in row.sentence()
 
 
+def test_too_few_documents_skip_the_bootstrap(tmp_path):
+    windows, hits = dev_windows(5), hits_per_document(5)
+    for seed in (1, 2):
+        study_run(tmp_path / f"softmax-seed{seed}", windows, hits, f1=0.6 + 0.01 * seed, seed=seed)
+        study_run(tmp_path / f"crf-seed{seed}", windows, [k + 1 for k in hits], f1=0.7 + 0.03 * seed, crf=True, seed=seed)
+    row = compare_to_baseline(compare_runs(tmp_path), "bert+softmax", resamples=100).differences[0]
+    assert row.documents is None and "at least 10 dev documents (found 5)" in row.documents_note
+    assert row.seeds.difference == pytest.approx(0.13) and "found 5" in row.sentence()
+
+
 def test_runs_without_dev_predictions_skip_the_bootstrap_and_say_so(tmp_path):
     fake_run(tmp_path / "softmax-seed1", seed=1, f1=0.6)
     fake_run(tmp_path / "softmax-seed2", seed=2, f1=0.62)
