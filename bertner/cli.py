@@ -309,7 +309,7 @@ def compare(
     per_type: bool = typer.Option(False, "--per-type", help="Add per-type dev F1 columns."),
     plot: Optional[Path] = typer.Option(None, "--plot", metavar="FILE.png", help="Write a PNG: dev F1 against step per run, and grouped F1 with error bars (needs matplotlib)."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON for scripts."),
-    baseline: Optional[str] = typer.Option(None, "--baseline", metavar="GROUP", help="A group as the table names it (e.g. tiny+softmax): every other group's F1 difference to it, with 95% intervals and Holm-corrected p-values from the seeds and from a bootstrap over dev documents."),
+    baseline: Optional[str] = typer.Option(None, "--baseline", metavar="GROUP", help="A group as the table names it (e.g. tiny+softmax): every other group's F1 difference to it, with confidence intervals and Holm-corrected p-values from the seeds and from a bootstrap over dev documents."),
     resamples: int = typer.Option(10_000, "--resamples", metavar="N", min=100, help="Bootstrap resamples for --baseline."),
 ) -> None:
     """Compare the runs in a folder: a table sorted by dev F1, seeds grouped with mean and std.
