@@ -12,7 +12,7 @@ from typer.core import TyperCommand
 
 from bertner import __version__
 from bertner.console import err, info, warn
-from bertner.errors import BertnerError
+from bertner.errors import BertnerError, OutputExistsError
 
 # Plain (click) help, not rich panels: it wraps to the terminal or to 80 columns in a pipe and never
 # cuts an option name or a default short.
@@ -255,8 +255,8 @@ def evaluate(
 @user_errors
 def predict(
     inputs: list[str] = typer.Argument(..., metavar="[RUN] INPUT", help=".txt files, folders of them, or - for standard input. A first argument that is a run directory chooses the run; otherwise the best run under runs/ is used."),
-    output_format: Optional[str] = typer.Option(None, "--format", "-f", metavar="FORMAT", help="pretty (default on a terminal), jsonl (default otherwise), brat, conll."),
-    output: Optional[Path] = typer.Option(None, "--output", "-o", metavar="PATH", help="Output folder (brat: one .ann per .txt; required) or file (jsonl, conll)."),
+    output_format: Optional[str] = typer.Option(None, "--format", "-f", metavar="FORMAT", help="pretty (default on a terminal), jsonl (default otherwise), brat, conll, html (a page with the entities highlighted)."),
+    output: Optional[Path] = typer.Option(None, "--output", "-o", metavar="PATH", help="Output folder (brat: one .ann per .txt; required) or file (jsonl, conll, html)."),
     runs_dir: Path = typer.Option(Path("runs"), "--runs", metavar="DIR", help="Where to look for the best run when no run is given."),
     batch_size: int = typer.Option(32, "--batch-size", "-b", metavar="N", help="Inputs per batch."),
     device: str = typer.Option("auto", "--device", metavar="DEVICE", help="auto, cpu, cuda or cuda:N."),
@@ -270,6 +270,7 @@ def predict(
       bertner predict notes.txt
       bertner predict runs/bert-crf notes/ -f brat -o pred/
       echo 患者有2型糖尿病 | bertner predict -
+      bertner predict notes.txt -f html -o notes.html
     """
     from bertner.predict_cli import run_predict
 
@@ -308,15 +309,57 @@ def compare(
     per_type: bool = typer.Option(False, "--per-type", help="Add per-type dev F1 columns."),
     plot: Optional[Path] = typer.Option(None, "--plot", metavar="FILE.png", help="Write a PNG: dev F1 against step per run, and grouped F1 with error bars (needs matplotlib)."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON for scripts."),
+    baseline: Optional[str] = typer.Option(None, "--baseline", metavar="GROUP", help="A group as the table names it (e.g. tiny+softmax): every other group's F1 difference to it, with confidence intervals and Holm-corrected p-values from the seeds and from a bootstrap over dev documents."),
+    resamples: int = typer.Option(10_000, "--resamples", metavar="N", min=100, help="Bootstrap resamples for --baseline."),
 ) -> None:
-    """Compare the runs in a folder: a table sorted by dev F1, seeds grouped with mean and std."""
+    """Compare the runs in a folder: a table sorted by dev F1, seeds grouped with mean and std.
+
+    With --baseline GROUP: is each other group really better or worse than GROUP?
+
+    \b
+      bertner compare runs/quickstart-sweep --baseline tiny+softmax
+    """
     from bertner.compare import compare_runs, plot_comparison, print_comparison
 
     comparison = compare_runs(runs_dir, by=[c.strip() for c in by.split(",")] if by else None)
     if plot is not None:
         written = plot_comparison(comparison, plot)
         info(f"wrote the plot to {written}")
-    print_comparison(comparison, per_type=per_type, as_json=as_json)
+    if baseline is None:
+        print_comparison(comparison, per_type=per_type, as_json=as_json)
+        return
+    from bertner.significance import compare_to_baseline
+    from bertner.significance_view import print_baseline_comparison
+
+    print_baseline_comparison(comparison, compare_to_baseline(comparison, baseline, resamples), as_json=as_json)
+
+
+@app.command(cls=Command, short_help="One HTML page about a folder of runs.")
+@user_errors
+def report(
+    runs_dir: Path = typer.Argument(Path("runs"), metavar="RUNS_DIR", help="Folder holding run directories (searched recursively)."),
+    output: Path = typer.Option(Path("report.html"), "--output", "-o", metavar="FILE.html", help="The page to write."),
+    baseline: Optional[str] = typer.Option(None, "--baseline", metavar="GROUP", help="The group the others are tested against (default: the softmax group without GRU if there is one, else the weakest)."),
+    documents: int = typer.Option(4, "--documents", metavar="N", min=0, help="Dev documents shown with gold and predicted entities side by side."),
+    resamples: int = typer.Option(10_000, "--resamples", metavar="N", min=100, help="Bootstrap resamples."),
+    force: bool = typer.Option(False, "--force", help="Replace FILE.html if it exists."),
+) -> None:
+    """Write one self-contained HTML page: comparison with intervals, learning curves, per-type F1,
+    error kinds and dev documents with gold and predicted entities highlighted. Needs matplotlib.
+
+    \b
+      bertner report runs/quickstart-sweep -o report.html
+    """
+    from bertner.compare import compare_runs
+    from bertner.report_html import write_report
+
+    if output.exists() and not force:
+        raise OutputExistsError(f"{output} already exists; pass --force to replace it")
+    comparison = compare_runs(runs_dir)
+    for skipped in comparison.incomplete:
+        warn(f"skipped {skipped.name}: {skipped.reason}")
+    written = write_report(comparison, output, baseline, documents, resamples)
+    info(f"wrote {written}: open it in a browser")
 
 
 @app.command(cls=Command, short_help="Train every combination of a grid, then compare.")

@@ -178,7 +178,7 @@ def check_output(fmt: str, output: Path | None, force: bool) -> None:
     if fmt == "brat" and output is None:
         raise BertnerError("--format brat writes one .ann per input .txt: give the folder with -o DIR")
     if fmt == "pretty" and output is not None:
-        raise BertnerError("--format pretty prints to the terminal; use jsonl, brat or conll with -o")
+        raise BertnerError("--format pretty prints to the terminal; use jsonl, brat, conll or html with -o")
     if output is None:
         return
     if fmt == "brat" and output.exists() and not output.is_dir():
@@ -207,19 +207,23 @@ def write_predictions(predictions: Iterable[Prediction], fmt: str, output: Path 
     elif fmt == "brat":
         write_brat(predictions, output, {"run": str(run), "discontinuous": predictor.run.data_info.get("discontinuous", "merge")})
     else:
-        render = writers.jsonl_line if fmt == "jsonl" else (lambda p: "".join(writers.conll_lines(p)))
+        render, head, tail = text_renderer(fmt, predictor.run.labels)
         if output is None:
+            sys.stdout.write(head)
             for p in predictions:
                 sys.stdout.write(render(p))
                 sys.stdout.flush()  # a crash or Ctrl-C later keeps every document written so far
+            sys.stdout.write(tail)
         else:
             documents = 0
             with atomic_path(output) as tmp:
                 try:
                     with open(tmp, "w", encoding="utf-8", newline="") as f:
+                        f.write(head)
                         for p in predictions:
                             f.write(render(p))
                             documents += 1
+                        f.write(tail)
                 except BaseException:
                     keep_partial(tmp, output, documents)
                     raise
@@ -240,6 +244,17 @@ def keep_partial(staged: Path, output: Path, documents: int) -> None:
         partial.unlink()
     os.replace(staged, partial)
     warn(f"predict stopped after {plural(documents, 'document')}: they are in {partial}; {output} was not changed")
+
+
+def text_renderer(fmt: str, labels: list[str]) -> tuple[Callable[[Prediction], str], str, str]:
+    """A one-file format as (render one prediction, text before the first, text after the last)."""
+    from bertner import writers
+
+    if fmt == "html":
+        return (lambda p: writers.html_document(p, labels)), writers.html_head(labels), writers.html_tail()
+    if fmt == "jsonl":
+        return writers.jsonl_line, "", ""
+    return (lambda p: "".join(writers.conll_lines(p))), "", ""
 
 
 def write_brat(predictions: Iterable[Prediction], output: Path, record: dict) -> None:

@@ -8,6 +8,7 @@ A run directory holds:
   encoder/           the encoder's config and tokenizer (no weights: they are in model.safetensors)
   model.safetensors  the best checkpoint's weights (by dev F1)
   metrics.jsonl      one line per evaluation
+  dev_predictions.jsonl  the best checkpoint's dev predictions, one line per window (bertner.dev_predictions)
   summary.json       the headline numbers of the run
   tensorboard/       TensorBoard event files
   checkpoint/        the latest resumable state (removed when the run completes cleanly)
@@ -111,7 +112,7 @@ def prepare_run_dir(path: Path, force: bool, resume: bool) -> FolderLock:
                 f"{path} already holds a run; pass --resume to continue it, --force to replace it, or choose another --output"
             )
         if force and not resume:
-            for name in ("metrics.jsonl", "summary.json", "model.safetensors", FINGERPRINT_FILE):
+            for name in ("metrics.jsonl", "summary.json", "model.safetensors", FINGERPRINT_FILE, "dev_predictions.jsonl"):
                 (path / name).unlink(missing_ok=True)
             for name in ("checkpoint", "tensorboard"):
                 shutil.rmtree(path / name, ignore_errors=True)

@@ -1,4 +1,4 @@
-"""Output formats for predictions: jsonl, brat, conll, and a pretty terminal view.
+"""Output formats for predictions: jsonl, brat, conll, html, and a pretty terminal view.
 
 Each writer takes `Prediction`s (document text + spans in document offsets) and renders them;
 none of them knows about models or tokens.
@@ -12,7 +12,7 @@ from typing import Iterable, Sequence
 from bertner.predict import Prediction
 from bertner.spans import Span
 
-FORMATS = ("pretty", "jsonl", "brat", "conll")
+FORMATS = ("pretty", "jsonl", "brat", "conll", "html")
 # Written by `predict --format brat` beside the .ann files: the run, its discontinuous policy (so
 # `evaluate PRED GOLD` reads gold as `evaluate RUN GOLD` does) and the documents it wrote.
 BRAT_RECORD = "bertner_predict.json"
@@ -107,3 +107,27 @@ def print_pretty(predictions: list[Prediction], max_chars: int = 2000, labels: S
             for s, score in zip(p.spans, p.scores):
                 table.add_row(str(s.start), str(s.end), f"[{colour[s.label]}]{s.label}[/]", p.text[s.start : s.end], f"{score:.2f}")
             out.print(table)
+
+
+def html_head(labels: Sequence[str]) -> str:
+    """The page up to the documents: title and colour legend (every label of the run, so colours are stable)."""
+    from bertner.html_spans import label_colours, legend, page_head
+
+    return (page_head("bertner predictions") + "<h1>bertner predictions</h1>\n"
+            '<p class="muted">Hover over an entity for its label and score.</p>\n' + legend(label_colours(labels)) + "\n")
+
+
+def html_document(prediction: Prediction, labels: Sequence[str]) -> str:
+    """One document: its id, entity count, and its text with the entities highlighted (offsets exact)."""
+    from bertner.console import plural
+    from bertner.html_spans import escape, highlight, label_colours
+
+    marked = highlight(prediction.text, prediction.spans, label_colours(labels), prediction.scores)
+    return (f'<section class="document"><h2>{escape(prediction.doc)}</h2>'
+            f'<p class="muted">{plural(len(prediction.spans), "entity")}</p>\n<div class="text">{marked}</div></section>\n')
+
+
+def html_tail() -> str:
+    from bertner.html_spans import page_tail
+
+    return page_tail()

@@ -25,6 +25,7 @@ from torch import nn
 
 from bertner.config import TrainConfig, check_setting, save_config
 from bertner.console import err, info, warn
+from bertner.dev_predictions import write_dev_predictions
 from bertner.engine.budget import TimeBudget
 from bertner.engine.batching import encode_windows, iterate_batches, length_grouped_batches
 from bertner.engine.checkpoint import load_checkpoint, save_checkpoint, save_weights
@@ -407,6 +408,7 @@ class Trainer:
         texts = [w.text for w in self.data.dev]
         gold = char_tags(texts, [w.spans for w in self.data.dev])
         scores = entity_scores(gold, char_tags(texts, predicted)).to_dict()
+        self.dev_predicted = predicted  # kept with the best checkpoint (dev_predictions.jsonl)
         return {"dev_loss": sum(losses) / max(1, len(losses)), **scores}
 
     def _evaluate_and_keep_best(self, epoch: int, tracker: Tracker) -> bool:
@@ -426,6 +428,7 @@ class Trainer:
             s.update(best_f1=f1, best_step=s["step"], evals_without_gain=0, best_record=record)
             if self.dist.main:
                 save_weights(self.model, self.run_dir / "model.safetensors")
+                write_dev_predictions(self.run_dir, self.data.dev, self.dev_predicted)
         else:
             s["evals_without_gain"] += 1
         tracker.log_eval(record)
