@@ -165,8 +165,11 @@ def output_errors(target: str | os.PathLike) -> Iterator[None]:
 def atomic_path(target: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path in the target's folder; on success rename it onto the target."""
     target = Path(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    except OSError as error:  # whatever the caller checked before, the file system has the last word
+        raise OutputError(f"cannot write {target}: {error.strerror or error}") from None
     os.close(fd)
     tmp_path = Path(tmp)
     try:
@@ -222,8 +225,11 @@ def atomic_dir(target: str | os.PathLike) -> Iterator[Path]:
     folder is removed and `target` is untouched.
     """
     target = Path(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
+    except OSError as error:
+        raise OutputError(f"cannot write {target}: {error.strerror or error}") from None
     try:
         yield tmp
         if not target.exists():

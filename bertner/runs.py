@@ -9,6 +9,7 @@ offline. A run directory holds:
   encoder/           the encoder's config and tokenizer (no weights: they are in model.safetensors)
   model.safetensors  the best checkpoint's weights (by dev F1)
   metrics.jsonl      one line per evaluation
+  dev_predictions.jsonl  the best checkpoint's dev predictions, one line per window (bertner.dev_predictions)
   summary.json       the headline numbers of the run (`Summary`); written last, so it marks a finished run
   tensorboard/       TensorBoard event files
   checkpoint/        the latest resumable state (removed when the run completes cleanly)
@@ -38,12 +39,14 @@ from torch import nn
 
 from bertner.config import TrainConfig, coerce_setting, save_config
 from bertner.data.policies import POLICIES
+from bertner.dev_predictions import DEV_PREDICTIONS, DevPrediction, dev_prediction_rows, read_dev_predictions
 from bertner.engine import checkpoint
 from bertner.errors import BertnerError, OutputExistsError, RunError
-from bertner.fileio import append_text, write_json, write_text
+from bertner.fileio import append_text, write_json, write_jsonl, write_text
 from bertner.lock import FolderLock
 from bertner.models.encoder import EncoderBundle, encoder_from_folder, save_encoder
 from bertner.models.tagger import Tagger, head_spec
+from bertner.spans import Span, Window
 from bertner.tags import SCHEMES, label_set_to_tags
 
 log = logging.getLogger(__name__)
@@ -209,6 +212,7 @@ class RunDir:
         self.checkpoint_dir = self.path / checkpoint.CHECKPOINT_DIR
         self.tensorboard_dir = self.path / "tensorboard"
         self.fingerprint_file = self.path / FINGERPRINT_FILE
+        self.dev_predictions_file = self.path / DEV_PREDICTIONS
 
     def __repr__(self) -> str:
         return f"RunDir({str(self.path)!r})"
@@ -281,7 +285,8 @@ class RunDir:
                 f"{self.path} already holds a run; pass --resume to continue it, --force to replace it, or choose another --output"
             )
         if force and not resume:
-            for file in (self.metrics_file, self.summary_file, self.weights_file, self.fingerprint_file):
+            for file in (self.metrics_file, self.summary_file, self.weights_file, self.fingerprint_file,
+                         self.dev_predictions_file):
                 file.unlink(missing_ok=True)
             for folder in (self.checkpoint_dir, self.tensorboard_dir):
                 shutil.rmtree(folder, ignore_errors=True)
@@ -389,6 +394,14 @@ class RunDir:
             except (json.JSONDecodeError, KeyError, TypeError, ValueError):
                 continue
         return curve
+
+    def write_dev_predictions(self, windows: Sequence[Window], predicted: Sequence[Sequence[Span]]) -> None:
+        """The best checkpoint's dev predictions (`bertner.dev_predictions`), written atomically."""
+        write_jsonl(self.dev_predictions_file, dev_prediction_rows(windows, predicted))
+
+    def read_dev_predictions(self) -> list[DevPrediction] | None:
+        """The best checkpoint's dev predictions; None for a run written before they were kept."""
+        return read_dev_predictions(self.dev_predictions_file)
 
     # -- weights, encoder, checkpoints -------------------------------------------------------
     def save_best_weights(self, model: nn.Module) -> None:

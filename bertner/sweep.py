@@ -192,7 +192,7 @@ def expand_grid(base: dict[str, Any], grid: dict[str, list[Any]], output: Path,
         legacy = legacy_run_name(name, values["model"])
         if legacy and not run_dir.exists() and RunDir(output / legacy).is_complete():
             name, run_dir = legacy, output / legacy  # finished under its old name: kept, not trained again
-        config = build_config({**values, "output": str(run_dir)}, {})
+        config = build_config({**values, "output": str(run_dir)}, {}, str(source))
         grid_values = {k: values[k] for k in keys if not (k in CONDITIONAL and not CONDITIONAL[k][0](values))}
         runs.append(SweepRun(name, run_dir, config, grid_values))
     return runs, collapsed, reasons

@@ -1,4 +1,4 @@
-"""Output formats for predictions: jsonl, brat, conll (the pretty terminal view is `bertner.cli.predict`'s).
+"""Output formats for predictions: jsonl, brat, conll, html (the pretty terminal view is `bertner.cli.predict`'s).
 
 Each writer takes `Prediction`s (document text + spans in document offsets) and renders them;
 none of them knows about models or tokens. Writers own their whole output: a file or a folder,
@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import shutil
 from pathlib import Path
-from typing import Iterable, Iterator, TextIO
+from typing import Callable, Iterable, Iterator, Sequence, TextIO
 
 from bertner.errors import BertnerError, OutputExistsError
 from bertner.fileio import atomic_dir, atomic_path, check_writable, write_json
+from bertner.html_spans import escape, highlight, label_colours, legend, page_head, page_tail
 from bertner.predict import Prediction, TextInput
 from bertner.spans import Span
 from bertner.tags import spans_to_tags
@@ -21,7 +24,7 @@ from bertner.text import plural
 
 log = logging.getLogger(__name__)
 
-FORMATS = ("pretty", "jsonl", "brat", "conll")
+FORMATS = ("pretty", "jsonl", "brat", "conll", "html")
 # Written by `predict --format brat` beside the .ann files: the run, its discontinuous policy (so
 # `evaluate PRED GOLD` reads gold as `evaluate RUN GOLD` does) and the documents it wrote.
 BRAT_RECORD = "bertner_predict.json"
@@ -98,7 +101,7 @@ def check_output(fmt: str, output: Path | None, force: bool) -> None:
     if fmt == "brat" and output is None:
         raise BertnerError("--format brat writes one .ann per input .txt: give the folder with -o DIR")
     if fmt == "pretty" and output is not None:
-        raise BertnerError("--format pretty prints to the terminal; use jsonl, brat or conll with -o")
+        raise BertnerError("--format pretty prints to the terminal; use jsonl, brat, conll or html with -o")
     if output is None:
         return
     if fmt == "brat" and output.exists() and not output.is_dir():
@@ -112,25 +115,60 @@ def check_output(fmt: str, output: Path | None, force: bool) -> None:
 
 
 def write_predictions(predictions: Iterable[Prediction], fmt: str, output: Path | None, brat_record: dict,
-                      stream: TextIO | None = None) -> None:
-    """Write each prediction as it comes (jsonl, conll, brat): to a file or a folder through a temporary
-    name, or (output None) to `stream` at once. `brat_record`: the run and its policy."""
+                      labels: Sequence[str], stream: TextIO | None = None) -> None:
+    """Write each prediction as it comes (jsonl, conll, html, brat): to a file or a folder through a
+    temporary name, or (output None) to `stream` at once. `brat_record`: the run and its policy;
+    `labels`: every label of the run (html colours). After a crash or Ctrl-C the documents finished
+    so far are kept as OUTPUT.partial (`keep_partial`) and OUTPUT is left as it was."""
     if fmt == "brat":
         write_brat(predictions, output, brat_record)
-    else:
-        render = jsonl_line if fmt == "jsonl" else (lambda p: "".join(conll_lines(p)))
-        if output is None:
-            for p in predictions:
-                stream.write(render(p))
-                stream.flush()  # a crash or Ctrl-C later keeps every document written so far
-        else:
-            documents = 0
-            with atomic_path(output) as tmp:
-                with open(tmp, "w", encoding="utf-8", newline="") as f:
-                    for p in predictions:
-                        f.write(render(p))
-                        documents += 1
-            log.info(f"wrote {plural(documents, 'document')} to {output}")
+        return
+    render, head, tail = text_renderer(fmt, labels)
+    if output is None:
+        stream.write(head)
+        for p in predictions:
+            stream.write(render(p))
+            stream.flush()  # a crash or Ctrl-C later keeps every document written so far
+        stream.write(tail)
+        return
+    documents = 0
+    with atomic_path(output) as tmp:
+        try:
+            with open(tmp, "w", encoding="utf-8", newline="") as f:
+                f.write(head)
+                for p in predictions:
+                    f.write(render(p))
+                    documents += 1
+                f.write(tail)
+        except BaseException:
+            keep_partial(tmp, output, documents)
+            raise
+    log.info(f"wrote {plural(documents, 'document')} to {output}")
+
+
+def keep_partial(staged: Path, output: Path, documents: int) -> None:
+    """After a crash or Ctrl-C: keep the documents finished so far as OUTPUT.partial, and say so.
+
+    The output itself is left as it was (it is only replaced when every document is done).
+    """
+    if documents == 0:
+        return
+    partial = output.with_name(output.name + ".partial")
+    if partial.is_dir() and not partial.is_symlink():
+        shutil.rmtree(partial)  # what an earlier interrupted predict kept
+    elif partial.exists() or partial.is_symlink():
+        partial.unlink()
+    os.replace(staged, partial)
+    log.warning(f"predict stopped after {plural(documents, 'document')}: they are in {partial}; {output} was not changed")
+
+
+def text_renderer(fmt: str, labels: Sequence[str]) -> tuple[Callable[[Prediction], str], str, str]:
+    """A one-file format as (render one prediction, text before the first, text after the last)."""
+    if fmt == "html":
+        return (lambda p: html_document(p, labels)), html_head(labels), html_tail()
+    if fmt == "jsonl":
+        return jsonl_line, "", ""
+    return (lambda p: "".join(conll_lines(p))), "", ""
 
 
 def write_brat(predictions: Iterable[Prediction], output: Path, record: dict) -> None:
@@ -138,17 +176,39 @@ def write_brat(predictions: Iterable[Prediction], output: Path, record: dict) ->
     written: list[str] = []
     entities = 0
     with atomic_dir(output) as folder:
-        for p in predictions:
-            target = folder / f"{p.doc}.ann"
-            target.parent.mkdir(parents=True, exist_ok=True)
-            target.write_text(brat_ann(p), encoding="utf-8", newline="")
-            # The text beside it makes the folder a complete brat corpus (viewable, scorable).
-            target.with_suffix(".txt").write_text(p.text, encoding="utf-8", newline="")
-            written.append(p.doc)
-            entities += len(p.spans)
+        try:
+            for p in predictions:
+                target = folder / f"{p.doc}.ann"
+                target.parent.mkdir(parents=True, exist_ok=True)
+                target.write_text(brat_ann(p), encoding="utf-8", newline="")
+                # The text beside it makes the folder a complete brat corpus (viewable, scorable).
+                target.with_suffix(".txt").write_text(p.text, encoding="utf-8", newline="")
+                written.append(p.doc)
+                entities += len(p.spans)
+        except BaseException:
+            keep_partial(folder, output, len(written))
+            raise
         write_json(folder / BRAT_RECORD, {"format": 1, **record, "documents": written})
     log.info(f"wrote {plural(len(written), '.ann file')} ({plural(entities, 'entity')}) to {output}")
     older = sorted({p.stem for p in output.glob("*.ann")} - set(written))  # the ones `bertner evaluate` reads
     if older:
         log.warning(f"{plural(len(older), '.ann file')} in {output} {'was' if len(older) == 1 else 'were'} not written by this predict and {'is' if len(older) == 1 else 'are'} kept (e.g. {older[0]}.ann); "
              "`bertner evaluate` would score them with these")
+
+
+def html_head(labels: Sequence[str]) -> str:
+    """The page up to the documents: title and colour legend (every label of the run, so colours are stable)."""
+    return (page_head("bertner predictions") + "<h1>bertner predictions</h1>\n"
+            '<p class="muted">Hover over an entity for its label and score.</p>\n' + legend(label_colours(labels)) + "\n")
+
+
+def html_document(prediction: Prediction, labels: Sequence[str]) -> str:
+    """One document: its id, entity count, and its text with the entities highlighted (offsets exact)."""
+    marked = highlight(prediction.text, prediction.spans, label_colours(labels), prediction.scores)
+    return (f'<section class="document"><h2>{escape(prediction.doc)}</h2>'
+            f'<p class="muted">{plural(len(prediction.spans), "entity")}</p>\n<div class="text">{marked}</div></section>\n')
+
+
+def html_tail() -> str:
+    """The page after the last document."""
+    return page_tail()

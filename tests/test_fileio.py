@@ -9,7 +9,7 @@ import pytest
 
 from bertner import fileio
 from bertner.errors import BertnerError, OutputExistsError
-from bertner.fileio import atomic_dir
+from bertner.fileio import atomic_dir, atomic_path
 
 
 def files_under(folder: Path) -> dict[str, str]:
@@ -93,3 +93,14 @@ def test_a_move_that_fails_midway_says_exactly_what_was_written(tmp_path, monkey
     assert "nothing was written" not in message
     assert files_under(target) == {"a.txt": "a.txt", "b.txt": "b.txt"}
     assert no_temp_left(target)
+
+
+def test_a_target_the_file_system_refuses_is_one_line_of_ours(tmp_path):
+    from bertner.errors import OutputError
+
+    (tmp_path / "a-file").write_text("x")
+    for make in (atomic_path, atomic_dir):
+        with pytest.raises(OutputError, match=r"cannot write .*a-file/out"):
+            with make(tmp_path / "a-file" / "out"):
+                pass
+    assert (tmp_path / "a-file").read_text() == "x"

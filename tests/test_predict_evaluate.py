@@ -79,6 +79,35 @@ def test_jsonl_offsets_index_the_original_text(run_dir, tmp_path):
     assert {"二甲双胍", "阿司匹林"} <= {e["text"] for e in row["entities"]}
 
 
+def test_html_page_highlights_the_entities_jsonl_finds_with_the_text_exact(run_dir, tmp_path):
+    from test_html import visible
+
+    text = "<script>alert(1)</script>患者有糖尿病，\r\n口服二甲双胍和阿司匹林 & 胰岛素。"
+    source = tmp_path / "note.txt"
+    source.write_bytes(text.encode("utf-8"))
+    entities = json.loads(invoke("predict", run_dir, source, "-f", "jsonl").stdout)["entities"]
+    result = invoke("predict", run_dir, source, "-f", "html", "-o", tmp_path / "note.html")
+    assert result.exit_code == 0, result.output
+    page = (tmp_path / "note.html").read_bytes().decode("utf-8")
+    assert "<script>" not in page and "&#13;\n" in page and visible(page).texts == [text]
+    assert visible(page).titles == [f"{e['label']} {e['score']:.2f}" for e in entities] and entities
+    marked = [m for m in page.split('<mark class="ent"')[1:]]
+    assert [m.split(">", 1)[1].split("</mark>")[0] for m in marked] == [e["text"] for e in entities]
+
+
+def test_train_keeps_the_best_checkpoints_dev_predictions(run_dir):
+    from bertner.metrics import span_scores
+    from bertner.runs import RunDir
+
+    rows = RunDir(run_dir).read_dev_predictions()
+    summary = RunDir(run_dir).read_summary()
+    assert len(rows) == summary.dev_windows and all(w.text for w in rows)
+    gold = [(w.id, s.start, s.end, s.label) for w in rows for s in w.gold]
+    predicted = [(w.id, s.start, s.end, s.label) for w in rows for s in w.spans]
+    # The same exact-span F1 that training logged for the best checkpoint.
+    assert span_scores(gold, predicted).micro.f1 == pytest.approx(summary.best_f1, abs=1e-9)
+
+
 def test_evaluate_json_and_errors(run_dir, tmp_path):
     data = write_synthetic(tmp_path / "other", n_train=1, n_dev=30, seed=5)
     scores = json.loads(invoke("evaluate", run_dir, data / "dev.jsonl", "--json").stdout)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import random
+import re
 import shutil
 import time
 from pathlib import Path
@@ -295,7 +296,7 @@ def test_config_file_values_out_of_range_are_one_line(trained, tmp_path, line, e
     out = tmp_path / "run"
     result = invoke("train", trained[1], "-o", out, "--config", config, "--tiny-layers", "1", "--tiny-hidden", "32",
                     "--epochs", "1", "--max-steps", "2", "--num-threads", "1")  # a file value is checked even where a flag wins
-    assert_one_line_error(result, "config file: " + expected)
+    assert_one_line_error(result, f"{config}: " + expected)  # the file is named
     assert not out.exists()
 
 
@@ -537,6 +538,40 @@ def test_stdout_keeps_the_documents_tagged_before_a_crash(trained, tmp_path, mon
     written = [json.loads(line)["doc"] for line in result.stdout.splitlines()]
     assert 0 < len(written) < 40 and written == [f"n{i:02d}" for i in range(len(written))]
 
+
+
+@pytest.mark.parametrize("fmt,name", [("jsonl", "out.jsonl"), ("conll", "out.conll"), ("html", "out.html"), ("brat", "out")])
+def test_a_crash_with_output_keeps_the_finished_documents_as_partial(trained, tmp_path, monkeypatch, fmt, name):
+    from bertner import predict
+
+    notes = tmp_path / "many"
+    notes.mkdir()
+    for i in range(40):
+        (notes / f"n{i:02d}.txt").write_text("患者有高血压，服用二甲双胍。", encoding="utf-8")
+    real, calls = predict.tag_windows, []
+
+    def second_group_crashes(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise RuntimeError("a crash while tagging")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(predict, "tag_windows", second_group_crashes)
+    output = tmp_path / name
+    result = invoke("predict", trained[0], notes, "--format", fmt, "--batch-size", "1", "-o", output)
+    assert isinstance(result.exception, RuntimeError), result.output
+    partial = tmp_path / f"{name}.partial"
+    assert not output.exists() and f"they are in {partial}" in " ".join(result.stderr.split())
+    if fmt == "jsonl":
+        kept = [json.loads(line)["doc"] for line in partial.read_text(encoding="utf-8").splitlines()]
+    elif fmt == "conll":
+        kept = [line.split()[-1] for line in partial.read_text(encoding="utf-8").splitlines() if line.startswith("-DOCSTART-")]
+    elif fmt == "html":
+        kept = re.findall(r'<section class="document"><h2>([^<]*)</h2>', partial.read_text(encoding="utf-8"))
+    else:
+        kept = sorted(p.stem for p in partial.glob("*.ann"))
+    assert 0 < len(kept) < 40 and kept == [f"n{i:02d}" for i in range(len(kept))]
+    assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]  # no temporary left behind
 
 # ----------------------------------------------------------------------------- security checks
 

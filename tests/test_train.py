@@ -134,7 +134,7 @@ def test_dev_evaluation_shows_progress_in_a_pipe(data_dir, tmp_path, monkeypatch
     monkeypatch.setattr(bertner.cli._progress, "LINE_EVERY_S", 0.0)  # every batch gets its line
     train(small_config(data_dir, tmp_path / "run", epochs=1, batch_size=4), view=TrainProgress())
     lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith("evaluating on dev")]
-    dev_inputs = int(lines[0].split(": ")[1].split()[0].replace(",", ""))
-    assert dev_inputs > 8  # several batches of 2 x batch_size
-    counts = [line.split(": ")[1].split(" (")[0] for line in lines[1:]]
-    assert counts[0].startswith("8 / ") and counts[-1] == f"{dev_inputs} / {dev_inputs} inputs"
+    counts = [line.split(": ")[1].split(" (")[0] for line in lines]
+    dev_inputs = int(counts[-1].split(" / ")[1].split()[0])
+    assert dev_inputs > 8 and counts[0] == f"8 / {dev_inputs} inputs"  # batches of 2 x batch_size
+    assert counts[-1] == f"{dev_inputs} / {dev_inputs} inputs"

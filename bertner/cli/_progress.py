@@ -20,7 +20,6 @@ from rich.progress import (
 )
 
 from bertner.cli._console import err, out
-from bertner.text import plural
 
 LINE_EVERY_S = 10.0  # in a pipe: seconds between lines (a log should show life, not flood)
 
@@ -149,7 +148,7 @@ class TrainProgress:
     @contextmanager
     def evaluating(self, inputs: int) -> Iterator[Callable[[int], None]]:
         """Progress of one dev evaluation (minutes on a large dev set): a second bar on a terminal,
-        a line every few seconds in a pipe. Yields the callback that counts inputs done."""
+        a line every few seconds in a pipe (none for a quick one). Yields the callback that counts inputs done."""
         if not self.plain:
             task = self.progress.add_task("dev", total=inputs, epoch="dev", loss="-", lr="-", speed="-", mfu="")
             try:
@@ -157,7 +156,6 @@ class TrainProgress:
             finally:
                 self.progress.remove_task(task)
             return
-        err.print(f"evaluating on dev: {plural(inputs, 'input')}", highlight=False)
         counter = TaskProgress("evaluating on dev", {"inputs": inputs})
         yield lambda n: counter.advance("inputs", n)
         counter.finish()

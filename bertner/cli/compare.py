@@ -1,4 +1,5 @@
-"""`bertner compare`: the runs in a folder as tables (or JSON), seeds grouped, and an optional plot."""
+"""`bertner compare`: the runs in a folder as tables (or JSON), seeds grouped, an optional plot, and with
+--baseline each group's difference to one group (`bertner.significance`)."""
 
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ from bertner.compare import (
     group_cell,
     plot_comparison,
 )
+from bertner.significance import BaselineComparison, TestResult, compare_to_baseline, format_p
 
 
 @app.command(cls=Command, short_help="Table of runs by dev F1, seeds grouped.")
@@ -31,13 +33,25 @@ def compare(
     per_type: bool = typer.Option(False, "--per-type", help="Add per-type dev F1 columns."),
     plot: Optional[Path] = typer.Option(None, "--plot", metavar="FILE.png", help="Write a PNG: dev F1 against step per run, and grouped F1 with error bars (needs matplotlib)."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON for scripts."),
+    baseline: Optional[str] = typer.Option(None, "--baseline", metavar="GROUP", help="A group as the table names it (e.g. tiny+softmax): every other group's F1 difference to it, with confidence intervals and Holm-corrected p-values from the seeds and from a bootstrap over dev documents."),
+    resamples: int = typer.Option(10_000, "--resamples", metavar="N", min=100, help="Bootstrap resamples for --baseline."),
 ) -> None:
-    """Compare the runs in a folder: a table sorted by dev F1, seeds grouped with mean and std."""
+    """Compare the runs in a folder: a table sorted by dev F1, seeds grouped with mean and std.
+
+    With --baseline GROUP: is each other group really better or worse than GROUP?
+
+    \b
+      bertner compare runs/quickstart-sweep --baseline tiny+softmax
+    """
     comparison = compare_runs(runs_dir, by=[c.strip() for c in by.split(",")] if by else None)
     if plot is not None:
         written = plot_comparison(comparison, plot)
         info(f"wrote the plot to {written}")
-    render_comparison(comparison, per_type=per_type, as_json=as_json)
+    if baseline is None:
+        render_comparison(comparison, per_type=per_type, as_json=as_json)
+        return
+    result = compare_to_baseline(comparison, baseline, resamples)
+    render_baseline_comparison(comparison, result, per_type=per_type, as_json=as_json)
 
 
 def render_comparison(comparison: Comparison, per_type: bool = False, as_json: bool = False) -> None:
@@ -85,3 +99,46 @@ def render_comparison(comparison: Comparison, per_type: bool = False, as_json: b
             format_f1(g.std_f1), format_f1(g.min_f1), format_f1(g.max_f1), *[format_f1(g.per_type_mean_f1.get(label)) for label in labels],
         )
     console.print(table)
+
+
+def render_baseline_comparison(comparison: Comparison, result: BaselineComparison, per_type: bool = False,
+                               as_json: bool = False) -> None:
+    """The usual compare tables, then the differences to the baseline; with as_json one object holding both."""
+    if as_json:
+        for skipped in comparison.incomplete:
+            warn(f"skipped {skipped.name}: {skipped.reason}")
+        data = {**comparison.to_dict(), "significance": result.to_dict()}
+        results_console().print(json.dumps(data, ensure_ascii=False, indent=2), markup=False, highlight=False,
+                                soft_wrap=True)
+        return
+    render_comparison(comparison, per_type=per_type)
+    console = results_console()
+    level = f"{100 * result.confidence:g}%"
+    table = Table(title=f"dev F1 against {result.baseline}, in points ({level} intervals, Holm-corrected p)",
+                  title_justify="left")
+    table.add_column("group", overflow="fold")
+    table.add_column("runs", justify="right")
+    for view in ("documents", "seeds"):
+        for column in (f"{view}: diff", level, "p"):
+            table.add_column(column, justify="right")
+    table.add_column("verdict")
+    for row in result.differences:
+        table.add_row(row.group, str(row.runs), *_test_cells(row.documents), *_test_cells(row.seeds), row.verdict())
+    console.print(table)
+    lines = [row.sentence() for row in result.differences]
+    if result.without_predictions:
+        lines.append(f"no dev_predictions.jsonl in {len(result.without_predictions)} run(s) (trained before bertner "
+                     f"kept them), e.g. {result.without_predictions[0]}: no document bootstrap for them")
+    lines.append(f"documents: paired bootstrap over dev documents, {result.resamples:,} resamples, pooled over seed "
+                 "pairs; seeds: t test over the runs' best dev F1 (paired by seed when the seeds match, else Welch)")
+    for line in lines:
+        console.print(line, markup=False, highlight=False, soft_wrap=True)
+
+
+def _test_cells(test: TestResult | None) -> list[str]:
+    """Difference, interval and (Holm-corrected) p of one test, in points; dashes when there is none."""
+    if test is None:
+        return ["-", "-", "-"]
+    p = test.p_holm if test.p_holm is not None else test.p_value
+    return [f"{100 * test.difference:+.1f}", f"[{100 * test.low:.1f}, {100 * test.high:.1f}]",
+            format_p(p).removeprefix("p = ").removeprefix("p ")]

@@ -25,8 +25,8 @@ from bertner.writers import brat_files, check_output, write_predictions
 @user_errors
 def predict(
     inputs: list[str] = typer.Argument(..., metavar="[RUN] INPUT", help=".txt files, folders of them, or - for standard input. A first argument that is a run directory chooses the run; otherwise the best run under runs/ is used."),
-    output_format: Optional[str] = typer.Option(None, "--format", "-f", metavar="FORMAT", help="pretty (default on a terminal), jsonl (default otherwise), brat, conll."),
-    output: Optional[Path] = typer.Option(None, "--output", "-o", metavar="PATH", help="Output folder (brat: one .ann per .txt; required) or file (jsonl, conll)."),
+    output_format: Optional[str] = typer.Option(None, "--format", "-f", metavar="FORMAT", help="pretty (default on a terminal), jsonl (default otherwise), brat, conll, html (a page with the entities highlighted)."),
+    output: Optional[Path] = typer.Option(None, "--output", "-o", metavar="PATH", help="Output folder (brat: one .ann per .txt; required) or file (jsonl, conll, html)."),
     runs_dir: Path = typer.Option(Path("runs"), "--runs", metavar="DIR", help="Where to look for the best run when no run is given."),
     batch_size: int = typer.Option(32, "--batch-size", "-b", metavar="N", help="Inputs per batch."),
     device: str = typer.Option("auto", "--device", metavar="DEVICE", help="auto, cpu, cuda or cuda:N."),
@@ -40,6 +40,7 @@ def predict(
       bertner predict notes.txt
       bertner predict runs/bert-crf notes/ -f brat -o pred/
       echo 患者有2型糖尿病 | bertner predict -
+      bertner predict notes.txt -f html -o notes.html
     """
     predict_files(inputs, output_format, output, runs_dir, batch_size, device, force)
 
@@ -78,7 +79,8 @@ def predict_files(
                     render_pretty([p], labels=predictor.run.labels)
             else:
                 policy = predictor.run.data_info.get("discontinuous", "merge")
-                write_predictions(predictions, fmt, output, {"run": str(run), "discontinuous": policy}, sys.stdout)
+                record = {"run": str(run), "discontinuous": policy}
+                write_predictions(predictions, fmt, output, record, predictor.run.labels, sys.stdout)
         except OSError as e:  # disk full, permissions: the atomic writers left nothing half-written
             if output is None:
                 raise BertnerError(f"cannot write to standard output: {e.strerror or e}") from None

@@ -93,7 +93,7 @@ def train(data: Optional[Path], config_file: Optional[Path], output: Optional[Pa
     flags["data"] = str(data) if data is not None else None
     flags["output"] = str(output) if output is not None else None
     file_values = load_yaml(config_file) if config_file else {}
-    config = build_config(file_values, flags)
+    config = build_config(file_values, flags, str(config_file) if config_file else "config file")
     if resume and not config.output:
         raise BertnerError("--resume needs --output RUN_DIR: the run to continue")
     ignored = sorted(k for k, v in flags.items() if v is not None and k != "output") + (["--config"] if config_file else [])

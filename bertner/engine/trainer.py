@@ -379,6 +379,7 @@ class Trainer:
         texts = [w.text for w in self.data.dev]
         gold = char_tags(texts, [w.spans for w in self.data.dev])
         scores = entity_scores(gold, char_tags(texts, predicted)).to_dict()
+        self.dev_predicted = predicted  # kept with the best checkpoint (dev_predictions.jsonl)
         return {"dev_loss": sum(losses) / max(1, len(losses)), **scores}
 
     def _plan_budget(self, tokens_per_second: float) -> None:
@@ -604,6 +605,7 @@ class Trainer:
             s.update(best_f1=f1, best_step=s["step"], evals_without_gain=0, best_record=record)
             if self.dist.main:
                 self.run.save_best_weights(self.model)
+                self.run.write_dev_predictions(self.data.dev, self.dev_predicted)
         else:
             s["evals_without_gain"] += 1
         self.tracker.log_eval(record)
