@@ -12,34 +12,18 @@ import os
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
 
-from bertner.cli import app
+from cli_helpers import assert_nothing_written, assert_one_line_error, invoke
 from bertner.data.jsonl import read_windows
 
-runner = CliRunner()
 
 TEXT, ANN = "患者有高血压。服用阿司匹林。", "T1\tDisease 3 6\t高血压\nT2\tDrug 9 13\t阿司匹林\n"
 
 
-def invoke(*args):
-    return runner.invoke(app, [str(a) for a in args])
 
 
-def assert_one_line_error(result, *expected: str) -> str:
-    assert result.exit_code != 0, result.output
-    assert "Traceback" not in result.output
-    assert result.exception is None or isinstance(result.exception, SystemExit), repr(result.exception)
-    errors = [line for line in result.output.splitlines() if line.startswith("error:")]
-    assert len(errors) == 1, result.output
-    for text in expected:
-        assert text in errors[0], errors[0]
-    return errors[0]
 
 
-def assert_nothing_written(out: Path) -> None:
-    assert not out.exists() or not any(out.iterdir())
-    assert not [p for p in out.parent.iterdir() if p.name.startswith(f".{out.name}.")]  # no temp left
 
 
 def write_files(folder: Path, files: dict[str, str | bytes]) -> Path:

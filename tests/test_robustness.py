@@ -15,35 +15,20 @@ from pathlib import Path
 
 import pytest
 from synthetic import LEXICON, write_synthetic
-from typer.testing import CliRunner
 
 from bertner.cli import app
+from cli_helpers import assert_nothing_written, assert_one_line_error, invoke, runner
 from bertner.config import TrainConfig
 from bertner.data.jsonl import read_windows
 from bertner.engine.trainer import train
 
-runner = CliRunner()
 
 
 
-def invoke(*args):
-    return runner.invoke(app, [str(a) for a in args])
 
 
-def assert_one_line_error(result, *expected: str) -> str:
-    assert result.exit_code != 0, result.output
-    assert "Traceback" not in result.output
-    assert result.exception is None or isinstance(result.exception, SystemExit), repr(result.exception)
-    errors = [line for line in result.output.splitlines() if line.startswith("error:")]
-    assert len(errors) == 1, result.output
-    for text in expected:
-        assert text in errors[0], errors[0]
-    return errors[0]
 
 
-def assert_nothing_written(out: Path) -> None:
-    assert not out.exists() or not any(out.iterdir())
-    assert not [p for p in out.parent.iterdir() if p.name.startswith(f".{out.name}.")]  # no temp left
 
 
 # ----------------------------------------------------------------------------- broken corpora
@@ -516,8 +501,9 @@ def test_progress_shows_in_a_pipe_for_any_input(trained, two_notes, monkeypatch)
     assert "14 / 14 characters (100%)" in lines[-1] and "2 / 2 documents" in lines[-1]
 
 
-def test_stdout_keeps_the_documents_tagged_before_a_crash(trained, tmp_path, monkeypatch):
-    """Streaming: documents are tagged in groups and each is written as soon as its group is done."""
+@pytest.fixture
+def crashing_notes(tmp_path, monkeypatch):
+    """40 notes, and a tagger that crashes on its second group of documents."""
     from bertner import predict
 
     notes = tmp_path / "many"
@@ -533,32 +519,21 @@ def test_stdout_keeps_the_documents_tagged_before_a_crash(trained, tmp_path, mon
         return real(*args, **kwargs)
 
     monkeypatch.setattr(predict, "tag_windows", second_group_crashes)
-    result = invoke("predict", trained[0], notes, "--format", "jsonl", "--batch-size", "1")
+    return notes
+
+
+def test_stdout_keeps_the_documents_tagged_before_a_crash(trained, crashing_notes):
+    """Streaming: documents are tagged in groups and each is written as soon as its group is done."""
+    result = invoke("predict", trained[0], crashing_notes, "--format", "jsonl", "--batch-size", "1")
     assert isinstance(result.exception, RuntimeError), result.output
     written = [json.loads(line)["doc"] for line in result.stdout.splitlines()]
     assert 0 < len(written) < 40 and written == [f"n{i:02d}" for i in range(len(written))]
 
 
-
 @pytest.mark.parametrize("fmt,name", [("jsonl", "out.jsonl"), ("conll", "out.conll"), ("html", "out.html"), ("brat", "out")])
-def test_a_crash_with_output_keeps_the_finished_documents_as_partial(trained, tmp_path, monkeypatch, fmt, name):
-    from bertner import predict
-
-    notes = tmp_path / "many"
-    notes.mkdir()
-    for i in range(40):
-        (notes / f"n{i:02d}.txt").write_text("患者有高血压，服用二甲双胍。", encoding="utf-8")
-    real, calls = predict.tag_windows, []
-
-    def second_group_crashes(*args, **kwargs):
-        calls.append(1)
-        if len(calls) == 2:
-            raise RuntimeError("a crash while tagging")
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(predict, "tag_windows", second_group_crashes)
+def test_a_crash_with_output_keeps_the_finished_documents_as_partial(trained, crashing_notes, tmp_path, fmt, name):
     output = tmp_path / name
-    result = invoke("predict", trained[0], notes, "--format", fmt, "--batch-size", "1", "-o", output)
+    result = invoke("predict", trained[0], crashing_notes, "--format", fmt, "--batch-size", "1", "-o", output)
     assert isinstance(result.exception, RuntimeError), result.output
     partial = tmp_path / f"{name}.partial"
     assert not output.exists() and f"they are in {partial}" in " ".join(result.stderr.split())

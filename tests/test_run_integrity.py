@@ -19,31 +19,17 @@ import pytest
 import torch
 from synthetic import write_synthetic
 from torch import nn
-from typer.testing import CliRunner
 
-from bertner.cli import app
+from cli_helpers import assert_one_line_error as one_line_error, invoke
 from bertner.engine import tracking
 from bertner.lock import LOCK_FILE, FolderLock
 
-runner = CliRunner()
 SETTINGS = ["--model", "tiny", "--epochs", "1", "--batch-size", "16", "--tiny-layers", "1", "--tiny-hidden", "32",
             "--tiny-heads", "2", "--lr", "5e-3", "--seed", "1", "--num-threads", "1", "--device", "cpu", "--log-every", "1"]
 
 
-def invoke(*args):
-    return runner.invoke(app, [str(a) for a in args])
 
 
-def one_line_error(result, *expected: str) -> str:
-    assert result.exit_code != 0, result.output
-    assert "Traceback" not in result.output
-    assert result.exception is None or isinstance(result.exception, SystemExit), repr(result.exception)
-    errors = [line for line in result.output.splitlines() if line.startswith("error:")]
-    assert len(errors) == 1, result.output
-    for text in expected:
-        assert text in errors[0], errors[0]
-    assert "weights_only" not in result.output  # never the advice to turn the safety off
-    return errors[0]
 
 
 def snapshot(folder: Path) -> dict[str, bytes]:
