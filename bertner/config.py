@@ -8,7 +8,7 @@ import math
 import re
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable
 
 import yaml
 
@@ -148,6 +148,22 @@ def setting(default: Any, help: str, limit: Limit | None = None, flags: tuple[st
     return field(default=default, metadata={"help": help, "limit": limit, "flags": flags, "metavar": metavar, "cli": cli,
                                             "only_with": only_with})
 
+
+
+def settings_without_effect(config: "TrainConfig", given: Iterable[str]) -> list[str]:
+    """Of the settings the user `given`, those this config ignores, as "--gru-hidden (needs --gru)"."""
+    def flag(name: str) -> str:
+        return "--" + name.replace("_", "-")
+
+    ignored = []
+    for f in fields(config):
+        only_with = f.metadata.get("only_with")
+        if f.name in given and only_with is not None:
+            other, value, _ = only_with
+            if getattr(config, other) != value:
+                needs = flag(other) if value is True else f"{flag(other)} {value}"
+                ignored.append(f"{flag(f.name)} (needs {needs})")
+    return ignored
 
 @dataclass
 class TrainConfig:

@@ -588,3 +588,15 @@ def test_run_directory_files_cannot_point_outside_it(broken_copy, tmp_path):
     rows = predict_jsonl(run, note)
     assert_offsets_match(rows["note"], note.read_text(encoding="utf-8"))
     assert not missing.exists()
+
+
+def test_settings_that_have_no_effect_are_named(trained, tmp_path):
+    result = invoke("train", trained[1], "-o", tmp_path / "run", "--tiny-layers", "1", "--tiny-hidden", "32",
+                    "--max-steps", "1", "--num-threads", "1", "--gru-hidden", "8", "--rnn-hidden", "16", "--crf-lr-mult", "10")
+    assert result.exit_code == 0, result.output
+    warning = " ".join(result.stderr.split())
+    assert ("have no effect here and are ignored: --gru-hidden (needs --gru), --rnn-hidden (needs --model bilstm), "
+            "--crf-lr-mult (needs --crf)") in warning, warning
+    quiet = invoke("train", trained[1], "-o", tmp_path / "run2", "--tiny-layers", "1", "--tiny-hidden", "32",
+                   "--max-steps", "1", "--num-threads", "1", "--crf", "--crf-lr-mult", "10")
+    assert quiet.exit_code == 0 and "no effect" not in quiet.stderr

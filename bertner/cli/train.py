@@ -25,6 +25,7 @@ from bertner.config import (
     RECIPES,
     TrainConfig,
     build_config,
+    settings_without_effect,
     load_yaml,
     setting_kind,
 )
@@ -99,6 +100,10 @@ def train(data: Optional[Path], config_file: Optional[Path], output: Optional[Pa
     ignored = sorted(k for k, v in flags.items() if v is not None and k != "output") + (["--config"] if config_file else [])
     if resume and ignored:
         warn(f"--resume continues with the run's saved settings; ignored: {', '.join(ignored)}")
+    given = {k for k, v in flags.items() if v is not None} | set(file_values)
+    without_effect = settings_without_effect(config, given)
+    if without_effect and not resume:
+        warn(f"these settings have no effect here and are ignored: {', '.join(without_effect)}")
     summary = run_train(config, resume=resume, force=force, on_start=render_plan, view=TrainProgress())
     if Dist.from_environment().main:
         render_summary(summary)
