@@ -8,7 +8,7 @@ from conftest import MSRA, RUIJIN_TRAIN, need
 from bertner.data import policies
 from bertner.data.brat import read_brat_folder
 from bertner.data.conll import read_conll_file
-from bertner.data.roundtrip import round_trip_check
+from roundtrip import round_trip_check
 from bertner.spans import Document, Entity, Span
 
 DISC = Entity("T1", "Disease", ((0, 2), (5, 8)))
@@ -50,7 +50,7 @@ def test_round_trip_small_document_and_reports_a_lost_span(monkeypatch):
     doc = Document("d", "甲乙丙", [Entity("T1", "X", ((0, 2),))])
     assert round_trip_check([doc], "merge", 2) == []
     assert round_trip_check([doc], "merge", 2, scheme="BIOES") == []
-    monkeypatch.setattr("bertner.data.roundtrip.tags_to_spans", lambda tags, scheme: [])
+    monkeypatch.setattr("roundtrip.tags_to_spans", lambda tags, scheme: [])
     assert round_trip_check([doc], "merge", 2) == ["d: lost Span(start=0, end=2, label='X') '甲乙'"]
 
 

@@ -34,7 +34,6 @@ class ConllReport:
     entities: int = 0
     labels: Counter = field(default_factory=Counter)
     repaired_tags: int = 0  # stray I-/E- read as the start of an entity (--repair-tags)
-    docstart_lines: int = 0
     warnings: list[str] = field(default_factory=list)
 
 
@@ -57,7 +56,6 @@ def parse_sentences(text: str, path: Path, report: ConllReport) -> list[Sentence
     current = Sentence([], [], [])
     for number, line in enumerate(split_lines(text), start=1):
         if not line.strip() or line.startswith("-DOCSTART-"):
-            report.docstart_lines += line.startswith("-DOCSTART-")
             if current.tokens:
                 sentences.append(current)
                 current = Sentence([], [], [])

@@ -1,4 +1,4 @@
-"""Proof that preprocessing loses nothing: gold spans -> windows -> JSONL rows -> tags -> spans -> document spans.
+"""The tests' proof that preprocessing loses nothing: gold spans -> windows -> JSONL rows -> tags -> spans -> document spans.
 
 An empty difference list means every gold span (after the policy and the overlap rule) comes back
 exactly, at the same document offsets, with the same label.
