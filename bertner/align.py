@@ -25,7 +25,7 @@ from typing import Any, Mapping, Sequence
 
 from bertner.errors import ModelError
 from bertner.spans import Span
-from bertner.tags import spans_to_tags, tags_to_spans
+from bertner.tags import spans_to_tags
 
 CJK_CHAR_THRESHOLD = 5000  # vocabularies with more single CJK characters than this are "Chinese"
 
@@ -217,8 +217,13 @@ def make_aligner(mode: str, tokenizer_or_vocab: Any, whitespace_tokens: bool = T
 # spans <-> token spans
 
 
-def _token_spans(offsets: Sequence[tuple[int, int]], spans: Sequence[Span]) -> list[tuple[Span | None, bool]]:
-    """For each character span: its token span (None when it covers no token) and whether it is exact."""
+def token_spans(offsets: Sequence[tuple[int, int]], spans: Sequence[Span]) -> list[tuple[Span | None, bool]]:
+    """For each character span: its token span (None when it covers no token) and whether it is exact.
+
+    A token belongs to an entity when its characters overlap the entity. An entity is *inexact*
+    when its start or end does not fall on a token boundary (inside a token, or on characters no
+    token covers such as a leading space), so the round trip would change it. Offsets in text order.
+    """
     starts = [start for start, _ in offsets]
     ends = [end for _, end in offsets]
     result: list[tuple[Span | None, bool]] = []
@@ -237,21 +242,6 @@ def _token_spans(offsets: Sequence[tuple[int, int]], spans: Sequence[Span]) -> l
     return result
 
 
-def spans_to_token_spans(
-    offsets: Sequence[tuple[int, int]], spans: Sequence[Span]
-) -> tuple[list[Span], int]:
-    """Character spans -> token-index spans; also how many could not be represented exactly.
-
-    A token belongs to an entity when its characters overlap the entity. An entity is *inexact*
-    when its start or end does not fall on a token boundary (inside a token, or on characters
-    no token covers such as a leading space), so the round trip would change it; an entity
-    that covers no token at all is inexact and dropped. Offsets must be in text order.
-    """
-    pairs = _token_spans(offsets, spans)
-    token_spans = [token_span for token_span, _ in pairs if token_span is not None]
-    return token_spans, sum(1 for _, exact in pairs if not exact)
-
-
 def token_spans_to_spans(offsets: Sequence[tuple[int, int]], token_spans: Sequence[Span]) -> list[Span]:
     """Token-index spans -> character spans (start of the first token to end of the last)."""
     return [Span(offsets[s.start][0], offsets[s.end - 1][1], s.label) for s in token_spans]
@@ -264,7 +254,7 @@ def token_tags(tokenized: TokenizedText, spans: Sequence[Span], scheme: str = "B
     the later one is dropped. Each entity that is dropped or inexact counts once.
     """
     pairs = sorted(
-        ((token_span, exact) for token_span, exact in _token_spans(tokenized.offsets, spans)),
+        ((token_span, exact) for token_span, exact in token_spans(tokenized.offsets, spans)),
         key=lambda pair: (pair[0] is None, pair[0] or Span(0, 0, "")),
     )
     kept: list[Span] = []
@@ -276,11 +266,6 @@ def token_tags(tokenized: TokenizedText, spans: Sequence[Span], scheme: str = "B
         kept.append(token_span)
         bad += not exact
     return spans_to_tags(len(tokenized.ids), kept, scheme), bad
-
-
-def spans_from_token_tags(tokenized: TokenizedText, tags: Sequence[str], scheme: str = "BIO") -> list[Span]:
-    """Character spans from per-token tags."""
-    return token_spans_to_spans(tokenized.offsets, tags_to_spans(tags, scheme))
 
 
 # ---------------------------------------------------------------------------------------------

@@ -12,14 +12,14 @@ from bertner.align import (
     default_mode,
     make_aligner,
     merge_chunk_predictions,
-    spans_from_token_tags,
-    spans_to_token_spans,
+    token_spans,
     token_spans_to_spans,
     token_tags,
 )
 from bertner.errors import ModelError
 from bertner.predict import strip_whitespace
 from bertner.spans import Span
+from bertner.tags import tags_to_spans
 
 SPECIALS = ["[PAD]", "[unused1]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 CHARS = list("血糖尿病患者空腹胰岛素abcdhg0123456789/.")
@@ -48,6 +48,11 @@ def random_text_and_spans(rng: random.Random, n: int) -> tuple[str, list[Span]]:
 
 # --- char mode ------------------------------------------------------------------------------
 
+
+
+def spans_from_token_tags(tokenized, tags, scheme="BIO"):
+    """Character spans from per-token tags: the inverse of `token_tags` for exact entities."""
+    return token_spans_to_spans(tokenized.offsets, tags_to_spans(tags, scheme))
 
 def test_char_ids_fallbacks_and_specials():
     aligner = CharAligner(VOCAB)
@@ -138,9 +143,9 @@ def test_subword_merges_tokens_and_counts_inexact(bert_tokenizer):
 
     # "5" of "5g" cannot be a token entity; "mol" starts inside "##ol"; " 5g" starts on a space
     partial = [Span(6, 7, "Value"), Span(10, 13, "Unit"), Span(5, 8, "Value")]
-    token_spans, inexact = spans_to_token_spans(tokenized.offsets, partial)
-    assert inexact == 3
-    assert token_spans_to_spans(tokenized.offsets, token_spans[:1]) == [Span(6, 8, "Value")]
+    pairs = token_spans(tokenized.offsets, partial)
+    assert [exact for _, exact in pairs] == [False, False, False]
+    assert token_spans_to_spans(tokenized.offsets, [pairs[0][0]]) == [Span(6, 8, "Value")]
     tags, inexact = token_tags(tokenized, partial)  # the third overlaps the first: dropped, counted
     assert inexact == 3
     assert spans_from_token_tags(tokenized, tags) == [Span(6, 8, "Value"), Span(9, 13, "Unit")]
@@ -163,9 +168,8 @@ def test_subword_whole_token_entities_round_trip(bert_tokenizer):
 
 def test_entity_over_no_token_is_dropped_and_counted():
     tokenized = TokenizedText([1, 2], [(0, 1), (3, 4)])
-    token_spans, inexact = spans_to_token_spans(tokenized.offsets, [Span(1, 3, "A"), Span(0, 4, "B")])
-    assert inexact == 1
-    assert token_spans == [Span(0, 2, "B")]
+    pairs = token_spans(tokenized.offsets, [Span(1, 3, "A"), Span(0, 4, "B")])
+    assert pairs == [(None, False), (Span(0, 2, "B"), True)]
 
 
 def test_default_mode(bert_tokenizer):
