@@ -161,17 +161,27 @@ def output_errors(target: str | os.PathLike) -> Iterator[None]:
         raise OutputError(f"cannot write {target}: {e.strerror or e}; nothing was written") from None
 
 
+def temporary_beside(target: Path, folder: bool) -> Path:
+    """A fresh hidden temporary file (or folder) in `target`'s folder, made if needed.
+
+    Whatever a caller checked before, the file system has the last word: its refusal is one line.
+    """
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if folder:
+            return Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    except OSError as error:
+        raise OutputError(f"cannot write {target}: {error.strerror or error}") from None
+    os.close(fd)
+    return Path(tmp)
+
+
 @contextmanager
 def atomic_path(target: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path in the target's folder; on success rename it onto the target."""
     target = Path(target)
-    try:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    except OSError as error:  # whatever the caller checked before, the file system has the last word
-        raise OutputError(f"cannot write {target}: {error.strerror or error}") from None
-    os.close(fd)
-    tmp_path = Path(tmp)
+    tmp_path = temporary_beside(target, folder=False)
     try:
         yield tmp_path
         # mkstemp makes 0600, and writers that replace the file (safetensors) do too: results get
@@ -225,11 +235,7 @@ def atomic_dir(target: str | os.PathLike) -> Iterator[Path]:
     folder is removed and `target` is untouched.
     """
     target = Path(target)
-    try:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
-    except OSError as error:
-        raise OutputError(f"cannot write {target}: {error.strerror or error}") from None
+    tmp = temporary_beside(target, folder=True)
     try:
         yield tmp
         if not target.exists():
