@@ -8,7 +8,7 @@ import math
 import re
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Mapping
 
 import yaml
 
@@ -150,6 +150,12 @@ def setting(default: Any, help: str, limit: Limit | None = None, flags: tuple[st
 
 
 
+def has_effect(name: str, values: Mapping[str, Any]) -> bool:
+    """Whether setting `name` changes anything, given every setting's value (its `only_with`)."""
+    only_with = next(f for f in fields(TrainConfig) if f.name == name).metadata["only_with"]
+    return only_with is None or values[only_with[0]] == only_with[1]
+
+
 def settings_without_effect(config: "TrainConfig", given: Iterable[str]) -> list[str]:
     """Of the settings the user `given`, those this config ignores, as "--gru-hidden (needs --gru)"."""
     def flag(name: str) -> str:
@@ -157,13 +163,12 @@ def settings_without_effect(config: "TrainConfig", given: Iterable[str]) -> list
 
     ignored = []
     for f in fields(config):
-        only_with = f.metadata.get("only_with")
-        if f.name in given and only_with is not None:
-            other, value, _ = only_with
-            if getattr(config, other) != value:
-                needs = flag(other) if value is True else f"{flag(other)} {value}"
-                ignored.append(f"{flag(f.name)} (needs {needs})")
+        if f.name in given and not has_effect(f.name, vars(config)):
+            other, value, _ = f.metadata["only_with"]
+            needs = flag(other) if value is True else f"{flag(other)} {value}"
+            ignored.append(f"{flag(f.name)} (needs {needs})")
     return ignored
+
 
 @dataclass
 class TrainConfig:

@@ -39,6 +39,7 @@ import json
 import logging
 import re
 from dataclasses import dataclass, field, fields
+from functools import partial
 from pathlib import Path
 from typing import Any, Callable
 
@@ -49,6 +50,7 @@ from bertner.config import (
     coerce_setting,
     config_keys,
     encoder_type,
+    has_effect,
     load_yaml,
 )
 from bertner.engine.tracking import TrainView
@@ -63,9 +65,7 @@ SWEEP_KEYS = {"grid", "output"}
 DEFAULTS = TrainConfig()
 # setting -> (when it has an effect, why it is dropped otherwise), from each field's `only_with`.
 CONDITIONAL: dict[str, tuple[Any, str]] = {
-    f.name: (lambda c, key=f.metadata["only_with"][0], value=f.metadata["only_with"][1]: c[key] == value,
-             f.metadata["only_with"][2])
-    for f in fields(TrainConfig) if f.metadata["only_with"]
+    f.name: (partial(has_effect, f.name), f.metadata["only_with"][2]) for f in fields(TrainConfig) if f.metadata["only_with"]
 }
 DONE, TODO, RESTART = "done", "to train", "restart"
 
