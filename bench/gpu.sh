@@ -26,9 +26,9 @@ export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
 $PY -c "import torch, transformers; print('torch', torch.__version__, 'transformers', transformers.__version__)"
 nvidia-smi --query-gpu=name,memory.total --format=csv,noheader 2>/dev/null || true
 # PARTS picks what runs (default all): bench = gpu_bench.py (BERT-base shape vs the HF loop, CRF
-# speed); cli = ALBERT-tiny + CRF through train/evaluate/predict; models = bertner train's own
-# tokens/s and MFU for the bilstm and for BERT-base at a larger batch, eager and compiled.
-PARTS=${PARTS:-bench cli models}
+# speed); cli = ALBERT-tiny + CRF through train/evaluate/predict; bilstm and bert = bertner train's
+# own tokens/s (and MFU) for the bilstm and for BERT-base at a larger batch, eager and compiled.
+PARTS=${PARTS:-bench cli bilstm bert}
 out=${OUT:-bench/results}
 smoke=(); tag=""
 if [[ " $* " == *" --cpu-smoke "* ]]; then smoke=(--device cpu --max-steps 4); tag=_smoke; fi
@@ -46,18 +46,23 @@ if [[ " $PARTS " == *" cli "* ]]; then   # the commands a GPU user runs, on real
   echo "患者有2型糖尿病，口服二甲双胍，空腹血糖7.8mmol/L。" | $PY -m bertner predict "$run" - --format jsonl || status=$?
 fi
 
-if [[ " $PARTS " == *" models "* ]]; then   # training speed of bertner train itself, summary.json kept
-  runs=$(mktemp -d)
-  train_part() {  # name, timeout, flags...
-    local name=$1 limit=$2; shift 2
-    timeout "$limit" $PY -m bertner train $PAYLOAD/data -o "$runs/$name" "$@" "${smoke[@]}" 2>&1 | grep -v "━" | tail -4 \
-      && cp "$runs/$name/summary.json" "$out/gpu_model_$name$tag.json" || status=1
-  }
-  train_part bilstm-crf 120 --model bilstm --crf --epochs 3 --batch-size 64
-  bert=(--model $PAYLOAD/bert-base-chinese-tokenizer --random-init --crf --batch-size 128 --max-steps 40 --log-every 10)
-  if [[ -z $tag ]]; then   # BERT-base is too slow for the CPU smoke test
-    train_part bert-base-b128 150 "${bert[@]}"
-    train_part bert-base-b128-compiled 240 "${bert[@]}" --compile
-  fi
+train_part() {  # name, timeout, flags...: bertner train's own tokens/s and MFU, summary.json kept
+  local name=$1 limit=$2; shift 2
+  timeout "$limit" $PY -m bertner train $PAYLOAD/data -o "$runs/$name" "$@" "${smoke[@]}" 2>&1 | grep -v "━" | tee -a "$out/gpu_models$tag.log" | tail -4 \
+    && cp "$runs/$name/summary.json" "$out/gpu_model_$name$tag.json" || status=1
+}
+runs=$(mktemp -d)
+
+if [[ " $PARTS " == *" bilstm "* ]]; then   # the pre-BERT model on a GPU; evaluate loads its cuDNN weights back
+  train_part bilstm-crf 60 --model bilstm --crf --epochs 3 --batch-size 64
+  $PY -m bertner evaluate "$runs/bilstm-crf" $PAYLOAD/data/dev.jsonl --json > "$out/gpu_bilstm_eval$tag.json" || status=$?
+  train_part bilstm-crf-b256 60 --model bilstm --crf --epochs 6 --batch-size 256
+fi
+
+if [[ " $PARTS " == *" bert "* && -z $tag ]]; then   # BERT-base at a larger batch; too slow for the CPU smoke test
+  bert=(--model $PAYLOAD/bert-base-chinese-tokenizer --random-init --crf --batch-size 128 --epochs 4 --max-steps 60 --log-every 10)
+  train_part bert-base-b128 120 "${bert[@]}"
+  train_part bert-base-softmax-b128 90 "${bert[@]/--crf/--softmax}"
+  train_part bert-base-b128-compiled 200 "${bert[@]}" --compile
 fi
 exit $status

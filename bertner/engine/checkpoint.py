@@ -14,7 +14,7 @@ from typing import Any
 
 import torch
 from safetensors import safe_open
-from safetensors.torch import load_model, save_model
+from safetensors.torch import load_file, save_file
 from torch import nn
 
 from bertner.errors import RunError, one_line
@@ -23,9 +23,27 @@ from bertner.fileio import atomic_path
 CHECKPOINT_DIR = "checkpoint"
 
 
+def _storage_key(tensor: torch.Tensor) -> tuple[Any, ...]:
+    """Equal for two state-dict entries that are the same tensor under two names (tied weights)."""
+    return (tensor.device, tensor.untyped_storage().data_ptr(), tensor.storage_offset(), tuple(tensor.shape),
+            tensor.stride())
+
+
 def save_weights(model: nn.Module, path: Path) -> None:
+    """Each tensor copied to its own CPU storage, a tied one once.
+
+    Not safetensors' save_model: on CUDA an LSTM's weights are views into one flat cuDNN buffer,
+    which save_model refuses ("None is covering the entire storage").
+    """
+    seen: set[tuple[Any, ...]] = set()
+    tensors: dict[str, torch.Tensor] = {}
+    for name, tensor in model.state_dict().items():
+        key = _storage_key(tensor)
+        if key not in seen:
+            seen.add(key)
+            tensors[name] = tensor.detach().to("cpu", copy=True).contiguous()
     with atomic_path(path) as tmp:
-        save_model(model, str(tmp))
+        save_file(tensors, str(tmp), metadata={"format": "pt"})
 
 
 def load_weights(model: nn.Module, path: Path) -> None:
@@ -44,13 +62,22 @@ def load_weights(model: nn.Module, path: Path) -> None:
             f"model that the run's labels.json and encoder/config.json describe ({len(differ)} tensor(s) differ)"
         )
     try:
-        missing, unexpected = load_model(model, str(path), strict=False)
+        tensors = load_file(str(path))
     except Exception as e:
         raise RunError(f"{path}: cannot read weights ({one_line(e)})") from None
+    missing, unexpected = model.load_state_dict(tensors, strict=False)  # copies in place: cuDNN buffers stay
+    missing = _untied(model, missing, loaded=tensors.keys())
     if missing or unexpected:
         raise RunError(
             f"{path}: weights do not fit the model (missing {sorted(missing)[:3]}, unexpected {sorted(unexpected)[:3]})"
         )
+
+
+def _untied(model: nn.Module, missing: list[str], loaded: Any) -> list[str]:
+    """The `missing` names that are not tied to a loaded tensor (a tied one is saved under one name)."""
+    state = model.state_dict()
+    loaded_keys = {_storage_key(state[name]) for name in loaded if name in state}
+    return [name for name in missing if _storage_key(state[name]) not in loaded_keys]
 
 
 def rng_state() -> dict[str, Any]:
