@@ -258,7 +258,7 @@ class TrainConfig:
     precision: str = setting("auto", "auto (bf16 or fp16 on GPU; on CPU bf16 where the CPU computes it natively, "
                              "else fp32), fp32, bf16, fp16.", Limit(choices=("auto", "fp32", "bf16", "fp16")),
                              metavar="PRECISION")
-    compile: bool = setting(False, "torch.compile the model (GPU; pays off on long runs).")
+    compile: bool = setting(False, "torch.compile the encoder (GPU; pays off on long runs).")
     num_threads: int = setting(0, "CPU threads for torch (0: torch's default).",
                                Limit(low=0, high=1024, note="0: torch's default"))
     save_every: int = setting(0, "Also save a resumable checkpoint every N steps.",

@@ -97,8 +97,13 @@ def test_nan_loss_stops_with_the_step(data_dir, tmp_path):
 def test_compile_on_cpu_warns_before_the_long_wait(data_dir, tmp_path, caplog):
     from bertner.engine.trainer import Trainer
 
-    Trainer(small_config(data_dir, tmp_path / "run", compile=True, device="cpu")).setup()
+    trainer = Trainer(small_config(data_dir, tmp_path / "run", compile=True, device="cpu"))
+    trainer.setup()
     assert "--compile on CPU" in caplog.text  # torch.compile is lazy: nothing compiled yet
+    # Only the encoder is compiled, in place: the CRF stays eager and the weights keep their names.
+    assert trainer.model.encoder._compiled_call_impl is not None
+    assert trainer.forward_model is trainer.model and trainer.model._compiled_call_impl is None
+    assert not any("_orig_mod" in name for name in trainer.model.state_dict())
 
 
 def test_cpu_training_uses_the_cheap_dropout_masks(data_dir, tmp_path):
