@@ -286,7 +286,7 @@ class Trainer:
                 log.warning("--compile on CPU: compiling can take many minutes before the first step "
                      "(ALBERT-tiny on one thread had not started after 10); it is meant for GPUs")
             # The encoder only, in place (state-dict names unchanged): the CRF's Python loop over
-            # positions would be unrolled and recompiled for every batch length (BERT-base + CRF
+            # positions would most likely be unrolled and recompiled for every batch length (BERT-base + CRF
             # logged no step in 150 s on an H200 with the whole tagger compiled).
             self.model.encoder.compile(dynamic=True)
 
