@@ -132,3 +132,12 @@ def test_bilstm_options_are_checked():
         TrainConfig(model="bilstm", rnn_cell="rnn").validate()
     with pytest.raises(BertnerError, match="--init-embeddings is for --model bilstm"):
         TrainConfig(model="tiny", init_embeddings="x").validate()
+
+
+def test_train_settings_default_to_the_encoders_own_sizes():
+    """`bertner train` (TrainConfig) and the library (RecurrentConfig) must build the same default bilstm."""
+    defaults = TrainConfig()
+    model = RecurrentConfig(vocab_size=1, bigram_count=0)
+    assert (defaults.rnn_hidden, defaults.rnn_layers, defaults.rnn_cell, defaults.rnn_dropout, defaults.bigram_dim) == (
+        model.hidden, model.layers, model.cell, model.dropout, model.bigram_dim)
+    assert defaults.char_dim is None and RecurrentShape().hidden == model.hidden

@@ -363,12 +363,12 @@ def build_tiny_encoder(
 class RecurrentShape:
     """`--model bilstm` sizes, as the user gave them (None: the default, or the pretrained table's)."""
 
-    char_dim: int | None = None
-    bigram_dim: int = 0
-    hidden: int = 128
-    layers: int = 1
-    cell: str = "lstm"
-    dropout: float = 0.2
+    char_dim: int | None = None  # None: RecurrentConfig's, or the pretrained table's width
+    bigram_dim: int = RecurrentConfig.bigram_dim
+    hidden: int = RecurrentConfig.hidden
+    layers: int = RecurrentConfig.layers
+    cell: str = RecurrentConfig.cell
+    dropout: float = RecurrentConfig.dropout
 
 
 def pretrained_embeddings(path: str) -> tuple[dict[str, int], Any]:
@@ -408,7 +408,7 @@ def build_bilstm_encoder(
     bigrams = count_bigrams((aligner.encode(t).ids for t in texts), aligner.cls_id, aligner.sep_id, len(vocab))
     config = RecurrentConfig(
         vocab_size=len(vocab), bigram_count=len(bigrams) if shape.bigram_dim else 0,
-        char_dim=char_dim or 128, bigram_dim=shape.bigram_dim, hidden=shape.hidden, layers=shape.layers,
+        char_dim=char_dim or RecurrentConfig.char_dim, bigram_dim=shape.bigram_dim, hidden=shape.hidden, layers=shape.layers,
         cell=shape.cell, dropout=shape.dropout, pad_id=aligner.pad_id, max_positions=max_positions,
     )
     model = RecurrentEncoder(config)
