@@ -178,6 +178,26 @@ def test_sigint_stops_the_same_way(data_dir, reference_runs, tmp_path, monkeypat
     assert_same_weights(reference_runs(), run)
 
 
+def test_a_second_signal_stops_at_once(data_dir, tmp_path, monkeypatch):
+    """A step can take minutes (compiling): the first signal says it is waiting, a second does not wait."""
+    run = tmp_path / "run"
+    original = tracking.Tracker.step
+
+    def step_and_signal_twice(self, s, epoch):
+        original(self, s, epoch)
+        if s == 2:
+            signal.raise_signal(signal.SIGTERM)
+            signal.raise_signal(signal.SIGTERM)
+
+    monkeypatch.setattr(tracking.Tracker, "step", step_and_signal_twice)
+    stopped = runner.invoke(app, cli_args(data_dir, run))
+    assert stopped.exit_code == 1 and "Traceback" not in stopped.output
+    assert "SIGTERM: stopping after the step in flight" in stopped.output
+    assert "error: stopped at once by a second SIGTERM after 2 steps, without a checkpoint" in stopped.output
+    assert not (run / "checkpoint").exists() and not (run / "summary.json").exists()
+    assert not (run / ".bertner.lock").exists()  # the run directory is free for the next try
+
+
 def test_bare_resume_uses_the_saved_settings(data_dir, reference_runs, tmp_path, monkeypatch):
     """Exactly the command the stop message suggests: no data folder, no settings, in another cwd."""
     monkeypatch.chdir(tmp_path)

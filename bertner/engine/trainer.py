@@ -410,7 +410,20 @@ class Trainer:
 
     # -- a whole run ---------------------------------------------------------------------------
     def _on_signal(self, signum, frame) -> None:  # noqa: ARG002
-        self.stop_signal = signal.Signals(signum).name
+        """The first signal stops after the step in flight; a second stops at once.
+
+        A step can take minutes (the first one compiles with --compile), and a stop that waits for
+        it must not look like a stop that was ignored.
+        """
+        name = signal.Signals(signum).name
+        if self.stop_signal is not None:
+            raise TrainingError(
+                f"stopped at once by a second {name} after {self.state['step']} steps, without a checkpoint "
+                f"(what earlier evaluations and checkpoints saved in {self.run_dir} stays)"
+            )
+        self.stop_signal = name
+        log.warning("%s: stopping after the step in flight and saving a checkpoint (send it again to stop at once)",
+                    name)
 
     def fit(self) -> Summary:
         try:
