@@ -53,7 +53,8 @@ def load_weights(model: nn.Module, path: Path) -> None:
             shapes = {name: list(weights.get_slice(name).get_shape()) for name in weights.keys()}
     except Exception as e:  # safetensors raises its own error types for corrupt files
         raise RunError(f"{path}: cannot read weights ({one_line(e)})") from None
-    expected = {name: list(tensor.shape) for name, tensor in model.state_dict().items()}
+    state = model.state_dict()
+    expected = {name: list(tensor.shape) for name, tensor in state.items()}
     differ = [name for name in shapes if name in expected and shapes[name] != expected[name]]
     if differ:
         name = differ[0]
@@ -66,16 +67,15 @@ def load_weights(model: nn.Module, path: Path) -> None:
     except Exception as e:
         raise RunError(f"{path}: cannot read weights ({one_line(e)})") from None
     missing, unexpected = model.load_state_dict(tensors, strict=False)  # copies in place: cuDNN buffers stay
-    missing = _untied(model, missing, loaded=tensors.keys())
+    missing = _untied(state, missing, loaded=tensors.keys())
     if missing or unexpected:
         raise RunError(
             f"{path}: weights do not fit the model (missing {sorted(missing)[:3]}, unexpected {sorted(unexpected)[:3]})"
         )
 
 
-def _untied(model: nn.Module, missing: list[str], loaded: Any) -> list[str]:
+def _untied(state: dict[str, torch.Tensor], missing: list[str], loaded: Any) -> list[str]:
     """The `missing` names that are not tied to a loaded tensor (a tied one is saved under one name)."""
-    state = model.state_dict()
     loaded_keys = {_storage_key(state[name]) for name in loaded if name in state}
     return [name for name in missing if _storage_key(state[name]) not in loaded_keys]
 
