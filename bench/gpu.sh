@@ -63,6 +63,7 @@ if [[ " $PARTS " == *" bert "* && -z $tag ]]; then   # BERT-base at a larger bat
   bert=(--model $PAYLOAD/bert-base-chinese-tokenizer --random-init --crf --batch-size 128 --epochs 4 --max-steps 60 --log-every 10)
   train_part bert-base-b128 120 "${bert[@]}"
   train_part bert-base-softmax-b128 90 "${bert[@]/--crf/--softmax}"
-  train_part bert-base-b128-compiled 200 "${bert[@]}" --compile
+  train_part bert-base-b128-compiled 180 "${bert[@]}" --compile
+  train_part bert-base-softmax-b128-compiled 150 "${bert[@]/--crf/--softmax}" --compile
 fi
 exit $status
