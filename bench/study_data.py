@@ -37,9 +37,15 @@ def _preprocess(source: Path, out: Path, *args: str) -> Path:
     return out
 
 
-def ruijin() -> Path:
+def _windows(max_chars: int | None) -> tuple[str, list[str]]:
+    """Folder-name suffix and preprocess flags for a window size other than preprocess's default."""
+    return ("", []) if max_chars is None else (f"-{max_chars}", ["--max-chars", str(max_chars)])
+
+
+def ruijin(max_chars: int | None = None) -> Path:
     """Preprocessed Ruijin (train.jsonl, dev.jsonl) and, beside them, `dev-brat/` with the dev articles."""
-    out = _preprocess(common.RUIJIN_TRAIN, common.CACHE / "study-ruijin", "--dev-ratio", "0.2")
+    suffix, flags = _windows(max_chars)
+    out = _preprocess(common.RUIJIN_TRAIN, common.CACHE / f"study-ruijin{suffix}", "--dev-ratio", "0.2", *flags)
     brat = out / "dev-brat"
     if not brat.is_dir():
         tmp = out / "dev-brat.tmp"
@@ -52,9 +58,10 @@ def ruijin() -> Path:
     return out
 
 
-def msra() -> Path:
+def msra(max_chars: int | None = None) -> Path:
     """Preprocessed MSRA: train.jsonl, dev.jsonl (carved from train) and the official test.jsonl."""
-    return _preprocess(MSRA, common.CACHE / "study-msra", "--dev-ratio", "0.1", "--repair-tags")
+    suffix, flags = _windows(max_chars)
+    return _preprocess(MSRA, common.CACHE / f"study-msra{suffix}", "--dev-ratio", "0.1", "--repair-tags", *flags)
 
 
 def score_windows(texts: list[str], gold: list[list], predicted: list[list]) -> dict:
