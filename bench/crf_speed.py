@@ -2,6 +2,10 @@
 
     python bench/crf_speed.py --device cpu --repeats 5
 
+It also times our two normalisers against each other (value and backward): the forward-backward
+time loop (`LogPartition`, what a CPU runs) and the log2(T)-level tree (`tree_log_partition`,
+what a GPU runs), with the tree's peak memory on a GPU.
+
 Batch 64, lengths sampled from 32..256, 31 tags (15 labels in BIO). Each call is timed as a
 user makes it (pytorch-crf's `decode` returns Python lists; ours returns a padded tensor).
 Writes bench/results/crf_speed.json.
@@ -20,7 +24,7 @@ from typing import Callable
 import torch
 import torchcrf
 
-from bertner.models.crf import CRF
+from bertner.models.crf import CRF, LogPartition, tree_log_partition
 
 RESULTS = Path(__file__).resolve().parent / "results" / "crf_speed.json"
 
@@ -92,8 +96,22 @@ def main() -> None:
     llh, fwd, likelihood_speedup = paired_times(
         lambda: crf.log_likelihood(em_grad, tags, mask).backward(),
         lambda: torchcrf.CRF.forward(crf, em_grad, tags, mask).backward(), args.repeats, device)
+    params = (crf.start_transitions, crf.transitions, crf.end_transitions)
+    tree_memory = 0
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+        before = torch.cuda.memory_allocated(device)
+        tree_log_partition(em_grad, mask, *params).sum().backward()
+        tree_memory = torch.cuda.max_memory_allocated(device) - before
+    with torch.no_grad():
+        normaliser_max_diff = float((tree_log_partition(emissions, mask, *params)
+                                     - LogPartition.apply(emissions, mask, *params)).abs().max())
+    tree, loop, tree_speedup = paired_times(
+        lambda: tree_log_partition(em_grad, mask, *params).sum().backward(),
+        lambda: LogPartition.apply(em_grad, mask, *params).sum().backward(), args.repeats, device)
     rows = {"viterbi (ours)": vit, "decode (pytorch-crf)": dec,
-            "likelihood+backward (ours)": llh, "forward+backward (pytorch-crf)": fwd}
+            "likelihood+backward (ours)": llh, "forward+backward (pytorch-crf)": fwd,
+            "log Z+backward, tree": tree, "log Z+backward, time loop": loop}
 
     result = {
         "device": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu",
@@ -106,6 +124,9 @@ def main() -> None:
         "likelihood_speedup": likelihood_speedup,
         "paths_identical": identical,
         "likelihood_max_abs_diff": llh_max_diff,
+        "tree_speedup": tree_speedup,
+        "tree_vs_loop_max_abs_diff": normaliser_max_diff,
+        "tree_peak_bytes": tree_memory,
     }
     print(f"{args.device}: batch {args.batch}, {args.tags} tags, padded length {steps}, {result['tokens']} tokens, "
           f"median of {args.repeats}")
@@ -113,6 +134,8 @@ def main() -> None:
         print(f"  {name:32s} {seconds * 1000:9.2f} ms")
     print(f"  decode speed-up (paired median)      x{result['decode_speedup']:.1f}   paths identical: {identical}")
     print(f"  likelihood speed-up (paired median) x{result['likelihood_speedup']:.2f}  max |diff| {llh_max_diff:.2e}")
+    print(f"  tree over time loop (paired median)  x{tree_speedup:.2f}  max |diff| {normaliser_max_diff:.2e}"
+          + (f"  tree peak {tree_memory / 2**20:.0f} MiB" if tree_memory else ""))
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")
     print(f"wrote {args.out}")

@@ -27,8 +27,9 @@ $PY -c "import torch, transformers; print('torch', torch.__version__, 'transform
 nvidia-smi --query-gpu=name,memory.total --format=csv,noheader 2>/dev/null || true
 # PARTS picks what runs (default all): bench = gpu_bench.py (BERT-base shape vs the HF loop, CRF
 # speed); cli = ALBERT-tiny + CRF through train/evaluate/predict; bilstm and bert = bertner train's
-# own tokens/s (and MFU) for the bilstm and for BERT-base at a larger batch, eager and compiled.
-PARTS=${PARTS:-bench cli bilstm bert}
+# own tokens/s (and MFU) for the bilstm and for BERT-base at a larger batch, eager and compiled
+# (BERT_COMPILE=0: eager only); crf = the CRF normaliser's tree against its time loop, several shapes.
+PARTS=${PARTS:-bench cli bilstm bert crf}
 out=${OUT:-bench/results}
 smoke=(); tag=""
 if [[ " $* " == *" --cpu-smoke "* ]]; then smoke=(--device cpu --max-steps 4); tag=_smoke; fi
@@ -63,7 +64,19 @@ if [[ " $PARTS " == *" bert "* && -z $tag ]]; then   # BERT-base at a larger bat
   bert=(--model $PAYLOAD/bert-base-chinese-tokenizer --random-init --crf --batch-size 128 --epochs 4 --max-steps 60 --log-every 10)
   train_part bert-base-b128 120 "${bert[@]}"
   train_part bert-base-softmax-b128 90 "${bert[@]/--crf/--softmax}"
-  train_part bert-base-b128-compiled 180 "${bert[@]}" --compile
-  train_part bert-base-softmax-b128-compiled 150 "${bert[@]/--crf/--softmax}" --compile
+  if [[ ${BERT_COMPILE:-1} == 1 ]]; then
+    train_part bert-base-b128-compiled 180 "${bert[@]}" --compile
+    train_part bert-base-softmax-b128-compiled 150 "${bert[@]/--crf/--softmax}" --compile
+  fi
+fi
+
+if [[ " $PARTS " == *" crf "* ]]; then   # batch, tags, padded length: Ruijin's 31 tags and MSRA's 7
+  device=cuda; [[ -n $tag ]] && device=cpu
+  for shape in "16 31 256" "64 31 256" "128 31 256" "64 7 256" "256 31 512"; do
+    read -r batch tags len <<< "$shape"
+    [[ -n $tag && $batch -gt 16 ]] && continue
+    timeout 120 $PY bench/crf_speed.py --device $device --batch "$batch" --tags "$tags" --max-len "$len" \
+      --out "$out/crf_tree_b${batch}_k${tags}_t${len}$tag.json" || status=$?
+  done
 fi
 exit $status

@@ -8,7 +8,7 @@ import pytest
 import torch
 import torchcrf
 
-from bertner.models.crf import CRF
+from bertner.models.crf import CRF, LogPartition, tree_log_partition
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -137,6 +137,34 @@ def test_hand_written_gradient_equals_autograd_through_pytorch_crf(scale: float)
         theirs = torch.autograd.grad((ref * upstream).sum(), params, allow_unused=True)  # T=1: no transitions
         theirs = [torch.zeros_like(p) if g is None else g for p, g in zip(params, theirs)]
         for name, a, b in zip(("emissions", "start", "transitions", "end"), ours, theirs):
+            assert torch.allclose(a, b, atol=1e-8, rtol=1e-6), (name, float((a - b).abs().max()))
+
+
+@pytest.mark.parametrize("normaliser", [LogPartition.apply, tree_log_partition], ids=["time-loop", "tree"])
+@pytest.mark.parametrize("scale", [0.1, 3.0, 30.0])
+def test_both_normalisers_equal_pytorch_crf_in_value_and_gradient(normaliser, scale: float) -> None:
+    # The tree is what a GPU runs; here it is checked on the CPU against pytorch-crf's own recursion,
+    # with odd and even lengths (the tree pads odd levels), T = 1 and ragged masks.
+    gen = torch.Generator().manual_seed(int(scale * 10) + 7)
+    for case in range(12):
+        k = int(torch.randint(1, 32, (1,), generator=gen))
+        batch, steps = int(torch.randint(1, 9, (1,), generator=gen)), 1 if case == 0 else int(
+            torch.randint(2, 40, (1,), generator=gen))
+        crf = CRF(k).double()
+        with torch.no_grad():
+            for p in (crf.start_transitions, crf.end_transitions, crf.transitions):
+                p.copy_(torch.randn(p.shape, generator=gen, dtype=torch.float64) * scale)
+        emissions = (torch.randn(batch, steps, k, generator=gen, dtype=torch.float64) * 3).requires_grad_()
+        lengths = torch.randint(1, steps + 1, (batch,), generator=gen)
+        mask = torch.arange(steps).unsqueeze(0) < lengths.unsqueeze(1)
+        upstream = torch.randn(batch, generator=gen, dtype=torch.float64)
+        params = [emissions, crf.start_transitions, crf.transitions, crf.end_transitions]
+        ours = normaliser(emissions, mask, crf.start_transitions, crf.transitions, crf.end_transitions)
+        ref = torchcrf.CRF._compute_normalizer(crf, emissions.transpose(0, 1), mask.transpose(0, 1))
+        assert torch.allclose(ours, ref, atol=1e-9, rtol=1e-12), float((ours - ref).abs().max())
+        grads = [[torch.zeros_like(p) if g is None else g for p, g in zip(params, torch.autograd.grad(
+            (value * upstream).sum(), params, allow_unused=True))] for value in (ours, ref)]  # T=1: no transitions
+        for name, a, b in zip(("emissions", "start", "transitions", "end"), *grads):
             assert torch.allclose(a, b, atol=1e-8, rtol=1e-6), (name, float((a - b).abs().max()))
 
 

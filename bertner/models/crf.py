@@ -7,6 +7,8 @@ Parameters are pytorch-crf's (checkpoints stay interchangeable) and `log_likelih
 `forward`, with the gold-path score vectorised over time and the normaliser's gradient written
 by hand (`LogPartition`): the forward-backward algorithm, stepping with a `(B,K) @ (K,K)` matmul
 in probability space instead of a `(B,K,K)` logsumexp, and no autograd graph over the time loop.
+On a GPU that loop is bound by kernel launches (~20 per step, forward and backward), so there the
+normaliser is `tree_log_partition`: the same sum as log2(T) levels of batched `(K,K)` products.
 """
 
 from __future__ import annotations
@@ -86,12 +88,58 @@ class CRF(torchcrf.CRF):
     def _log_partition(self, emissions: Tensor, mask: Tensor) -> Tensor:
         """log Z per row, (B,), differentiable in the emissions and all three transition tensors."""
         dtype = emissions.dtype
-        return LogPartition.apply(emissions, mask, self.start_transitions.to(dtype), self.transitions.to(dtype),
-                                  self.end_transitions.to(dtype))
+        args = (emissions, mask, self.start_transitions.to(dtype), self.transitions.to(dtype),
+                self.end_transitions.to(dtype))
+        batch, steps, k = emissions.shape
+        if emissions.is_cuda and batch * steps * k * k <= TREE_MAX_ELEMENTS:
+            return tree_log_partition(*args)
+        return LogPartition.apply(*args)
 
     def nll(self, emissions: Tensor, tags: Tensor, mask: Tensor, reduction: str = "mean") -> Tensor:
         """Negative log-likelihood: the training loss."""
         return -self.log_likelihood(emissions, tags, mask, reduction)
+
+
+# The tree keeps a few (B, T, K, K) float64 tensors for its backward pass; past this many elements
+# per tensor (2 GiB) the time loop, whose memory is (B, T, K), is used even on a GPU.
+TREE_MAX_ELEMENTS = 2**28
+
+
+def tree_log_partition(emissions: Tensor, mask: Tensor, start: Tensor, transitions: Tensor, end: Tensor) -> Tensor:
+    """log Z per row, (B,), as a balanced tree of log-space `(K,K)` matrix products; autograd gives the gradient.
+
+    Step t >= 1 is the matrix M_t[i, j] = transitions[i, j] + emissions[t, j]; a padding step is the
+    identity (0 on the diagonal, -inf elsewhere), so rows of every length share one tree. Pairs of
+    neighbours are multiplied level by level: log2(T) rounds of batched matmuls instead of T steps.
+    That is K times the arithmetic of the time loop and (B, T, K, K) memory: it pays where kernel
+    launches, not arithmetic, are the cost (GPUs). In float64, as `LogPartition`; masks left-aligned.
+    """
+    dtype = emissions.dtype
+    em, start, transitions, end = (x.double() for x in (emissions, start, transitions, end))
+    batch, steps, k = em.shape
+    identity = torch.full((k, k), float("-inf"), dtype=em.dtype, device=em.device).fill_diagonal_(0.0)
+    chain = torch.where(mask[:, 1:, None, None], transitions + em[:, 1:, None, :], identity)  # (B, T-1, K, K)
+    if steps == 1:
+        chain = identity.expand(batch, 1, k, k)
+    while chain.size(1) > 1:
+        if chain.size(1) % 2:
+            chain = torch.cat([chain, identity.expand(batch, 1, k, k)], dim=1)
+        chain = _log_bmm(chain[:, 0::2], chain[:, 1::2])
+    scores = (start + em[:, 0])[:, :, None] + chain[:, 0] + end  # (B, K first, K last)
+    return torch.logsumexp(scores.flatten(1), dim=1).to(dtype)
+
+
+def _log_bmm(a: Tensor, b: Tensor) -> Tensor:
+    """log(exp(a) @ exp(b)) over the last two dimensions, shifted by row and column maxima as `_log_matmul`.
+
+    The shifts are constants to autograd (the result does not depend on them), so the gradient is
+    exactly the matmul's. No row of a or column of b is all -inf: every chain matrix has a finite
+    entry in each row and column, and products are floored at the smallest normal number.
+    """
+    a_top = a.amax(dim=-1, keepdim=True).detach()
+    b_top = b.amax(dim=-2, keepdim=True).detach()
+    product = (a - a_top).exp() @ (b - b_top).exp()
+    return product.clamp_min(torch.finfo(a.dtype).tiny).log() + a_top + b_top
 
 
 def _log_matmul(log_x: Tensor, exp_shifted: Tensor, shift: Tensor) -> Tensor:
