@@ -28,7 +28,8 @@ nvidia-smi --query-gpu=name,memory.total --format=csv,noheader 2>/dev/null || tr
 # PARTS picks what runs (default all): bench = gpu_bench.py (BERT-base shape vs the HF loop, CRF
 # speed); cli = ALBERT-tiny + CRF through train/evaluate/predict; bilstm and bert = bertner train's
 # own tokens/s (and MFU) for the bilstm and for BERT-base at a larger batch, eager and compiled
-# (BERT_COMPILE=0: eager only); crf = the CRF normaliser's tree against its time loop, several shapes.
+# (BERT_COMPILE=0: eager only); crf = the CRF normaliser's tree against its time loop, several shapes,
+# then BERT-base + CRF trained with each (and softmax) in the same call.
 PARTS=${PARTS:-bench cli bilstm bert crf}
 out=${OUT:-bench/results}
 smoke=(); tag=""
@@ -78,5 +79,18 @@ if [[ " $PARTS " == *" crf "* ]]; then   # batch, tags, padded length: Ruijin's 
     timeout 120 $PY bench/crf_speed.py --device $device --batch "$batch" --tags "$tags" --max-len "$len" \
       --out "$out/crf_tree_b${batch}_k${tags}_t${len}$tag.json" || status=$?
   done
+  if [[ -z $tag ]]; then   # end to end: BERT-base + CRF with the tree, with the time loop forced, softmax; twice
+    e2e() {  # name, TREE_MAX_ELEMENTS (0: always the time loop), flags
+      echo "== $1" | tee -a "$out/gpu_crf_e2e.log"
+      timeout 150 $PY -c "import runpy, sys; import bertner.models.crf as crf; crf.TREE_MAX_ELEMENTS = int(sys.argv[1]);
+sys.argv = ['bertner'] + sys.argv[2:]; runpy.run_module('bertner', run_name='__main__')" "$2" train $PAYLOAD/data \
+        --model $PAYLOAD/bert-base-chinese-tokenizer --random-init --batch-size 128 --epochs 4 --max-steps 60 \
+        --log-every 10 -o "$runs/e2e-$1" --force "${@:3}" 2>&1 | grep -E "^step|tokens/s;" | tee -a "$out/gpu_crf_e2e.log" \
+        || status=1
+    }
+    for rep in 1 2; do
+      e2e crf-tree 134217728 --crf; e2e crf-time-loop 0 --crf; e2e softmax 0 --softmax
+    done
+  fi
 fi
 exit $status
