@@ -116,19 +116,30 @@ def test_likelihood_is_pytorch_crf_forward_and_differentiable() -> None:
         crf.log_likelihood(emissions, tags, mask, reduction="avg")
 
 
+def scaled_case(gen: torch.Generator, scale: float, steps: int | None = None):
+    """A float64 CRF with weights of the given scale and a ragged batch of emissions that require grad.
+
+    `steps` left out is drawn from 1..39.
+    """
+    k = int(torch.randint(1, 32, (1,), generator=gen))
+    batch = int(torch.randint(1, 9, (1,), generator=gen))
+    steps = int(torch.randint(1, 40, (1,), generator=gen)) if steps is None else steps
+    crf = CRF(k).double()
+    with torch.no_grad():
+        for p in (crf.start_transitions, crf.end_transitions, crf.transitions):
+            p.copy_(torch.randn(p.shape, generator=gen, dtype=torch.float64) * scale)
+    emissions = (torch.randn(batch, steps, k, generator=gen, dtype=torch.float64) * 3).requires_grad_()
+    lengths = torch.randint(1, steps + 1, (batch,), generator=gen)
+    mask = torch.arange(steps).unsqueeze(0) < lengths.unsqueeze(1)
+    return crf, emissions, mask
+
+
 @pytest.mark.parametrize("scale", [0.1, 3.0, 30.0])  # 30: spreads of ~200 nats, past float32's exp range
 def test_hand_written_gradient_equals_autograd_through_pytorch_crf(scale: float) -> None:
     gen = torch.Generator().manual_seed(int(scale * 10))
     for _ in range(12):
-        k = int(torch.randint(1, 32, (1,), generator=gen))
-        batch, steps = int(torch.randint(1, 9, (1,), generator=gen)), int(torch.randint(1, 40, (1,), generator=gen))
-        crf = CRF(k).double()
-        with torch.no_grad():
-            for p in (crf.start_transitions, crf.end_transitions, crf.transitions):
-                p.copy_(torch.randn(p.shape, generator=gen, dtype=torch.float64) * scale)
-        emissions = (torch.randn(batch, steps, k, generator=gen, dtype=torch.float64) * 3).requires_grad_()
-        lengths = torch.randint(1, steps + 1, (batch,), generator=gen)
-        mask = torch.arange(steps).unsqueeze(0) < lengths.unsqueeze(1)
+        crf, emissions, mask = scaled_case(gen, scale)
+        (batch, steps), k = mask.shape, crf.num_tags
         tags = torch.randint(0, k, (batch, steps), generator=gen)
         upstream = torch.randn(batch, generator=gen, dtype=torch.float64)
         params = [emissions, crf.start_transitions, crf.transitions, crf.end_transitions]
@@ -147,17 +158,8 @@ def test_both_normalisers_equal_pytorch_crf_in_value_and_gradient(normaliser, sc
     # with odd and even lengths (the tree pads odd levels), T = 1 and ragged masks.
     gen = torch.Generator().manual_seed(int(scale * 10) + 7)
     for case in range(12):
-        k = int(torch.randint(1, 32, (1,), generator=gen))
-        batch, steps = int(torch.randint(1, 9, (1,), generator=gen)), 1 if case == 0 else int(
-            torch.randint(2, 40, (1,), generator=gen))
-        crf = CRF(k).double()
-        with torch.no_grad():
-            for p in (crf.start_transitions, crf.end_transitions, crf.transitions):
-                p.copy_(torch.randn(p.shape, generator=gen, dtype=torch.float64) * scale)
-        emissions = (torch.randn(batch, steps, k, generator=gen, dtype=torch.float64) * 3).requires_grad_()
-        lengths = torch.randint(1, steps + 1, (batch,), generator=gen)
-        mask = torch.arange(steps).unsqueeze(0) < lengths.unsqueeze(1)
-        upstream = torch.randn(batch, generator=gen, dtype=torch.float64)
+        crf, emissions, mask = scaled_case(gen, scale, steps=1 if case == 0 else None)
+        upstream = torch.randn(mask.size(0), generator=gen, dtype=torch.float64)
         params = [emissions, crf.start_transitions, crf.transitions, crf.end_transitions]
         ours = normaliser(emissions, mask, crf.start_transitions, crf.transitions, crf.end_transitions)
         ref = torchcrf.CRF._compute_normalizer(crf, emissions.transpose(0, 1), mask.transpose(0, 1))
