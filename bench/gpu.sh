@@ -61,8 +61,11 @@ if [[ " $PARTS " == *" bilstm "* ]]; then   # the pre-BERT model on a GPU; evalu
   train_part bilstm-crf-b256 60 --model bilstm --crf --epochs 6 --batch-size 256
 fi
 
-if [[ " $PARTS " == *" bert "* && -z $tag ]]; then   # BERT-base at a larger batch; too slow for the CPU smoke test
-  bert=(--model $PAYLOAD/bert-base-chinese-tokenizer --random-init --crf --batch-size 128 --epochs 4 --max-steps 60 --log-every 10)
+# BERT-base at a larger batch (the bert part and the crf part's end-to-end runs); too slow for the CPU smoke test
+bert_base=(--model $PAYLOAD/bert-base-chinese-tokenizer --random-init --batch-size 128 --epochs 4 --max-steps 60 --log-every 10)
+
+if [[ " $PARTS " == *" bert "* && -z $tag ]]; then
+  bert=("${bert_base[@]}" --crf)
   train_part bert-base-b128 120 "${bert[@]}"
   train_part bert-base-softmax-b128 90 "${bert[@]/--crf/--softmax}"
   if [[ ${BERT_COMPILE:-1} == 1 ]]; then
@@ -84,9 +87,8 @@ if [[ " $PARTS " == *" crf "* ]]; then   # batch, tags, padded length: Ruijin's 
       echo "== $1" | tee -a "$out/gpu_crf_e2e.log"
       timeout 150 $PY -c "import runpy, sys; import bertner.models.crf as crf; crf.TREE_MAX_ELEMENTS = int(sys.argv[1]);
 sys.argv = ['bertner'] + sys.argv[2:]; runpy.run_module('bertner', run_name='__main__')" "$2" train $PAYLOAD/data \
-        --model $PAYLOAD/bert-base-chinese-tokenizer --random-init --batch-size 128 --epochs 4 --max-steps 60 \
-        --log-every 10 -o "$runs/e2e-$1" --force "${@:3}" 2>&1 | grep -E "^step|tokens/s;" | tee -a "$out/gpu_crf_e2e.log" \
-        || status=1
+        "${bert_base[@]}" -o "$runs/e2e-$1" --force "${@:3}" 2>&1 | grep -E "^step|tokens/s;" \
+        | tee -a "$out/gpu_crf_e2e.log" || status=1
     }
     for rep in 1 2; do
       e2e crf-tree 134217728 --crf; e2e crf-time-loop 0 --crf; e2e softmax 0 --softmax
