@@ -27,6 +27,7 @@ import common
 import study_data
 
 ALBERT = str(common.ALBERT_TINY)
+HUATUO = str(common.SHARED / "lexicons" / "huatuo")  # 55k Chinese medical terms in five typed files
 ROWS: dict[str, tuple[str, list[str]]] = {
     # name: (what the table calls it, `bertner train` flags)
     "bilstm-crf": ("bilstm + CRF", ["--model", "bilstm", "--crf"]),
@@ -39,6 +40,11 @@ ROWS: dict[str, tuple[str, list[str]]] = {
     # the 12-minute screens' best ALBERT-tiny recipe (README, "Recipe screens"), confirmed at the table's budget
     "albert-crf-short": ("ALBERT-tiny + CRF, 128-character windows, batch 8",
                          ["--model", ALBERT, "--crf", "--batch-size", "8"]),
+    # issue 21: dictionaries as SoftLexicon features
+    "bilstm-crf-jieba": ("bilstm + CRF, --lexicon jieba", ["--model", "bilstm", "--crf", "--lexicon", "jieba"]),
+    "bilstm-crf-huatuo": ("bilstm + CRF, --lexicon huatuo (medical)", ["--model", "bilstm", "--crf", "--lexicon", HUATUO]),
+    "bilstm-crf-jieba-huatuo": ("bilstm + CRF, --lexicon jieba --lexicon huatuo",
+                                ["--model", "bilstm", "--crf", "--lexicon", "jieba", "--lexicon", HUATUO]),
 }
 WINDOW_CHARS = {"albert-crf-short": 128}  # rows trained on windows other than preprocess's default (256)
 OUT = common.CACHE / "quality"

@@ -227,6 +227,12 @@ class TrainConfig:
                               Limit(low=0, note="0: characters only"), only_with=BILSTM_ONLY)
     init_embeddings: str | None = setting(None, "--model bilstm: start the character vectors from this pretrained "
                                           "model folder's input embeddings (e.g. ALBERT-tiny's).", metavar="MODEL", only_with=BILSTM_ONLY)
+    # lexicon features (any encoder with char alignment)
+    lexicon: list[str] | None = setting(
+        None, "A dictionary whose words become features of each character (SoftLexicon): `jieba` (its general Chinese "
+        "dictionary; pip install \"bertner[zh]\"), a term-list file (term, optional tab + type, optional tab + "
+        "frequency per line) or a folder of them (file name = type). Repeatable; saved with the run.", metavar="SOURCE")
+    lexicon_dim: int = setting(50, "Word vector size of --lexicon entries.", Limit(low=1))
     # optimisation; lr, crf_lr_mult, epochs, batch_size: None takes the encoder family's recipe (RECIPES)
     lr: float | None = setting(None, "Base learning rate of the encoder.", Limit(above=0), metavar="RATE")
     head_lr_mult: float = setting(1.0, "GRU and classifier learn at this multiple of --lr.", Limit(above=0), metavar="X")
@@ -293,6 +299,8 @@ class TrainConfig:
         checks = [
             (self.init_embeddings is None or self.model == "bilstm",
              f"{name('init_embeddings')} is for {name('model')} bilstm"),
+            (not self.lexicon or self.alignment != "subword",
+             f"{name('lexicon')} needs char alignment (one character, one token), not {name('alignment')} subword"),
             (self.model != "tiny" or self.tiny_hidden % self.tiny_heads == 0,
              f"{name('tiny_hidden')} {self.tiny_hidden} must be a multiple of {name('tiny_heads')} {self.tiny_heads}"),
         ]
@@ -304,7 +312,8 @@ class TrainConfig:
 # Every setting with a range or a list of values, from the fields' metadata: flags, config files, sweep grids
 # and a run's saved config.yaml are all checked against it (check_setting) before anything is created.
 LIMITS: dict[str, Limit] = {f.name: f.metadata["limit"] for f in fields(TrainConfig) if f.metadata["limit"] is not None}
-KIND_WORDS = {"bool": "true or false", "int": "a whole number", "float": "a number", "str": "a single value"}
+KIND_WORDS = {"bool": "true or false", "int": "a whole number", "float": "a number", "str": "a single value",
+              "list": "a list of values"}
 
 
 def config_keys() -> set[str]:
@@ -312,9 +321,10 @@ def config_keys() -> set[str]:
 
 
 def setting_kind(key: str) -> tuple[str, bool]:
-    """A setting's type as (bool | int | float | str, whether it may be None)."""
+    """A setting's type as (bool | int | float | str | list, whether it may be None); lists hold strings."""
     annotation = str(TrainConfig.__dataclass_fields__[key].type)
-    return annotation.split("|")[0].strip(), "None" in annotation
+    kind = annotation.split("|")[0].strip()
+    return ("list" if kind.startswith("list") else kind), "None" in annotation
 
 
 def _has_kind(value: Any, kind: str) -> bool:
@@ -324,6 +334,8 @@ def _has_kind(value: Any, kind: str) -> bool:
         return isinstance(value, int) and not isinstance(value, bool)
     if kind == "float":
         return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if kind == "list":
+        return isinstance(value, list) and all(isinstance(item, str) and item.strip() for item in value)
     return isinstance(value, str)
 
 
@@ -401,6 +413,11 @@ def coerce_setting(where: str, key: str, value: Any) -> Any:
         if isinstance(value, (list, dict)):
             raise BertnerError(f"{where}: {key} must be a single value, got {value!r}")
         value = str(value)
+    elif kind == "list":
+        value = [value] if isinstance(value, str) else value
+        if not isinstance(value, list) or not all(isinstance(item, (str, int, float)) and not isinstance(item, bool) for item in value):
+            raise BertnerError(f"{where}: {key} must be a value or a list of values, got {value!r}")
+        value = [str(item) for item in value] or None
     check_setting(key, value, where)
     return value
 

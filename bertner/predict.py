@@ -158,7 +158,7 @@ def tag_windows(
     for batch in iterate_batches(encoded, sorted_batches(lengths, batch_size), aligner, with_labels=with_loss):
         batch = batch.to(device)
         with autocast():
-            emissions = model.emissions(batch.input_ids, batch.attention_mask)
+            emissions = model.emissions(batch.input_ids, batch.attention_mask, batch.lexicon)
         if with_loss:
             loss_sum += model.loss(emissions, batch.labels).detach()
             n_batches += 1
@@ -284,7 +284,7 @@ class Predictor:
 
         `on_start(n)` is told how many model inputs there are, `on_batch(k)` each batch's size.
         """
-        encoded = encode_windows(windows, self.run.aligner, self.max_length())
+        encoded = encode_windows(windows, self.run.aligner, self.max_length(), lexicon=self.run.lexicon)
         if on_start is not None:
             on_start(len(encoded.examples))
         return tag_windows(

@@ -43,8 +43,11 @@ from bertner.dev_predictions import DEV_PREDICTIONS, DevPrediction, dev_predicti
 from bertner.engine import checkpoint
 from bertner.errors import BertnerError, OutputExistsError, RunError
 from bertner.fileio import append_text, write_json, write_jsonl, write_text
+from bertner.lexicon import FILE_NAME as LEXICON_FILE
+from bertner.lexicon import Lexicon, LexiconMatcher
 from bertner.lock import FolderLock
 from bertner.models.encoder import EncoderBundle, encoder_from_folder, save_encoder
+from bertner.models.lexicon import LexiconEmbedding
 from bertner.models.tagger import Tagger, head_spec
 from bertner.spans import Span, Window
 from bertner.tags import SCHEMES, label_set_to_tags
@@ -196,6 +199,7 @@ class LoadedRun:
     summary: Summary
     max_positions: int
     data_info: dict[str, Any]  # how the training data was made: discontinuous policy, max_chars
+    lexicon: LexiconMatcher | None = None  # the run's own lexicon (--lexicon), for its features
 
 
 class RunDir:
@@ -213,6 +217,7 @@ class RunDir:
         self.tensorboard_dir = self.path / "tensorboard"
         self.fingerprint_file = self.path / FINGERPRINT_FILE
         self.dev_predictions_file = self.path / DEV_PREDICTIONS
+        self.lexicon_file = self.path / LEXICON_FILE
 
     def __repr__(self) -> str:
         return f"RunDir({str(self.path)!r})"
@@ -424,6 +429,17 @@ class RunDir:
             return None
         return meta if isinstance(meta, dict) else None
 
+    def save_lexicon(self, lexicon: Lexicon) -> None:
+        lexicon.save(self.lexicon_file)
+
+    def load_lexicon(self, config: TrainConfig) -> Lexicon | None:
+        """The run's own copy of its lexicon (None for a run without one): the source files are never read again."""
+        if not config.lexicon:
+            return None
+        if not self.lexicon_file.is_file():
+            raise RunError(f"{self.path} was trained with --lexicon but {LEXICON_FILE} is missing; copy the whole run folder")
+        return Lexicon.load(self.lexicon_file)
+
     def save_checkpoint(self, model: nn.Module, trainer_state: dict[str, Any]) -> None:
         checkpoint.save_checkpoint(self.checkpoint_dir, model, trainer_state)
 
@@ -466,13 +482,19 @@ class RunDir:
         config = self.load_config()
         label_info = self.load_labels()
         bundle = self.load_encoder()
+        lexicon = self.load_lexicon(config)
         spec = head_spec(config, label_info["tags"], label_info["scheme"], constrained=constrained)
-        model = Tagger(bundle.model, bundle.hidden_size, spec)
+        embedding = LexiconEmbedding(lexicon, config.lexicon_dim) if lexicon is not None else None
+        try:
+            model = Tagger(bundle.model, bundle.hidden_size, spec, embedding)
+        except ValueError as exc:  # the bilstm's extra inputs and the lexicon's width disagree: edited files
+            raise RunError(f"{self.path}: its lexicon does not fit its encoder ({exc})") from None
         checkpoint.load_weights(model, self.weights_file)
         model.to(device).eval()
         return LoadedRun(
             self.path, config, label_info["labels"], label_info["tags"], label_info["scheme"],
             model, bundle.aligner, self.read_summary(), bundle.max_positions, label_info["data"],
+            LexiconMatcher(lexicon) if lexicon is not None else None,
         )
 
 

@@ -11,7 +11,7 @@ import enum
 import inspect
 from collections import Counter
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, List, Optional
 
 import typer
 from rich.table import Table
@@ -46,8 +46,8 @@ def _by_encoder(setting: str) -> str:
     return ", ".join([f"default {common:g}"] + [f"{name} {value:g}" for name, value in values.items() if value != common])
 
 
-PYTHON_TYPES = {"bool": bool, "int": int, "float": float, "str": str}
-DEFAULT_METAVARS = {"int": "N", "float": "X", "str": "VALUE"}
+PYTHON_TYPES = {"bool": bool, "int": int, "float": float, "str": str, "list": List[str]}  # list: a repeatable option
+DEFAULT_METAVARS = {"int": "N", "float": "X", "str": "VALUE", "list": "VALUE"}
 
 
 def _help(f: dataclasses.Field) -> str:
@@ -91,6 +91,7 @@ def train(data: Optional[Path], config_file: Optional[Path], output: Optional[Pa
       bertner train data/ruijin --model models/bert-base-chinese -o runs/bert
     """
     flags = {k: v.value if isinstance(v, enum.Enum) else v for k, v in settings.items()}
+    flags = {k: (list(v) or None) if isinstance(v, (list, tuple)) else v for k, v in flags.items()}  # a repeatable option not given
     flags["data"] = str(data) if data is not None else None
     flags["output"] = str(output) if output is not None else None
     file_values = load_yaml(config_file) if config_file else {}

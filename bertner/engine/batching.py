@@ -10,6 +10,7 @@ import torch
 from torch import Tensor
 
 from bertner.align import chunk_ranges, token_tags
+from bertner.lexicon import LexiconMatcher
 from bertner.models.tagger import IGNORE
 from bertner.spans import Window
 
@@ -24,6 +25,7 @@ class Example:
     token_start: int  # first token of this chunk within the window's tokens
     ids: list[int]  # text token ids, no special tokens
     tags: list[int]  # one tag id per text token (empty when unlabelled)
+    lexicon: tuple[Tensor, Tensor] | None = None  # per text token: lexicon feature ids and sets, `[n, K]` each
 
     def __len__(self) -> int:
         return len(self.ids) + 2
@@ -46,8 +48,12 @@ def encode_windows(
     tag_to_id: dict[str, int] | None = None,
     scheme: str = "BIO",
     stride: int | None = None,
+    lexicon: LexiconMatcher | None = None,
 ) -> EncodedWindows:
-    """Tokenise every window once; label it when `tag_to_id` is given; chunk long ones with overlap."""
+    """Tokenise every window once; label it when `tag_to_id` is given; chunk long ones with overlap.
+
+    With a `lexicon`, each token also gets the lexicon entries around its character (matched once here).
+    """
     max_tokens = max_length - 2
     stride = stride or max(1, max_tokens // 2)
     offsets_all: list[list[tuple[int, int]]] = []
@@ -68,8 +74,10 @@ def encode_windows(
         n = len(tokenized.ids)
         if n == 0:
             continue  # nothing to tag; callers treat a window without examples as having no spans
+        features = lexicon.token_features(window.text, tokenized.offsets) if lexicon is not None else None
         for start, end in chunk_ranges(n, max_tokens, stride):
-            examples.append(Example(index, start, tokenized.ids[start:end], tag_ids[start:end]))
+            chunk = None if features is None else (features[0][start:end], features[1][start:end])
+            examples.append(Example(index, start, tokenized.ids[start:end], tag_ids[start:end], chunk))
     return EncodedWindows(list(windows), offsets_all, examples, inexact)
 
 
@@ -109,13 +117,15 @@ class Batch:
     labels: Tensor | None  # IGNORE off the text tokens
     examples: list[int]  # indices of the examples in this batch
     tokens: int  # real (unpadded) tokens, for throughput
+    lexicon: tuple[Tensor, Tensor] | None = None  # `[B, T, K]` lexicon feature ids and sets, 0 off the text
 
     def map_tensors(self, fn) -> "Batch":
-        """The same batch with `fn` applied to each tensor (labels may be None)."""
+        """The same batch with `fn` applied to each tensor (labels and lexicon may be None)."""
         apply = lambda t: None if t is None else fn(t)  # noqa: E731
+        lexicon = None if self.lexicon is None else (fn(self.lexicon[0]), fn(self.lexicon[1]))
         return Batch(
             apply(self.input_ids), apply(self.attention_mask), apply(self.label_mask), apply(self.labels),
-            self.examples, self.tokens,
+            self.examples, self.tokens, lexicon,
         )
 
     def to(self, device: torch.device) -> "Batch":
@@ -144,7 +154,17 @@ def collate(
         label_mask[row, 1 : n + 1] = True
         if labels is not None:
             labels[row, 1 : n + 1] = torch.tensor(e.tags, dtype=torch.long)
-    batch = Batch(ids, attention, label_mask, labels, list(indices), sum(len(e) for e in chosen))
+    lexicon = None
+    if chosen[0].lexicon is not None:
+        slots = max(e.lexicon[0].shape[1] for e in chosen)
+        lexicon_ids = torch.zeros((len(chosen), width, slots), dtype=torch.int32)
+        lexicon_sets = torch.zeros((len(chosen), width, slots), dtype=torch.int8)
+        for row, e in enumerate(chosen):
+            n, k = e.lexicon[0].shape
+            lexicon_ids[row, 1 : n + 1, :k] = e.lexicon[0]
+            lexicon_sets[row, 1 : n + 1, :k] = e.lexicon[1]
+        lexicon = (lexicon_ids, lexicon_sets)
+    batch = Batch(ids, attention, label_mask, labels, list(indices), sum(len(e) for e in chosen), lexicon)
     return batch.map_tensors(Tensor.pin_memory) if pin else batch
 
 

@@ -45,6 +45,8 @@ from bertner.models.encoder import (
     build_tiny_encoder,
     load_encoder,
 )
+from bertner.lexicon import LexiconMatcher, read_lexicon
+from bertner.models.lexicon import LexiconEmbedding, lexicon_features_dim
 from bertner.models.tagger import Tagger, head_spec
 from bertner.predict import char_tags, tag_windows
 from bertner.runs import RunDir, Summary, data_fingerprint, data_info_problem, read_json
@@ -157,7 +159,8 @@ def _read_data_json(path: Path) -> dict[str, Any]:
         raise DataError(str(e)) from None
 
 
-def build_encoder(config: TrainConfig, train: list[Window]):
+def build_encoder(config: TrainConfig, train: list[Window], extra_dim: int = 0):
+    """The encoder `config.model` names; `extra_dim`: features the bilstm reads beside each character (the lexicon's)."""
     if config.model == "bilstm":
         shape = RecurrentShape(
             char_dim=config.char_dim, bigram_dim=config.bigram_dim, hidden=config.rnn_hidden,
@@ -165,6 +168,7 @@ def build_encoder(config: TrainConfig, train: list[Window]):
         )
         return build_bilstm_encoder(
             (w.text for w in train), shape, config.init_embeddings, whitespace_tokens=config.whitespace_tokens,
+            extra_dim=extra_dim,
         )
     if config.model == "tiny":
         return build_tiny_encoder(
@@ -245,6 +249,8 @@ class Trainer:
         """Windows in, the run directory locked, the encoder (its tokenizer), then the encoded inputs."""
         c = self.config
         data = load_datasets(Path(c.data))
+        # Read before the run folder exists, so that a bad lexicon file leaves nothing behind.
+        lexicon = read_lexicon(c.lexicon) if c.lexicon and not self.resume else None
         if self.dist.main:
             self._created_run_dir = not self.run_dir.exists()
             self.lock = self.run.prepare(force=self.force, resume=self.resume)
@@ -256,14 +262,23 @@ class Trainer:
             # The run's own encoder folder: the same vocabulary, no download; the checkpoint
             # supplies the weights.
             self.bundle = self.run.load_encoder(trust_remote_code=c.trust_remote_code)
+            self.lexicon = self.run.load_lexicon(c)
         else:
-            self.bundle = build_encoder(c, data.train)
+            if lexicon is not None:
+                lexicon.fit(w.text for w in data.train)
+            self.lexicon = lexicon
+            self.bundle = build_encoder(c, data.train, lexicon_features_dim(c.lexicon_dim) if lexicon else 0)
         self.aligner = self.bundle.aligner
+        if self.lexicon is not None and self.aligner.mode != "char":
+            raise BertnerError(f"--lexicon needs char alignment (one character, one token); {self.bundle.name} "
+                               "has a vocabulary that is not Chinese, so it aligns by subwords")
+        self.matcher = LexiconMatcher(self.lexicon) if self.lexicon is not None else None
         c.resolve(self.bundle.hidden_size)  # the family's recipe for what was left out; saved resolved
         max_length = min(c.max_length, self.bundle.max_positions)
-        self.train_set = encode_windows(data.train, self.aligner, max_length, self.tag_to_id, c.scheme)
+        self.train_set = encode_windows(data.train, self.aligner, max_length, self.tag_to_id, c.scheme, lexicon=self.matcher)
         # Each process evaluates its share of the dev windows; the predictions are gathered.
-        self.dev_set = encode_windows(self.dist.shard(data.dev), self.aligner, max_length, self.tag_to_id, c.scheme)
+        self.dev_set = encode_windows(self.dist.shard(data.dev), self.aligner, max_length, self.tag_to_id, c.scheme,
+                                      lexicon=self.matcher)
         if self.train_set.inexact_entities:
             log.info(
                 f"{self.train_set.inexact_entities} training entities have a boundary inside a token "
@@ -272,7 +287,8 @@ class Trainer:
 
     def _setup_model(self) -> None:
         c = self.config
-        self.model = Tagger(self.bundle.model, self.bundle.hidden_size, head_spec(c, self.tags, c.scheme)).to(self.device)
+        lexicon = LexiconEmbedding(self.lexicon, c.lexicon_dim) if self.lexicon is not None else None
+        self.model = Tagger(self.bundle.model, self.bundle.hidden_size, head_spec(c, self.tags, c.scheme), lexicon).to(self.device)
         if self.device.type == "cpu":
             use_cpu_dropout(self.model)  # PyTorch's CPU dropout masks cost ~10% of a step
         self.peak_flops = device_peak_flops(self.device)  # None on CPU or an unknown card: no MFU
@@ -313,6 +329,8 @@ class Trainer:
         self.run.write_labels(self.data.labels, self.tags, self.config.scheme, self.data.info)
         self.run.write_fingerprint(self._data_fingerprint())
         self.run.save_encoder(self.bundle)
+        if self.lexicon is not None:
+            self.run.save_lexicon(self.lexicon)
         self.run.start_metrics()
 
     def _data_fingerprint(self) -> dict[str, Any]:
@@ -535,7 +553,7 @@ class Trainer:
     def _forward_backward(self, batch: Any) -> None:
         batch = batch.to(self.device)
         with self.autocast():
-            loss = self.forward_model(batch.input_ids, batch.attention_mask, batch.labels) / self.config.grad_accum
+            loss = self.forward_model(batch.input_ids, batch.attention_mask, batch.labels, batch.lexicon) / self.config.grad_accum
         self.scaler.scale(loss).backward()
         tokens = batch.tokens * self.dist.world
         self.window.add(loss.detach(), tokens)

@@ -47,6 +47,7 @@ class RecurrentConfig:
     dropout: float = 0.2  # on the embeddings and between recurrent layers
     pad_id: int = 0
     max_positions: int = 512
+    extra_dim: int = 0  # features joined to each character's input from outside (the lexicon's)
     model_type: str = MODEL_TYPE
 
     @property
@@ -76,7 +77,7 @@ class RecurrentConfig:
             return isinstance(value, int) and not isinstance(value, bool) and value >= low
 
         sizes = {"vocab_size": 1, "bigram_count": 0, "char_dim": 1, "bigram_dim": 0, "hidden": 1, "layers": 1,
-                 "pad_id": 0, "max_positions": 3}
+                 "pad_id": 0, "max_positions": 3, "extra_dim": 0}
         for name, low in sizes.items():
             if not whole(getattr(self, name), low):
                 return f"{name} is {getattr(self, name)!r}, not a whole number of at least {low}"
@@ -124,7 +125,7 @@ class RecurrentEncoder(nn.Module):
         self.bigrams = nn.Embedding(config.bigram_count + 1, config.bigram_dim) if config.bigram_dim else None
         self.dropout = nn.Dropout(config.dropout)
         cell = nn.LSTM if config.cell == "lstm" else nn.GRU
-        features = config.char_dim + 2 * config.bigram_dim
+        features = config.char_dim + 2 * config.bigram_dim + config.extra_dim
         self.forward_rnns = nn.ModuleList()
         self.backward_rnns = nn.ModuleList()
         for _ in range(config.layers):
@@ -155,11 +156,18 @@ class RecurrentEncoder(nn.Module):
         left = torch.nn.functional.pad(right[:, :-1], (0, 0, 1, 0))  # position i's left bigram is i-1's right one
         return torch.cat([chars, left, right], dim=-1)
 
-    def forward(self, input_ids: Tensor, attention_mask: Tensor | None = None, **_: Any) -> EncoderOutput:
+    def forward(self, input_ids: Tensor, attention_mask: Tensor | None = None, extra: Tensor | None = None,
+                **_: Any) -> EncoderOutput:
+        """`extra`: `[B, T, extra_dim]` features joined to each position's embeddings (the lexicon's)."""
         if attention_mask is None:
             attention_mask = torch.ones_like(input_ids)
         lengths = attention_mask.sum(1)
-        x = self.dropout(self.embed(input_ids))
+        x = self.embed(input_ids)
+        if self.config.extra_dim:
+            if extra is None or extra.shape[-1] != self.config.extra_dim:
+                raise ValueError(f"this encoder takes {self.config.extra_dim} extra features per position")
+            x = torch.cat([x, extra.to(x.dtype)], dim=-1)
+        x = self.dropout(x)
         for index, (forward_rnn, backward_rnn) in enumerate(zip(self.forward_rnns, self.backward_rnns)):
             if index:
                 x = self.dropout(x)

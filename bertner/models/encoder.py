@@ -383,8 +383,11 @@ def build_bilstm_encoder(
     init_embeddings: str | None = None,
     whitespace_tokens: bool = True,
     max_positions: int = 512,
+    extra_dim: int = 0,
 ) -> EncoderBundle:
     """A character + bigram BiLSTM over the characters of `texts`, optionally with pretrained vectors.
+
+    `extra_dim`: features per character that the tagger joins to the embeddings (the lexicon's).
 
     With `init_embeddings` (a model folder or hub name), the vocabulary also takes every single
     character of that model's vocabulary, and each character both know starts from its vector.
@@ -408,7 +411,7 @@ def build_bilstm_encoder(
     config = RecurrentConfig(
         vocab_size=len(vocab), bigram_count=len(bigrams) if shape.bigram_dim else 0,
         char_dim=char_dim or RecurrentConfig.char_dim, bigram_dim=shape.bigram_dim, hidden=shape.hidden, layers=shape.layers,
-        cell=shape.cell, dropout=shape.dropout, pad_id=aligner.pad_id, max_positions=max_positions,
+        cell=shape.cell, dropout=shape.dropout, pad_id=aligner.pad_id, max_positions=max_positions, extra_dim=extra_dim,
     )
     model = RecurrentEncoder(config)
     if shape.bigram_dim:
