@@ -114,7 +114,9 @@ def collect(corpora: list[str]) -> dict:
     if classical.exists():
         for row in json.loads(classical.read_text(encoding="utf-8"))["rows"]:
             if row["corpus"] in corpora:
-                rows.append({"corpus": row["corpus"], "row": "classical-crf", "name": "classical CRF (CRFsuite)",
+                lexicon = row.get("lexicon", "")
+                rows.append({"corpus": row["corpus"], "row": "classical-crf" + (f"-{lexicon}" if lexicon else ""),
+                             "name": "classical CRF (CRFsuite)" + (f", lexicon {lexicon}" if lexicon else ""),
                              "runs": [{k: v for k, v in row.items() if k not in ("corpus",)}],
                              "minutes": round(row["train_seconds"] / 60, 1)})
     for corpus in corpora:
