@@ -45,6 +45,12 @@ ROWS: dict[str, tuple[str, list[str]]] = {
     "bilstm-crf-huatuo": ("bilstm + CRF, --lexicon huatuo (medical)", ["--model", "bilstm", "--crf", "--lexicon", HUATUO]),
     "bilstm-crf-jieba-huatuo": ("bilstm + CRF, --lexicon jieba --lexicon huatuo",
                                 ["--model", "bilstm", "--crf", "--lexicon", "jieba", "--lexicon", HUATUO]),
+    "bilstm-crf-lac": ("bilstm + CRF, --init-embeddings jieba-lac", ["--model", "bilstm", "--crf", "--init-embeddings", "jieba-lac"]),
+    "bilstm-crf-jieba-lac": ("bilstm + CRF, --lexicon jieba --init-embeddings jieba-lac",
+                             ["--model", "bilstm", "--crf", "--lexicon", "jieba", "--init-embeddings", "jieba-lac"]),
+    "bilstm-crf-jieba-huatuo-lac": ("bilstm + CRF, --lexicon jieba --lexicon huatuo --init-embeddings jieba-lac",
+                                    ["--model", "bilstm", "--crf", "--lexicon", "jieba", "--lexicon", HUATUO,
+                                     "--init-embeddings", "jieba-lac"]),
 }
 WINDOW_CHARS = {"albert-crf-short": 128}  # rows trained on windows other than preprocess's default (256)
 OUT = common.CACHE / "quality"

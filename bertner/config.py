@@ -225,8 +225,9 @@ class TrainConfig:
                                    "--init-embeddings).", Limit(low=1), only_with=BILSTM_ONLY)
     bigram_dim: int = setting(0, "--model bilstm: bigram vector size (0: characters only).",
                               Limit(low=0, note="0: characters only"), only_with=BILSTM_ONLY)
-    init_embeddings: str | None = setting(None, "--model bilstm: start the character vectors from this pretrained "
-                                          "model folder's input embeddings (e.g. ALBERT-tiny's).", metavar="MODEL", only_with=BILSTM_ONLY)
+    init_embeddings: str | None = setting(None, "--model bilstm: start the character vectors from a pretrained "
+                                          "model folder's input embeddings (e.g. ALBERT-tiny's), a word2vec text file, or "
+                                          "jieba-lac (Baidu LAC's character table inside jieba).", metavar="SOURCE", only_with=BILSTM_ONLY)
     # lexicon features (any encoder with char alignment)
     lexicon: list[str] | None = setting(
         None, "A dictionary whose words become features of each character (SoftLexicon): `jieba` (its general Chinese "

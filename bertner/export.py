@@ -49,6 +49,9 @@ def export_run(run_path: str | Path, output: str | Path, force: bool = False) ->
     run_dir = RunDir(run_path)
     run_dir.check()
     config = run_dir.load_config()
+    if config.lexicon:
+        raise BertnerError(f"{run_path} was trained with --lexicon, whose features no transformers model takes: "
+                           "Hugging Face tools cannot run it; tag with `bertner predict`")
     if config.model == "bilstm":
         raise BertnerError(f"{run_path} is a --model bilstm run, not a transformers model: Hugging Face tools "
                            "cannot load it; tag with `bertner predict`")

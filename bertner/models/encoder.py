@@ -370,11 +370,70 @@ class RecurrentShape:
     dropout: float = RecurrentConfig.dropout
 
 
+JIEBA_LAC = "jieba-lac"  # the character table of Baidu LAC's small tagger, shipped inside jieba
+
+
 def pretrained_embeddings(path: str) -> tuple[dict[str, int], Any]:
-    """A pretrained encoder's vocabulary and input embedding table (ALBERT-tiny: 21k x 128)."""
+    """A vocabulary and its vector table: a model folder's input embeddings (ALBERT-tiny: 21k x 128),
+    a word2vec text file (its single-character entries), or `jieba-lac`."""
+    if path == JIEBA_LAC:
+        return lac_embeddings()
+    if Path(path).expanduser().is_file():
+        return word2vec_characters(Path(path).expanduser())
     bundle = load_encoder(path, alignment="char")
     table = bundle.model.get_input_embeddings().weight.detach().clone()
     return bundle.tokenizer.get_vocab(), table
+
+
+def word2vec_characters(path: Path) -> tuple[dict[str, int], Any]:
+    """The single-character entries of a word2vec text file (`[count dim]` header, then `token v1 .. vd`)."""
+    import torch
+
+    from bertner.errors import DataError
+    from bertner.fileio import decode_utf8, split_lines
+
+    vocab: dict[str, int] = {}
+    rows: list[list[float]] = []
+    width = None
+    for number, line in enumerate(split_lines(decode_utf8(path)), start=1):
+        parts = line.rstrip().split(" ")
+        if not line.strip() or (number == 1 and len(parts) == 2 and all(p.isdigit() for p in parts)):
+            continue
+        try:
+            vector = [float(v) for v in parts[1:]]
+        except ValueError:
+            raise DataError("not a word2vec text line (a token, then numbers separated by spaces)", path, number) from None
+        if width is None:
+            width = len(vector)
+        if len(vector) != width or not width:
+            raise DataError(f"a vector of {len(vector)} numbers where the file's first has {width}", path, number)
+        if len(parts[0]) == 1 and parts[0] not in vocab:
+            vocab[parts[0]] = len(rows)
+            rows.append(vector)
+    if not rows:
+        raise DataError("holds no single-character vectors (word2vec text: `token v1 .. vd` per line)", path)
+    return vocab, torch.tensor(rows, dtype=torch.float32)
+
+
+def lac_embeddings() -> tuple[dict[str, int], Any]:
+    """Baidu LAC's character vectors inside jieba (`lac_small`: 20,941 x 128, trained to segment, tag and find names)."""
+    import torch
+
+    try:
+        import jieba
+    except ImportError:
+        raise ModelError(f'--init-embeddings {JIEBA_LAC} needs the jieba package: pip install "bertner[zh]"') from None
+    folder = Path(jieba.__file__).parent / "lac_small"
+    vocab: dict[str, int] = {}
+    for line in (folder / "word.dic").read_text(encoding="utf-8").splitlines():
+        index, _, token = line.partition("\t")
+        if len(token) == 1:
+            vocab[token] = int(index)
+    data = (folder / "model_baseline" / "word_emb").read_bytes()
+    width = 128
+    rows = len(data) // (4 * width)  # a short PaddlePaddle header, then float32 rows
+    table = torch.frombuffer(bytearray(data[len(data) - rows * width * 4:]), dtype=torch.float32).view(rows, width)
+    return vocab, table.clone()
 
 
 def build_bilstm_encoder(
