@@ -233,7 +233,8 @@ class TrainConfig:
         None, "A dictionary whose words become features of each character (SoftLexicon): `jieba` (its general Chinese "
         "dictionary; pip install \"bertner[zh]\"), a term-list file (term, optional tab + type, optional tab + "
         "frequency per line) or a folder of them (file name = type). Repeatable; saved with the run.", metavar="SOURCE")
-    lexicon_dim: int = setting(50, "Word vector size of --lexicon entries.", Limit(low=1))
+    lexicon_dim: int = setting(64, "Width of each character's --lexicon features (its pooled word and type vectors, "
+                               "projected).", Limit(low=1))
     # optimisation; lr, crf_lr_mult, epochs, batch_size: None takes the encoder family's recipe (RECIPES)
     lr: float | None = setting(None, "Base learning rate of the encoder.", Limit(above=0), metavar="RATE")
     head_lr_mult: float = setting(1.0, "GRU and classifier learn at this multiple of --lr.", Limit(above=0), metavar="X")

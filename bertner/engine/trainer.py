@@ -46,7 +46,7 @@ from bertner.models.encoder import (
     load_encoder,
 )
 from bertner.lexicon import LexiconMatcher, read_lexicon
-from bertner.models.lexicon import LexiconEmbedding, lexicon_features_dim
+from bertner.models.lexicon import LexiconEmbedding
 from bertner.models.tagger import Tagger, head_spec
 from bertner.predict import char_tags, tag_windows
 from bertner.runs import RunDir, Summary, data_fingerprint, data_info_problem, read_json
@@ -267,7 +267,7 @@ class Trainer:
             if lexicon is not None:
                 lexicon.fit(w.text for w in data.train)
             self.lexicon = lexicon
-            self.bundle = build_encoder(c, data.train, lexicon_features_dim(c.lexicon_dim) if lexicon else 0)
+            self.bundle = build_encoder(c, data.train, c.lexicon_dim if lexicon else 0)
         self.aligner = self.bundle.aligner
         if self.lexicon is not None and self.aligner.mode != "char":
             raise BertnerError(f"--lexicon needs char alignment (one character, one token); {self.bundle.name} "
