@@ -134,6 +134,8 @@ def _format_part(key: str, value: Any) -> str:
         text = Path(str(value)).name or str(value)
     elif key == "init_embeddings":
         text = f"init-{Path(str(value)).name}" if value is not None else "no_init"
+    elif key == "lexicon":  # `lex-jieba+huatuo`: each source by its file or folder name
+        text = "lex-" + "+".join(Path(source).stem or source for source in value) if value else "no_lexicon"
     elif isinstance(value, bool):
         text = key if value else f"no_{key}"
     elif isinstance(value, float):

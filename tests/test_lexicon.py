@@ -288,3 +288,12 @@ def test_yaml_and_repeated_flags(tiny_data, tmp_path):
     assert result.exit_code == 0, result.output
     saved = (tmp_path / "r" / "config.yaml").read_text(encoding="utf-8")
     assert f"- {tiny_data / 'drugs.txt'}" in saved
+
+
+def test_sweep_names_runs_by_their_lexicon_sources():
+    from bertner.sweep import run_name
+
+    values = {"model": "bilstm", "crf": True, "gru": False}
+    names = [run_name({**values, "lexicon": lexicon}, ["lexicon"])
+             for lexicon in (None, ["jieba"], ["jieba", "../shared/lexicons/huatuo"], ["terms/drug.txt"])]
+    assert names == ["bilstm-crf-no_lexicon", "bilstm-crf-lex-jieba", "bilstm-crf-lex-jieba+huatuo", "bilstm-crf-lex-drug"]
