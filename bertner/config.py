@@ -376,6 +376,8 @@ def parse_yaml(text: str) -> Any:
             return None
         _check_expanded_size(node)
         return loader.construct_document(node)
+    except RecursionError:  # PyYAML composes nested values recursively
+        raise YamlTooLarge("values nested too deeply (lists or mappings inside each other hundreds of times)") from None
     finally:
         loader.dispose()
 

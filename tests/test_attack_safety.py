@@ -285,6 +285,12 @@ def test_an_alias_inside_itself_is_one_line(trained, tmp_path):
     assert "refers to a value it is inside" in short_error(invoke("train", trained[1], "--config", config, *TINY))
 
 
+def test_deeply_nested_yaml_is_one_line(trained, tmp_path):
+    config = tmp_path / "deep.yaml"
+    config.write_text("seed: " + "[" * 5000 + "]" * 5000 + "\n", encoding="utf-8")
+    assert "nested too deeply" in short_error(invoke("train", trained[1], "--config", config, *TINY))
+
+
 # ----------------------------------------------------------------------------- 14: terminal escapes
 
 HOSTILE = "患者\x1b]0;owned\x07有\x1b[2J高血压\x1b]52;c;ZXZpbA==\x07，\x9b31m服用\u202e阿司匹林\r。"
