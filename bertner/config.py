@@ -12,7 +12,7 @@ from typing import Any, Iterable, Mapping
 
 import yaml
 
-from bertner.errors import BertnerError
+from bertner.errors import BertnerError, shown
 from bertner.fileio import write_text
 from bertner.tags import SCHEMES
 
@@ -196,7 +196,8 @@ class TrainConfig:
         flags=("--whitespace-tokens/--skip-whitespace",))
     random_init: bool = setting(False, "Use --model's architecture with random weights: the baseline that shows what "
                                 "pretraining buys.", flags=("--random-init/--pretrained",))
-    trust_remote_code: bool = setting(False, "Let the model folder run its own Python code. Only for folders you trust.",
+    trust_remote_code: bool = setting(False, "Let the --model folder run its own Python code. Only for folders you trust; "
+                                      "only this flag turns it on (never a file or a run's config.yaml).",
                                       flags=("--trust-remote-code",))
     output: str | None = setting(None, "Run directory (default: runs/<variant>-<time>).", flags=("--output", "-o"),
                                  metavar="RUN", cli=False)  # a Path option of the command
@@ -354,12 +355,12 @@ def check_setting(key: str, value: Any, source: str | None = None) -> None:
             return
         raise BertnerError(f"{where}{name} cannot be empty")
     if not _has_kind(value, kind):
-        raise BertnerError(f"{where}{name} must be {KIND_WORDS[kind]}, got {value!r}")
+        raise BertnerError(f"{where}{name} must be {KIND_WORDS[kind]}, got {shown(value)}")
     if kind in ("int", "float") and not math.isfinite(value):
-        raise BertnerError(f"{where}{name} must be a finite number, got {value!r}")
+        raise BertnerError(f"{where}{name} must be a finite number, got {shown(value)}")
     limit = LIMITS.get(key)
     if limit is not None and not limit.accepts(value, kind == "int"):
-        raise BertnerError(f"{where}{name} must be {limit.describe(value)}, got {value!r}")
+        raise BertnerError(f"{where}{name} must be {limit.describe(value)}, got {shown(value)}")
 
 
 def check_settings(**values: Any) -> None:
@@ -368,13 +369,77 @@ def check_settings(**values: Any) -> None:
         check_setting(key, value)
 
 
+# Far more values than any config file or grid holds; ten lines of nested aliases stand for billions.
+YAML_MAX_VALUES = 100_000
+
+
+class YamlTooLarge(yaml.YAMLError):
+    """A YAML document whose aliases expand it past YAML_MAX_VALUES values, or into itself."""
+
+
+def parse_yaml(text: str) -> Any:
+    """The value of a YAML document as yaml.safe_load reads it (no code ever runs); every YAML file
+    bertner reads goes through here. Refused (YamlTooLarge) when its aliases (`*name`) would expand it
+    past YAML_MAX_VALUES values or into itself: safe_load keeps an alias as a shared reference, so a
+    small file can stand for billions of values that any check, comparison or message would walk.
+    """
+    loader = yaml.SafeLoader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        _check_expanded_size(node)
+        return loader.construct_document(node)
+    except RecursionError:  # PyYAML composes nested values recursively
+        raise YamlTooLarge("values nested too deeply (lists or mappings inside each other hundreds of times)") from None
+    finally:
+        loader.dispose()
+
+
+def _check_expanded_size(root: yaml.Node) -> None:
+    """YamlTooLarge when the node tree, every alias expanded, holds more than YAML_MAX_VALUES nodes.
+
+    Counted without expanding: each node's size once (aliases share node objects), depth first
+    without recursion, so nesting depth costs no stack.
+    """
+    def children(node: yaml.Node) -> list[yaml.Node]:
+        if isinstance(node, yaml.SequenceNode):
+            return list(node.value)
+        if isinstance(node, yaml.MappingNode):
+            return [part for pair in node.value for part in pair]
+        return []
+
+    sizes: dict[int, int] = {}
+    expanding: set[int] = set()  # the nodes whose children are being counted: the path from the root
+    stack: list[tuple[yaml.Node, bool]] = [(root, False)]
+    while stack:
+        node, counted = stack.pop()
+        key = id(node)
+        if counted:
+            expanding.discard(key)
+            sizes[key] = 1 + sum(sizes[id(child)] for child in children(node))
+            if sizes[key] > YAML_MAX_VALUES:
+                mark = node.start_mark
+                raise YamlTooLarge(f"the value at line {mark.line + 1} holds more than {YAML_MAX_VALUES:,} values "
+                                   "with its aliases (*name) expanded; no setting needs that many")
+        elif key not in sizes:
+            if key in expanding:
+                mark = node.start_mark
+                raise YamlTooLarge(f"the alias at line {mark.line + 1} refers to a value it is inside")
+            expanding.add(key)
+            stack.append((node, True))
+            stack.extend((child, False) for child in children(node) if id(child) not in sizes)
+
+
 def load_yaml(path: str | Path) -> dict[str, Any]:
-    """Read a YAML mapping of settings (safe_load: a config file can never run code)."""
+    """Read a YAML mapping of settings (`parse_yaml`: a config file can never run code or blow up)."""
     path = Path(path)
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        data = parse_yaml(path.read_text(encoding="utf-8")) or {}
     except FileNotFoundError:
         raise BertnerError(f"config file {path} does not exist") from None
+    except YamlTooLarge as e:
+        raise BertnerError(f"{path}: {e}") from None
     except yaml.YAMLError as e:
         raise BertnerError(f"{path}: not valid YAML ({str(e).splitlines()[0]})") from None
     if not isinstance(data, dict):
@@ -385,16 +450,16 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
 def _number(where: str, key: str, value: Any, kind: str) -> int | float:
     """A YAML value as the setting's kind of number: 5e-5 (a string in YAML 1.1) and 2.0 for an int are fine."""
     if isinstance(value, bool) or not isinstance(value, (int, float, str)):
-        raise BertnerError(f"{where}: {key} must be a number, got {value!r}")
+        raise BertnerError(f"{where}: {key} must be a number, got {shown(value)}")
     try:
         number = int(value) if kind == "int" and isinstance(value, str) and value.strip().lstrip("+-").isdigit() else float(value)
     except ValueError:
-        raise BertnerError(f"{where}: {key} must be a number, got {value!r}") from None
+        raise BertnerError(f"{where}: {key} must be a number, got {shown(value)}") from None
     if not math.isfinite(number):
-        raise BertnerError(f"{where}: {key} must be a finite number, got {value!r}")
+        raise BertnerError(f"{where}: {key} must be a finite number, got {shown(value)}")
     if kind == "int":
         if number != int(number):
-            raise BertnerError(f"{where}: {key} must be a whole number, got {value!r}")
+            raise BertnerError(f"{where}: {key} must be a whole number, got {shown(value)}")
         return int(number)
     return number
 
@@ -408,17 +473,17 @@ def coerce_setting(where: str, key: str, value: Any) -> Any:
         raise BertnerError(f"{where}: {key} cannot be empty")
     if kind == "bool":
         if not isinstance(value, bool):
-            raise BertnerError(f"{where}: {key} must be true or false, got {value!r}")
+            raise BertnerError(f"{where}: {key} must be true or false, got {shown(value)}")
     elif kind in ("int", "float"):
         value = _number(where, key, value, kind)
     elif kind == "str":
         if isinstance(value, (list, dict)):
-            raise BertnerError(f"{where}: {key} must be a single value, got {value!r}")
+            raise BertnerError(f"{where}: {key} must be a single value, got {shown(value)}")
         value = str(value)
     elif kind == "list":
         value = [value] if isinstance(value, str) else value
         if not isinstance(value, list) or not all(isinstance(item, (str, int, float)) and not isinstance(item, bool) for item in value):
-            raise BertnerError(f"{where}: {key} must be a value or a list of values, got {value!r}")
+            raise BertnerError(f"{where}: {key} must be a value or a list of values, got {shown(value)}")
         value = [str(item) for item in value] or None
     check_setting(key, value, where)
     return value
@@ -431,6 +496,10 @@ def build_config(file_values: dict[str, Any], flag_values: dict[str, Any], sourc
     if unknown:
         raise BertnerError(f"{source}: unknown option(s): {', '.join(unknown)}")
     checked = {k: coerce_setting(source, k, v) for k, v in file_values.items()}
+    if checked.get("trust_remote_code") and not flag_values.get("trust_remote_code"):
+        # A file travels (a run's config.yaml, a grid from elsewhere): letting code run is the user's own act.
+        raise BertnerError(f"{source}: trust_remote_code: true is not taken from a file; only the --trust-remote-code "
+                           "flag on the command line lets a --model folder run its own code")
     merged = {**checked, **{k: v for k, v in flag_values.items() if v is not None}}
     config = TrainConfig(**merged)
     config.validate()

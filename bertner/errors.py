@@ -8,6 +8,9 @@ is a bug: raise a plain exception (ValueError, RuntimeError) so that it shows a 
 
 from __future__ import annotations
 
+import reprlib
+from typing import Any
+
 
 class BertnerError(Exception):
     """A problem the user can fix: bad input, bad option, missing file. Never a bug."""
@@ -61,4 +64,22 @@ def one_line(error: BaseException | str, limit: int = 300) -> str:
                   for block in str(error).split("\n\n")]
     kept = [p for p in paragraphs if p and "weights_only" not in p]
     text = kept[0] if kept else type(error).__name__
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _short_repr() -> reprlib.Repr:
+    short = reprlib.Repr()
+    short.maxlevel, short.maxstring, short.maxother = 3, 60, 60
+    short.maxlist = short.maxtuple = short.maxdict = short.maxset = 4
+    return short
+
+
+_SHORT_REPR = _short_repr()
+
+
+def shown(value: Any, limit: int = 80) -> str:
+    """`repr(value)` for a message, at most `limit` characters: a value from a file can be huge
+    (a long string, a list YAML aliases blew up), and is never echoed whole. Only as much of it is
+    looked at as is shown."""
+    text = _SHORT_REPR.repr(value)
     return text if len(text) <= limit else text[: limit - 3] + "..."

@@ -26,7 +26,7 @@ import torch
 from bertner.errors import BertnerError, ModelError, OutputExistsError
 from bertner.fileio import atomic_dir, write_json
 from bertner.models.encoder import load_tokenizer, quiet_transformers
-from bertner.runs import RunDir
+from bertner.runs import RunDir, check_output_place
 
 EXPORT_RECORD = "bertner_export.json"
 CRF_FILE = "crf.safetensors"
@@ -48,6 +48,7 @@ def export_run(run_path: str | Path, output: str | Path, force: bool = False) ->
     run_path, output = Path(run_path), Path(output)
     run_dir = RunDir(run_path)
     run_dir.check()
+    check_output_place(output, [run_path])
     config = run_dir.load_config()
     if config.lexicon:
         raise BertnerError(f"{run_path} was trained with --lexicon, whose features no transformers model takes: "

@@ -31,17 +31,17 @@ import os
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterable, Sequence
 
 import torch
 import yaml
 from torch import nn
 
-from bertner.config import TrainConfig, coerce_setting, save_config
+from bertner.config import TrainConfig, coerce_setting, parse_yaml, save_config
 from bertner.data.policies import POLICIES
 from bertner.dev_predictions import DEV_PREDICTIONS, DevPrediction, dev_prediction_rows, read_dev_predictions
 from bertner.engine import checkpoint
-from bertner.errors import BertnerError, OutputExistsError, RunError
+from bertner.errors import BertnerError, OutputError, OutputExistsError, RunError, shown
 from bertner.fileio import append_text, write_json, write_jsonl, write_text
 from bertner.lexicon import FILE_NAME as LEXICON_FILE
 from bertner.lexicon import Lexicon, LexiconMatcher
@@ -63,10 +63,12 @@ PREPROCESSED_FILES = ("train.jsonl", "dev.jsonl", "test.jsonl", "stats.json")
 RUN_MARKERS = ("summary.json", "model.safetensors", "encoder/config.json", "checkpoint/trainer_state.pt")
 # What a run folder holds once training has written anything (compare lists such folders as incomplete).
 TRAINING_FILES = ("config.yaml", "summary.json", "metrics.jsonl", "model.safetensors", "checkpoint")
+# Files only `train` writes: a folder holding one is a run (an export or a model folder has model.safetensors too).
+TRAIN_ONLY_FILES = ("encoder/bertner_encoder.json", FINGERPRINT_FILE, "checkpoint/trainer_state.pt")
 
 
 def read_mapping(path: Path, parse: Any = json.loads, what: str = "a JSON object") -> dict[str, Any]:
-    """A mapping from a file of a run directory (JSON by default; `parse` yaml.safe_load for config.yaml);
+    """A mapping from a file of a run directory (JSON by default; `parse` parse_yaml for config.yaml);
     RunError naming the file when it is missing, unreadable, corrupt or not a mapping."""
     try:
         value = parse(path.read_text(encoding="utf-8"))
@@ -145,11 +147,11 @@ class Summary:
         kinds = {f.name: _field_kind(f.type) for f in dataclasses.fields(cls)}
         run_format = values.get("format")
         if run_format is not None and not _is_a(run_format, int):
-            raise RunError(f"{file} is corrupt (format {run_format!r} is not a number)")
+            raise RunError(f"{file} is corrupt (format {shown(run_format)} is not a number)")
         for key, kind in kinds.items():
             value = values.get(key)
             if value is not None and not _is_a(value, kind):
-                raise RunError(f"{file} is corrupt ({key} is {value!r}, not {KIND_NAMES[kind]})")
+                raise RunError(f"{file} is corrupt ({key} is {shown(value)}, not {KIND_NAMES[kind]})")
         for label, scores in (values.get("best_per_type") or {}).items():
             if not isinstance(scores, dict) or not all(
                 _is_a(v, float) for k, v in scores.items() if k in ("precision", "recall", "f1")
@@ -323,7 +325,7 @@ class RunDir:
     def read_config_values(self) -> dict[str, Any]:
         """The settings in config.yaml, coerced and checked exactly as a YAML config file's are."""
         file = self.config_file
-        values = read_mapping(file, yaml.safe_load, "a mapping of settings")
+        values = read_mapping(file, parse_yaml, "a mapping of settings")
         try:
             # Keys of older versions that no setting has any more are ignored, as a config file's are not.
             return {k: coerce_setting(str(file), k, v) for k, v in values.items() if k in TrainConfig.__dataclass_fields__}
@@ -357,7 +359,7 @@ class RunDir:
             raise RunError(f"{file} is corrupt (a label is listed twice)")
         scheme = info.setdefault("scheme", "BIO")
         if scheme not in SCHEMES:
-            raise RunError(f"{file} is corrupt (scheme must be one of {', '.join(SCHEMES)}, got {scheme!r})")
+            raise RunError(f"{file} is corrupt (scheme must be one of {', '.join(SCHEMES)}, got {shown(scheme)})")
         if info["tags"] != label_set_to_tags(info["labels"], scheme):
             # The model's outputs are indexed by this list: any other order would mislabel silently.
             raise RunError(f"{file} is corrupt (its tags are not the {scheme} tags of its labels, in order)")
@@ -418,8 +420,9 @@ class RunDir:
     def save_encoder(self, bundle: EncoderBundle) -> None:
         save_encoder(bundle, self.encoder_dir)
 
-    def load_encoder(self, trust_remote_code: bool = False) -> EncoderBundle:
-        return encoder_from_folder(self.encoder_dir, trust_remote_code=trust_remote_code)
+    def load_encoder(self) -> EncoderBundle:
+        """The saved encoder, built by transformers' own classes: a run never brings code that runs (no auto_map)."""
+        return encoder_from_folder(self.encoder_dir)
 
     def saved_encoder_meta(self) -> dict[str, Any] | None:
         """encoder/bertner_encoder.json as it is (None when absent or unreadable): compare names old runs by it."""
@@ -513,13 +516,13 @@ def data_info_problem(info: Any) -> str | None:
         return f"expected a mapping, found {type(info).__name__}"
     policy = info.get("discontinuous", "merge")
     if policy not in POLICIES:
-        return f"discontinuous must be one of {', '.join(POLICIES)}, got {policy!r}"
+        return f"discontinuous must be one of {', '.join(POLICIES)}, got {shown(policy)}"
     max_chars = info.get("max_chars")
     if max_chars is not None and (not isinstance(max_chars, int) or isinstance(max_chars, bool) or max_chars < 1):
-        return f"max_chars must be a whole number of at least 1, got {max_chars!r}"
+        return f"max_chars must be a whole number of at least 1, got {shown(max_chars)}"
     for key in ("format", "source"):
         if info.get(key) is not None and not isinstance(info[key], str):
-            return f"{key} must be text, got {info[key]!r}"
+            return f"{key} must be text, got {shown(info[key])}"
     return None
 
 
@@ -570,3 +573,69 @@ def best_run(runs_dir: Path) -> Path:
     if not candidates:
         raise RunError(f"no trained runs under {runs_dir}/; train one with `bertner train` or pass a run directory")
     return Path(max(candidates)[1])
+
+
+# ----------------------------------------------------------------------------- where an output may go
+
+def is_run_folder(folder: Path) -> bool:
+    """A folder `train` wrote into, finished or not (a data folder, an export or a model folder is not one)."""
+    if any((folder / name).exists() for name in TRAIN_ONLY_FILES):
+        return True
+    return (folder / "config.yaml").exists() and ((folder / "labels.json").exists() or (folder / "summary.json").exists())
+
+
+def check_output_place(output: str | Path, inputs: Iterable[str | Path] = (), may_be_run: bool = False,
+                       may_hold_runs: bool = False) -> None:
+    """OutputError unless `output` is clear of the command's `inputs` and of every run directory.
+
+    Every command that writes calls this before any work: an output that is, holds or lies inside one
+    of its inputs (a file or a folder), or that lies inside a run directory (or is or holds one) would
+    replace or mix with what it reads or a run's files. Paths are compared as the file system sees
+    them: links and `..` resolved, and the same file under another spelling (case, a hard link) found
+    by its device and inode. `may_be_run`: train's own run directory; `may_hold_runs`: a sweep's folder.
+    """
+    output = Path(output)
+    real = _resolved(output)
+    here = _identity(real)
+    above = [(folder, identity) for folder in real.parents if (identity := _identity(folder)) is not None]
+    for given in inputs:
+        source = _resolved(Path(given))
+        identity = _identity(source)
+        if identity is None:
+            continue  # a missing input is the reading code's error to report
+        if identity == here:
+            raise OutputError(f"cannot write {output}: it is the input {given}; choose another output")
+        if any(identity == folder_id for _, folder_id in above):
+            raise OutputError(f"cannot write {output}: it lies inside the input {given}; choose an output outside it")
+        if here is not None and any(_identity(folder) == here for folder in source.parents):
+            raise OutputError(f"cannot write {output}: it holds the input {given}; choose another output")
+    for folder, _ in above:
+        if is_run_folder(folder):
+            shown = os.path.relpath(folder) if folder.is_relative_to(Path.cwd().resolve()) else folder
+            raise OutputError(f"cannot write {output}: it lies inside the run directory {shown}; choose an output outside it")
+    if here is None or not real.is_dir():
+        return
+    if not may_be_run and is_run_folder(real):
+        raise OutputError(f"cannot write {output}: it is a run directory; choose another output")
+    if not may_hold_runs:
+        for folder, _, _ in os.walk(real):
+            if folder != str(real) and is_run_folder(Path(folder)):
+                inner = output / Path(folder).relative_to(real)
+                raise OutputError(f"cannot write {output}: it holds the run directory {inner}; choose another output")
+
+
+def _resolved(path: Path) -> Path:
+    """`path` with links and `..` resolved as far as it exists (the rest kept as written)."""
+    try:
+        return Path(os.path.realpath(path))
+    except (OSError, ValueError):
+        return Path(os.path.abspath(path))
+
+
+def _identity(path: Path) -> tuple[int, int] | None:
+    """(device, inode) of what `path` names, links followed; None when nothing is there."""
+    try:
+        status = path.stat()
+    except (OSError, ValueError):
+        return None
+    return status.st_dev, status.st_ino

@@ -55,9 +55,9 @@ from bertner.config import (
 )
 from bertner.engine.tracking import TrainView
 from bertner.engine.trainer import Trainer
-from bertner.errors import BertnerError, TrainingError
+from bertner.errors import BertnerError, TrainingError, shown
 from bertner.lock import FolderLock
-from bertner.runs import RunDir
+from bertner.runs import RunDir, check_output_place
 
 log = logging.getLogger(__name__)
 
@@ -252,6 +252,8 @@ def run_sweep(config_file: str | Path, output: str | Path | None = None, dry_run
     if dry_run:
         return result
 
+    # The runs' folders go inside the sweep's; each run's Trainer checks its own against its inputs.
+    check_output_place(sweep.output, [sweep.source, *{r.config.data for r in sweep.runs}], may_hold_runs=True)
     # One sweep at a time per folder: two would train the same runs into the same directories.
     if sweep.output.exists() and not sweep.output.is_dir():
         raise BertnerError(f"{sweep.output} exists and is not a folder; the sweep's runs need a folder")
@@ -270,7 +272,7 @@ def _train_runs(sweep: Sweep, result: SweepResult, on_start: Callable[[Trainer],
         if status == DONE:
             changed = run.settings_changed()
             if changed:
-                diff = ", ".join(f"{k}: {a!r} -> {b!r}" for k, (a, b) in changed.items())
+                diff = ", ".join(f"{k}: {shown(a)} -> {shown(b)}" for k, (a, b) in changed.items())
                 log.warning(f"{run.name} is finished but was trained with other settings ({diff}); "
                      f"kept as it is: delete {run.run_dir} to train it again")
             log.info(f"[{index}/{total}] {run.name}: already finished, skipped")

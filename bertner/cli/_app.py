@@ -11,7 +11,7 @@ from rich.markup import escape
 from typer.core import TyperCommand
 
 from bertner import __version__
-from bertner.cli._console import err, show_library_messages
+from bertner.cli._console import err, printable, show_library_messages
 from bertner.errors import BertnerError
 
 # Plain (click) help, not rich panels: it wraps to the terminal or to 80 columns in a pipe and never
@@ -24,6 +24,8 @@ app = typer.Typer(
 )
 
 DEFAULT_DATA = Path("data/processed")
+# An error line longer than this keeps its start and end: a value quoted whole (a huge file's line) would flood the terminal.
+MESSAGE_LIMIT = 2000
 # The library logs its notes and warnings; every command shows them on stderr.
 show_library_messages()
 
@@ -80,7 +82,9 @@ def user_errors(fn: Callable) -> Callable:
         except BertnerError as e:
             # One line, always: a message that quotes a library's multi-line text is joined up.
             message = " ".join(line.strip() for line in str(e).splitlines() if line.strip())
-            err.print(f"[red]error:[/red] {escape(message)}", highlight=False, soft_wrap=True)
+            if len(message) > MESSAGE_LIMIT:
+                message = f"{message[: MESSAGE_LIMIT // 2]} ... {message[-MESSAGE_LIMIT // 4:]}"
+            err.print(f"[red]error:[/red] {escape(printable(message))}", highlight=False, soft_wrap=True)
             raise typer.Exit(e.exit_code)
         except KeyboardInterrupt:
             err.print("[red]interrupted[/red]")

@@ -7,7 +7,7 @@ from typing import Any, Iterable
 from rich.console import Console
 from rich.table import Table
 
-from bertner.cli._console import out
+from bertner.cli._console import escaping, out
 
 
 def scores_table(title: str, per_type: dict[str, dict[str, Any]], totals: Iterable[tuple[str, dict[str, Any]]]) -> Table:
@@ -25,4 +25,4 @@ def scores_table(title: str, per_type: dict[str, dict[str, Any]], totals: Iterab
 
 def results_console() -> Console:
     """stdout; piped to a file or a script, full rows that are never squeezed to 80 columns."""
-    return out if out.is_terminal else Console(file=out.file, width=1000, highlight=False)
+    return out if out.is_terminal else escaping(Console(file=out.file, width=1000, highlight=False))

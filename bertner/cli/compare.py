@@ -22,6 +22,7 @@ from bertner.compare import (
     group_cell,
     plot_comparison,
 )
+from bertner.runs import check_output_place
 from bertner.significance import BaselineComparison, TestResult, compare_to_baseline, format_p
 
 
@@ -43,6 +44,8 @@ def compare(
     \b
       bertner compare runs/quickstart-sweep --baseline tiny+softmax
     """
+    if plot is not None:
+        check_output_place(plot, [runs_dir])  # before the runs are read
     comparison = compare_runs(runs_dir, by=[c.strip() for c in by.split(",")] if by else None)
     if plot is not None:
         written = plot_comparison(comparison, plot)

@@ -11,13 +11,14 @@ from rich.table import Table
 from rich.text import Text
 
 from bertner.cli._app import Command, app, user_errors
-from bertner.cli._console import info, out, plural
+from bertner.cli._console import info, out, plural, printable
 from bertner.cli._progress import task_progress
 from bertner.config import check_settings
 from bertner.errors import BertnerError, OutputExistsError
 from bertner.fileio import output_conflict
 from bertner.predict import Prediction, Predictor, gather_inputs, read_documents
-from bertner.runs import RunDir, best_run
+from bertner.runs import RunDir, best_run, check_output_place
+from bertner.spans import Span
 from bertner.writers import brat_files, check_output, write_predictions
 
 
@@ -59,6 +60,11 @@ def predict_files(
     if not inputs:
         raise BertnerError("no input given: pass .txt files, folders, or - for standard input")
     fmt = output_format or ("pretty" if sys.stdout.isatty() and output is None else "jsonl")
+    if output is not None:
+        # OUT.partial too: what an interrupted predict keeps there replaces whatever was there.
+        partial = [output.with_name(output.name + ".partial")] if output.name else []
+        for place in (output, *partial):
+            check_output_place(place, [run, *(item for item in inputs if item != "-")])
     check_output(fmt, output, force)
 
     items = gather_inputs(inputs)
@@ -103,13 +109,8 @@ def render_pretty(predictions: list[Prediction], max_chars: int = 2000, labels: 
     labels = sorted(set(labels or ()) | {s.label for p in predictions for s in p.spans})
     colour = {label: palette[i % len(palette)] for i, label in enumerate(labels)}
     for p in predictions:
-        out.rule(f"{p.doc}: {plural(len(p.spans), 'entity')}", style="dim")
-        shown = p.text[:max_chars]
-        text = Text(shown)
-        for s in p.spans:
-            if s.end <= len(shown):
-                text.stylize(f"bold {colour[s.label]} underline", s.start, s.end)
-        out.print(text)
+        out.rule(Text(f"{printable(p.doc)}: {plural(len(p.spans), 'entity')}"), style="dim")
+        out.print(marked_text(p.text[:max_chars], p.spans, colour))
         if len(p.text) > max_chars:
             out.print(f"[dim]... {len(p.text) - max_chars:,} more characters (use --format jsonl for all)[/dim]")
         if p.spans:
@@ -117,5 +118,22 @@ def render_pretty(predictions: list[Prediction], max_chars: int = 2000, labels: 
             for column in ("start", "end", "label", "text", "score"):
                 table.add_column(column, justify="right" if column in ("start", "end", "score") else "left")
             for s, score in zip(p.spans, p.scores):
-                table.add_row(str(s.start), str(s.end), f"[{colour[s.label]}]{s.label}[/]", p.text[s.start : s.end], f"{score:.2f}")
+                table.add_row(str(s.start), str(s.end), Text(printable(s.label), style=colour[s.label]),
+                              Text(printable(p.text[s.start : s.end])), f"{score:.2f}")
             out.print(table)
+
+
+def marked_text(text: str, spans: Sequence[Span], colour: dict[str, str]) -> Text:
+    """`text` with its entities underlined in their label's colour, control characters escaped.
+
+    Escaped piece by piece (an escape is longer than its character), so each style stays on its entity.
+    """
+    marked, position = Text(), 0
+    for s in sorted(spans, key=lambda s: s.start):
+        if s.start < position or s.end > len(text):
+            continue
+        marked.append(printable(text[position : s.start]))
+        marked.append(printable(text[s.start : s.end]), style=f"bold {colour[s.label]} underline")
+        position = s.end
+    marked.append(printable(text[position:]))
+    return marked

@@ -12,6 +12,7 @@ from bertner.cli._console import info, warn
 from bertner.compare import compare_runs
 from bertner.errors import OutputExistsError
 from bertner.report_html import write_report
+from bertner.runs import check_output_place
 
 
 @app.command(cls=Command, short_help="One HTML page about a folder of runs.")
@@ -30,6 +31,7 @@ def report(
     \b
       bertner report runs/quickstart-sweep -o report.html
     """
+    check_output_place(output, [runs_dir])
     if output.exists() and not force:
         raise OutputExistsError(f"{output} already exists; pass --force to replace it")
     comparison = compare_runs(runs_dir)

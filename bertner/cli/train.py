@@ -33,7 +33,7 @@ from bertner.engine.distributed import Dist
 from bertner.engine.trainer import Trainer, count_parameters
 from bertner.engine.trainer import train as run_train
 from bertner.errors import BertnerError
-from bertner.runs import Summary
+from bertner.runs import Summary, check_output_place
 
 
 def _by_encoder(setting: str) -> str:
@@ -98,6 +98,8 @@ def train(data: Optional[Path], config_file: Optional[Path], output: Optional[Pa
     config = build_config(file_values, flags, str(config_file) if config_file else "config file")
     if resume and not config.output:
         raise BertnerError("--resume needs --output RUN_DIR: the run to continue")
+    if config_file and config.output:
+        check_output_place(config.output, [config_file], may_be_run=True)  # the rest: Trainer, once it knows its inputs
     ignored = sorted(k for k, v in flags.items() if v is not None and k != "output") + (["--config"] if config_file else [])
     if resume and ignored:
         warn(f"--resume continues with the run's saved settings; ignored: {', '.join(ignored)}")

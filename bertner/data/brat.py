@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from bertner.data.labels import check_label
-from bertner.errors import DataError
+from bertner.errors import DataError, shown
 from bertner.fileio import decode_utf8, input_files, split_lines
 from bertner.spans import Document, Entity
 
@@ -141,12 +141,12 @@ def check_text_column(column: str, sliced: str, entity: Entity, ann_path: Path, 
     across_line_end = bool(LINE_BREAK.search(column) or LINE_BREAK.search(sliced))
     if across_line_end and LINE_BREAK.sub(" ", column) != LINE_BREAK.sub(" ", sliced):
         raise DataError(
-            f"{entity.id} text {column!r} differs from the .txt slice {sliced!r} across a line end: the .ann line is cut "
+            f"{entity.id} text {shown(column)} differs from the .txt slice {shown(sliced)} across a line end: the .ann line is cut "
             f"or runs into the next one (an entity over a line end is written as fragments, one per line)",
             ann_path, entity.line,
         )
     if strict:
-        raise DataError(f"{entity.id} text {column!r} differs from the .txt slice {sliced!r}", ann_path, entity.line)
+        raise DataError(f"{entity.id} text {shown(column)} differs from the .txt slice {shown(sliced)}", ann_path, entity.line)
 
 
 def read_pair(txt_path: Path, ann_path: Path, strict: bool, report: BratReport) -> Document:

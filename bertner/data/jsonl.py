@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Iterable
 
 from bertner.data.labels import check_label
-from bertner.errors import DataError
+from bertner.errors import DataError, shown
 from bertner.fileio import decode_utf8, split_lines, write_jsonl
 from bertner.spans import Document, Entity, Span, Window
 
@@ -48,7 +48,7 @@ def row_to_window(row: object, path: Path | str = "<row>", line: int | None = No
             if not (is_index(start) and is_index(end) and 0 <= start < end <= len(text)):
                 raise DataError(f"entity offsets {start}-{end} are out of range for a text of {len(text)} characters", path, line)
             if "text" in entity and entity["text"] != text[start:end]:
-                raise DataError(f"entity text {entity['text']!r} differs from text[{start}:{end}] = {text[start:end]!r}", path, line)
+                raise DataError(f"entity text {shown(entity['text'])} differs from text[{start}:{end}] = {shown(text[start:end])}", path, line)
             spans.append(Span(start, end, check_label(label, path, line)))
     except (KeyError, TypeError) as e:
         raise DataError(f"missing or wrong field {e}: expected id, doc, offset, text, entities[start, end, label, text]", path, line) from None

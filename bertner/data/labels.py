@@ -11,7 +11,7 @@ import json
 import unicodedata
 from pathlib import Path
 
-from bertner.errors import DataError
+from bertner.errors import DataError, shown
 
 # Control, invisible format (zero-width, BOM) and lone surrogate characters; whitespace is tested apart.
 FORBIDDEN_CATEGORIES = ("Cc", "Cf", "Cs")
@@ -20,14 +20,15 @@ FORBIDDEN_CATEGORIES = ("Cc", "Cf", "Cs")
 def label_problem(label: object) -> str | None:
     """Why `label` is not a usable entity label, or None when it is."""
     if not isinstance(label, str):
-        return f"{json.dumps(label, ensure_ascii=True, default=str)} is not a string"
+        written = json.dumps(label, ensure_ascii=True, default=str)
+        return f"{written if len(written) <= 80 else shown(label)} is not a string"
     if not label:
         return "'' is empty"
     for char in label:
         category = unicodedata.category(char)
         if char.isspace() or category in FORBIDDEN_CATEGORIES:
             name = unicodedata.name(char, "a lone surrogate" if category == "Cs" else "a control character")
-            return f"{label!r} holds U+{ord(char):04X} ({name.lower()})"
+            return f"{shown(label)} holds U+{ord(char):04X} ({name.lower()})"
     return None
 
 

@@ -26,6 +26,7 @@ from bertner.fileio import (
     write_json,
     write_jsonl,
 )
+from bertner.runs import check_output_place
 from bertner.spans import Document, Window
 from bertner.tags import check_scheme
 
@@ -138,6 +139,7 @@ def preprocess(options: PreprocessOptions) -> PreprocessResult:
     """Read, split, window and write; returns what was done for the report."""
     policy, input_format = check_options(options)
     output = Path(options.output)
+    check_output_place(output, [options.input])
     check_output(output, options.force)  # before any work: fail fast
 
     corpus = read_corpus(Path(options.input), input_format,

@@ -17,7 +17,7 @@ from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from bertner.errors import RunError, one_line
+from bertner.errors import RunError, one_line, shown
 from bertner.fileio import atomic_path
 
 CHECKPOINT_DIR = "checkpoint"
@@ -145,7 +145,7 @@ def check_trainer_state(state: Any, file: Path) -> None:
         value = state["loop"].get(key)
         if key in state["loop"] and (not isinstance(value, kinds) or isinstance(value, bool)
                                      or (isinstance(value, int) and kinds == (int,) and value < 0)):
-            raise RunError(f"{file}: cannot read checkpoint (loop.{key} is {value!r})")
+            raise RunError(f"{file}: cannot read checkpoint (loop.{key} is {shown(value)})")
     if not {"python", "torch"} <= set(state["rng"]):
         raise RunError(f"{file}: cannot read checkpoint (no random number generator state in it)")
 

@@ -49,7 +49,7 @@ from bertner.lexicon import LexiconMatcher, read_lexicon
 from bertner.models.lexicon import LexiconEmbedding
 from bertner.models.tagger import Tagger, head_spec
 from bertner.predict import char_tags, tag_windows
-from bertner.runs import RunDir, Summary, data_fingerprint, data_info_problem, read_json
+from bertner.runs import RunDir, Summary, check_output_place, data_fingerprint, data_info_problem, read_json
 from bertner.spans import Window
 from bertner.tags import label_set_to_tags
 
@@ -219,6 +219,7 @@ class Trainer:
     def setup(self) -> None:
         if self.resume:
             self._check_resume_config()
+        self._check_output_place()
         self._setup_device()
         self._setup_data()
         self._setup_model()
@@ -260,8 +261,8 @@ class Trainer:
         self.tag_to_id = {t: i for i, t in enumerate(self.tags)}
         if self.resume:
             # The run's own encoder folder: the same vocabulary, no download; the checkpoint
-            # supplies the weights.
-            self.bundle = self.run.load_encoder(trust_remote_code=c.trust_remote_code)
+            # supplies the weights. Never with the folder's own code, whatever config.yaml says.
+            self.bundle = self.run.load_encoder()
             self.lexicon = self.run.load_lexicon(c)
         else:
             if lexicon is not None:
@@ -367,6 +368,12 @@ class Trainer:
         if self.flops_per_token is None:
             return None
         return mfu(tokens_per_second / self.dist.world, self.flops_per_token, self.peak_flops)
+
+    def _check_output_place(self) -> None:
+        """The run directory may be a run (this one) but never one of training's inputs, inside one, or inside another run."""
+        c = self.config
+        inputs = [c.data, c.init_embeddings, None if c.model in ("tiny", "bilstm") else c.model]
+        check_output_place(self.run_dir, [i for i in inputs if i], may_be_run=True)
 
     def _check_resume_config(self) -> None:
         if not self.run.config_file.exists():

@@ -19,7 +19,7 @@ from typing import Any, Iterable, Iterator
 from urllib.parse import urlparse
 
 from bertner.align import make_aligner
-from bertner.errors import ModelError, one_line
+from bertner.errors import ModelError, one_line, shown
 from bertner.models.bilstm import MODEL_TYPE as BILSTM_TYPE
 from bertner.models.bilstm import (
     RecurrentConfig,
@@ -508,10 +508,12 @@ def save_encoder(bundle: EncoderBundle, folder: str | os.PathLike[str]) -> Path:
     return folder
 
 
-def encoder_from_folder(
-    folder: str | os.PathLike[str], attn_implementation: str = "sdpa", trust_remote_code: bool = False
-) -> EncoderBundle:
-    """Rebuild a saved encoder's architecture (random weights) and tokenizer, offline."""
+def encoder_from_folder(folder: str | os.PathLike[str], attn_implementation: str = "sdpa") -> EncoderBundle:
+    """Rebuild a saved encoder's architecture (random weights) and tokenizer, offline.
+
+    Never with code the folder brings (trust_remote_code stays off, whatever its config.json's
+    auto_map says): a run can come from anyone.
+    """
     folder = Path(folder)
     meta_file = folder / ENCODER_META
     if not (folder / "config.json").is_file() or not meta_file.is_file():
@@ -522,11 +524,14 @@ def encoder_from_folder(
             model = RecurrentEncoder(RecurrentConfig.load(folder))
         else:
             try:
-                config = _config_of(str(folder), trust_remote_code, local_files_only=True)
-                model = _model_from_config(config, attn_implementation, trust_remote_code)
+                config = _config_of(str(folder), False, local_files_only=True)
+                model = _model_from_config(config, attn_implementation, False)
             except Exception as exc:  # an edited config.json (a size that is not a number) fails deep inside transformers
+                if "trust_remote_code" in str(exc):  # never pass on transformers' advice to turn it on
+                    raise ModelError(f"{folder}: its config.json needs Python code of its own (auto_map), "
+                                     "and bertner never runs code from a run directory") from None
                 raise _unknown_model_type(folder, exc) from None
-        tokenizer = load_tokenizer(folder, trust_remote_code)
+        tokenizer = load_tokenizer(folder, False)
     check_vocabulary(folder, tokenizer, model, meta)
     alignment = meta.get("alignment", "auto")
     # Runs saved before the key existed gave whitespace a token in char alignment, as the default does.
@@ -554,7 +559,7 @@ def _read_meta(meta_file: Path) -> dict[str, Any]:
     }
     for key, ok in checks.items():
         if key in meta and not ok(meta[key]):
-            raise ModelError(f"{meta_file}: corrupt ({key} is {meta[key]!r})")
+            raise ModelError(f"{meta_file}: corrupt ({key} is {shown(meta[key])})")
     return meta
 
 
