@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import re
 from dataclasses import dataclass, field, fields
@@ -13,7 +12,8 @@ from typing import Any, Iterable, Mapping
 import yaml
 
 from bertner.errors import BertnerError
-from bertner.fileio import write_text
+from bertner.fileio import check_input_file, decode_utf8, parse_json, parse_yaml, write_text
+from bertner.metrics import KINDS as ERROR_KINDS
 from bertner.tags import SCHEMES
 
 
@@ -67,7 +67,7 @@ def encoder_type(model: str) -> str:
         except Exception:  # not a valid repository id, no cache: guess below
             pass
     try:
-        kind = json.loads(config.read_text(encoding="utf-8")).get("model_type")
+        kind = parse_json(config.read_text(encoding="utf-8")).get("model_type")
         if isinstance(kind, str) and kind:
             return kind
     except (OSError, ValueError, AttributeError):
@@ -354,15 +354,38 @@ def check_settings(**values: Any) -> None:
         check_setting(key, value)
 
 
+# The ranges of options that are not training settings: counts that would hang a command or mean nothing.
+OPTION_LIMITS: dict[str, Limit] = {
+    "resamples": Limit(low=100, high=100_000, note="bootstrap resamples; 10,000 is plenty"),
+    "documents": Limit(low=0, high=1_000),
+    "errors": Limit(low=0, high=len(ERROR_KINDS), note=f"there are {len(ERROR_KINDS)} kinds of error"),
+}
+
+
+def check_options(**values: int) -> None:
+    """Refuse a command option outside its range in `OPTION_LIMITS`, in one line (`--resamples must be ...`)."""
+    for key, value in values.items():
+        limit = OPTION_LIMITS[key]
+        if not limit.accepts(value, whole=True):
+            raise BertnerError(f"--{key} must be {limit.describe(value)}, got {value}")
+
+
 def load_yaml(path: str | Path) -> dict[str, Any]:
-    """Read a YAML mapping of settings (safe_load: a config file can never run code)."""
+    """Read a YAML mapping of settings (safe_load: a config file can never run code).
+
+    The file is checked as every input is (`check_input_file`, `decode_utf8`): a folder, an unreadable
+    file or one that is not UTF-8 is one line naming it.
+    """
     path = Path(path)
+    if not path.exists() and not path.is_symlink():
+        raise BertnerError(f"config file {path} does not exist")
+    check_input_file(path)
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except FileNotFoundError:
-        raise BertnerError(f"config file {path} does not exist") from None
+        data = parse_yaml(decode_utf8(path)) or {}
     except yaml.YAMLError as e:
         raise BertnerError(f"{path}: not valid YAML ({str(e).splitlines()[0]})") from None
+    except ValueError as e:
+        raise BertnerError(f"{path}: cannot read this YAML ({e})") from None
     if not isinstance(data, dict):
         raise BertnerError(f"{path}: expected a mapping of option: value")
     return {str(k).replace("-", "_"): v for k, v in data.items()}
