@@ -23,7 +23,7 @@ from typing import Any
 
 from bertner.config import TrainConfig, encoder_type, variant_name
 from bertner.errors import BertnerError, RunError
-from bertner.fileio import atomic_path
+from bertner.fileio import atomic_path, check_writable
 from bertner.runs import RunDir, find_runs
 from bertner.text import plural
 
@@ -280,8 +280,7 @@ MARKERS = ("o", "s", "^", "D", "v", "P")
 def plot_comparison(comparison: Comparison, png_path: str | Path) -> Path:
     """Two panels: dev F1 against step for each run, and each group's mean F1 with std error bars. Atomic write."""
     png_path = Path(png_path)
-    if png_path.suffix.lower() != ".png":
-        raise BertnerError(f"--plot writes a PNG; give a file name ending in .png (got {png_path})")
+    check_plot_path(png_path)
     fig = comparison_figure(comparison)
     import matplotlib.pyplot as plt
 
@@ -291,6 +290,13 @@ def plot_comparison(comparison: Comparison, png_path: str | Path) -> Path:
     finally:
         plt.close(fig)
     return png_path
+
+
+def check_plot_path(png_path: Path) -> None:
+    """Refuse a --plot target that is not a writable .png file name (checked before the runs are read)."""
+    if png_path.suffix.lower() != ".png":
+        raise BertnerError(f"--plot writes a PNG; give a file name ending in .png (got {png_path})")
+    check_writable(png_path)
 
 
 def comparison_figure(comparison: Comparison):

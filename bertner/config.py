@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import re
 from dataclasses import dataclass, field, fields
@@ -13,7 +12,8 @@ from typing import Any, Iterable, Mapping
 import yaml
 
 from bertner.errors import BertnerError, shown
-from bertner.fileio import write_text
+from bertner.fileio import YamlTooLarge, check_input_file, decode_utf8, parse_json, parse_yaml, write_text
+from bertner.metrics import KINDS as ERROR_KINDS
 from bertner.tags import SCHEMES
 
 
@@ -67,7 +67,7 @@ def encoder_type(model: str) -> str:
         except Exception:  # not a valid repository id, no cache: guess below
             pass
     try:
-        kind = json.loads(config.read_text(encoding="utf-8")).get("model_type")
+        kind = parse_json(config.read_text(encoding="utf-8")).get("model_type")
         if isinstance(kind, str) and kind:
             return kind
     except (OSError, ValueError, AttributeError):
@@ -369,79 +369,40 @@ def check_settings(**values: Any) -> None:
         check_setting(key, value)
 
 
-# Far more values than any config file or grid holds; ten lines of nested aliases stand for billions.
-YAML_MAX_VALUES = 100_000
+# The ranges of options that are not training settings: counts that would hang a command or mean nothing.
+OPTION_LIMITS: dict[str, Limit] = {
+    "resamples": Limit(low=100, high=100_000, note="bootstrap resamples; 10,000 is plenty"),
+    "documents": Limit(low=0, high=1_000),
+    "errors": Limit(low=0, high=len(ERROR_KINDS), note=f"there are {len(ERROR_KINDS)} kinds of error"),
+}
 
 
-class YamlTooLarge(yaml.YAMLError):
-    """A YAML document whose aliases expand it past YAML_MAX_VALUES values, or into itself."""
-
-
-def parse_yaml(text: str) -> Any:
-    """The value of a YAML document as yaml.safe_load reads it (no code ever runs); every YAML file
-    bertner reads goes through here. Refused (YamlTooLarge) when its aliases (`*name`) would expand it
-    past YAML_MAX_VALUES values or into itself: safe_load keeps an alias as a shared reference, so a
-    small file can stand for billions of values that any check, comparison or message would walk.
-    """
-    loader = yaml.SafeLoader(text)
-    try:
-        node = loader.get_single_node()
-        if node is None:
-            return None
-        _check_expanded_size(node)
-        return loader.construct_document(node)
-    except RecursionError:  # PyYAML composes nested values recursively
-        raise YamlTooLarge("values nested too deeply (lists or mappings inside each other hundreds of times)") from None
-    finally:
-        loader.dispose()
-
-
-def _check_expanded_size(root: yaml.Node) -> None:
-    """YamlTooLarge when the node tree, every alias expanded, holds more than YAML_MAX_VALUES nodes.
-
-    Counted without expanding: each node's size once (aliases share node objects), depth first
-    without recursion, so nesting depth costs no stack.
-    """
-    def children(node: yaml.Node) -> list[yaml.Node]:
-        if isinstance(node, yaml.SequenceNode):
-            return list(node.value)
-        if isinstance(node, yaml.MappingNode):
-            return [part for pair in node.value for part in pair]
-        return []
-
-    sizes: dict[int, int] = {}
-    expanding: set[int] = set()  # the nodes whose children are being counted: the path from the root
-    stack: list[tuple[yaml.Node, bool]] = [(root, False)]
-    while stack:
-        node, counted = stack.pop()
-        key = id(node)
-        if counted:
-            expanding.discard(key)
-            sizes[key] = 1 + sum(sizes[id(child)] for child in children(node))
-            if sizes[key] > YAML_MAX_VALUES:
-                mark = node.start_mark
-                raise YamlTooLarge(f"the value at line {mark.line + 1} holds more than {YAML_MAX_VALUES:,} values "
-                                   "with its aliases (*name) expanded; no setting needs that many")
-        elif key not in sizes:
-            if key in expanding:
-                mark = node.start_mark
-                raise YamlTooLarge(f"the alias at line {mark.line + 1} refers to a value it is inside")
-            expanding.add(key)
-            stack.append((node, True))
-            stack.extend((child, False) for child in children(node) if id(child) not in sizes)
+def check_options(**values: int) -> None:
+    """Refuse a command option outside its range in `OPTION_LIMITS`, in one line (`--resamples must be ...`)."""
+    for key, value in values.items():
+        limit = OPTION_LIMITS[key]
+        if not limit.accepts(value, whole=True):
+            raise BertnerError(f"--{key} must be {limit.describe(value)}, got {value}")
 
 
 def load_yaml(path: str | Path) -> dict[str, Any]:
-    """Read a YAML mapping of settings (`parse_yaml`: a config file can never run code or blow up)."""
+    """Read a YAML mapping of settings (`parse_yaml`: a config file can never run code or blow up).
+
+    The file is checked as every input is (`check_input_file`, `decode_utf8`): a folder, an unreadable
+    file or one that is not UTF-8 is one line naming it.
+    """
     path = Path(path)
+    if not path.exists() and not path.is_symlink():
+        raise BertnerError(f"config file {path} does not exist")
+    check_input_file(path)
     try:
-        data = parse_yaml(path.read_text(encoding="utf-8")) or {}
-    except FileNotFoundError:
-        raise BertnerError(f"config file {path} does not exist") from None
+        data = parse_yaml(decode_utf8(path)) or {}
     except YamlTooLarge as e:
         raise BertnerError(f"{path}: {e}") from None
     except yaml.YAMLError as e:
         raise BertnerError(f"{path}: not valid YAML ({str(e).splitlines()[0]})") from None
+    except ValueError as e:
+        raise BertnerError(f"{path}: cannot read this YAML ({e})") from None
     if not isinstance(data, dict):
         raise BertnerError(f"{path}: expected a mapping of option: value")
     return {str(k).replace("-", "_"): v for k, v in data.items()}

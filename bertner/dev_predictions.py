@@ -10,12 +10,12 @@ predicted, both without the model or the original data.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
 from bertner.errors import RunError
+from bertner.fileio import parse_json
 from bertner.spans import Span, Window
 
 DEV_PREDICTIONS = "dev_predictions.jsonl"
@@ -67,7 +67,7 @@ def read_dev_predictions(path: Path) -> list[DevPrediction] | None:
         for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
             if not line.strip():
                 continue
-            row = json.loads(line)
+            row = parse_json(line)
             text = str(row["text"])
             rows.append(DevPrediction(str(row["id"]), str(row["doc"]), int(row["offset"]), text,
                                       _spans(row["gold"], len(text)), _spans(row["spans"], len(text))))

@@ -15,6 +15,7 @@ from bertner.data.formats import detect_format, read_corpus
 from bertner.data.jsonl import read_windows
 from bertner.data.policies import POLICIES, apply_policy, check_policy
 from bertner.errors import DataError
+from bertner.fileio import parse_json
 from bertner.metrics import entity_scores, error_kinds, span_scores
 from bertner.predict import Predictor, char_tags
 from bertner.runs import RunDir
@@ -142,13 +143,11 @@ def most_frequent_errors(
 
 def read_brat_record(folder: Path) -> dict[str, Any]:
     """What `predict --format brat` recorded in `folder` (its run's policy, the documents it wrote); {} if absent."""
-    import json
-
     path = folder / BRAT_RECORD
     if not path.is_file():
         return {}
     try:
-        record = json.loads(path.read_text(encoding="utf-8"))
+        record = parse_json(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as e:
         raise DataError(f"is corrupt ({e}); delete it and pass --discontinuous", path=path) from None
     if not isinstance(record, dict) or record.get("discontinuous", "merge") not in POLICIES:

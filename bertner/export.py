@@ -24,7 +24,7 @@ from typing import Any
 import torch
 
 from bertner.errors import BertnerError, ModelError, OutputExistsError
-from bertner.fileio import atomic_dir, write_json
+from bertner.fileio import atomic_dir, check_writable, parse_json, write_json
 from bertner.models.encoder import load_tokenizer, quiet_transformers
 from bertner.runs import RunDir, check_output_place
 
@@ -62,6 +62,7 @@ def export_run(run_path: str | Path, output: str | Path, force: bool = False) ->
                            "(export covers softmax and CRF heads)")
     if output.exists() and (not output.is_dir() or any(output.iterdir())) and not force:
         raise OutputExistsError(f"{output} already exists; pass --force to write the export into it")
+    check_writable(output, folder=True)  # before the run is loaded
     run = run_dir.load()
     extra = fallback_characters(run.aligner) if run.aligner.mode == "char" else {}
     model = token_classification_model(run, extra)
@@ -83,8 +84,6 @@ def export_run(run_path: str | Path, output: str | Path, force: bool = False) ->
             "whitespace_tokens": bool(getattr(run.aligner, "whitespace_tokens", False)),
             "added_tokens": len(extra), "max_chars": run.data_info.get("max_chars"),
         })
-        for path in folder.iterdir():
-            path.chmod(0o644)  # some writers make 0600 files; an export is for others to read
     return ExportResult(output, "crf" if config.crf else "softmax", len(extra), notes)
 
 
@@ -205,7 +204,7 @@ def save_tokenizer(run: Any, extra: dict[str, int], folder: Path) -> None:
                                             split_special_tokens=True, **special)
         tokenizer.save_pretrained(str(folder))
     config_file = folder / "tokenizer_config.json"
-    settings = json.loads(config_file.read_text(encoding="utf-8"))
+    settings = parse_json(config_file.read_text(encoding="utf-8"))
     # The generic class loads tokenizer.json as written; a BertTokenizer would rebuild BERT's own pipeline.
     settings["tokenizer_class"] = "PreTrainedTokenizerFast"
     config_file.write_text(json.dumps(settings, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")

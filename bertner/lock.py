@@ -34,6 +34,25 @@ def process_alive(pid: int) -> bool:
     return True
 
 
+def runs_bertner(pid: int, lock_written: float) -> bool:
+    """Whether PID is still the bertner process that wrote a lock file at `lock_written` (a time stamp).
+
+    A PID is reused once its process exits: a live process under it that is not a bertner command
+    (its command line never names bertner: PID 1, a shell) or that started after the lock file was
+    written cannot hold the lock. Where /proc cannot tell, a live PID is trusted.
+    """
+    if not process_alive(pid):
+        return False
+    try:
+        command = Path(f"/proc/{pid}/cmdline").read_bytes()
+        ticks = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19])  # field 22: start time
+        boot = next(int(line.split()[1]) for line in Path("/proc/stat").read_text().splitlines() if line.startswith("btime "))
+    except (OSError, ValueError, IndexError, StopIteration):
+        return True
+    started = boot + ticks / os.sysconf("SC_CLK_TCK")
+    return b"bertner" in command and started <= lock_written + 1.0  # btime has whole seconds
+
+
 def read_holder(fd: int) -> tuple[int | None, str, str]:
     """(PID, host, what) from a lock file; PID None when the file holds no number."""
     parts = os.pread(fd, 1000, 0).decode("utf-8", "replace").split(maxsplit=2)
@@ -69,12 +88,17 @@ class FolderLock:
                 continue
             pid, host, held_for = read_holder(fd)
             if pid is not None and host == socket.gethostname():
-                if process_alive(pid):  # a live owner without the flock: respected, never broken
+                if runs_bertner(pid, os.fstat(fd).st_mtime):  # a live owner without the flock: respected, never broken
                     os.close(fd)
                     raise _locked(folder, path, pid, host, held_for)
-                log.warning(f"{path}: PID {pid}, which held it, is no longer running; taking the lock over")
-            os.ftruncate(fd, 0)
-            os.pwrite(fd, f"{os.getpid()} {socket.gethostname()} {what}\n".encode(), 0)
+                gone = "is no longer running" if not process_alive(pid) else "now belongs to another program"
+                log.warning(f"{path}: PID {pid}, which held it, {gone}; taking the lock over")
+            try:
+                os.ftruncate(fd, 0)
+                os.pwrite(fd, f"{os.getpid()} {socket.gethostname()} {what}\n".encode(), 0)
+            except OSError as e:  # a full disk
+                os.close(fd)
+                raise RunError(f"cannot write the lock file {path}: {e.strerror or e}") from None
             return cls(folder, fd)
         raise RunError(f"cannot lock {folder}: {path} keeps being replaced by another process")
 

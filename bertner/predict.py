@@ -32,7 +32,7 @@ from bertner.engine.batching import (
 )
 from bertner.engine.device import autocast_for, pick_device, pick_precision
 from bertner.errors import DataError
-from bertner.fileio import decode_utf8, input_files, missing_input
+from bertner.fileio import decode_utf8, decode_utf8_bytes, input_files, missing_input
 from bertner.models.tagger import Tagger
 from bertner.runs import LoadedRun, load_run
 from bertner.spans import Document, Span, Window
@@ -40,6 +40,7 @@ from bertner.tags import spans_to_tags, tags_to_spans
 
 log = logging.getLogger(__name__)
 
+STDIN = "<stdin>"  # how messages name standard input
 GROUP_BATCHES = 16  # batches of windows per group: enough to sort by length and fill batches, small in memory
 
 
@@ -62,10 +63,19 @@ def read_text(path: Path, warn_bom: bool = False) -> str:
         text = decode_utf8(path)  # the same checks (binary, not UTF-8) as the corpus readers
     except OSError as e:
         raise DataError(f"cannot read it: {e.strerror or e}", path=path) from None
+    return without_bom(text, path, warn_bom)
+
+
+def read_stdin() -> str:
+    """Standard input, checked exactly as a file is (UTF-8, not binary, a BOM dropped with a warning)."""
+    return without_bom(decode_utf8_bytes(sys.stdin.buffer.read(), STDIN), STDIN, warn_bom=True)
+
+
+def without_bom(text: str, source: object, warn_bom: bool) -> str:
     if text.startswith("\ufeff"):
         # Offsets then count from the first character after the BOM, like our brat reader.
         if warn_bom:
-            log.warning(f"{path}: has a UTF-8 byte-order mark; offsets count characters after it")
+            log.warning(f"{source}: has a UTF-8 byte-order mark; offsets count characters after it")
         text = text[1:]
     return text
 
@@ -84,10 +94,10 @@ def gather_inputs(inputs: list[str]) -> list[TextInput]:
     found: list[TextInput | None] = []
     for item in inputs:
         if item == "-":
-            text = sys.stdin.read()
+            text = read_stdin()
             if not text.strip():
-                raise DataError("standard input is empty", path="<stdin>")
-            found.append(TextInput("stdin", "<stdin>", len(text), text=text))
+                raise DataError("standard input is empty", path=STDIN)
+            found.append(TextInput("stdin", STDIN, len(text), text=text))
             continue
         path = Path(item)
         if path.is_dir():

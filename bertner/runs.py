@@ -37,12 +37,13 @@ import torch
 import yaml
 from torch import nn
 
-from bertner.config import TrainConfig, coerce_setting, parse_yaml, save_config
+from bertner.config import TrainConfig, coerce_setting, save_config
+from bertner.data.labels import label_problem
 from bertner.data.policies import POLICIES
 from bertner.dev_predictions import DEV_PREDICTIONS, DevPrediction, dev_prediction_rows, read_dev_predictions
 from bertner.engine import checkpoint
 from bertner.errors import BertnerError, OutputError, OutputExistsError, RunError, shown
-from bertner.fileio import append_text, write_json, write_jsonl, write_text
+from bertner.fileio import append_text, parse_json, parse_yaml, write_json, write_jsonl, write_text
 from bertner.lexicon import FILE_NAME as LEXICON_FILE
 from bertner.lexicon import Lexicon, LexiconMatcher
 from bertner.lock import FolderLock
@@ -61,15 +62,17 @@ FINGERPRINT_FILE = "data_fingerprint.json"
 PREPROCESSED_FILES = ("train.jsonl", "dev.jsonl", "test.jsonl", "stats.json")
 # Any of these: a folder `train` wrote into, finished or not.
 RUN_MARKERS = ("summary.json", "model.safetensors", "encoder/config.json", "checkpoint/trainer_state.pt")
+# Settings every run's config.yaml has held since the first format: without them it is not the run's own.
+RUN_SETTINGS = ("model", "crf", "gru")
 # What a run folder holds once training has written anything (compare lists such folders as incomplete).
 TRAINING_FILES = ("config.yaml", "summary.json", "metrics.jsonl", "model.safetensors", "checkpoint")
 # Files only `train` writes: a folder holding one is a run (an export or a model folder has model.safetensors too).
 TRAIN_ONLY_FILES = ("encoder/bertner_encoder.json", FINGERPRINT_FILE, "checkpoint/trainer_state.pt")
 
 
-def read_mapping(path: Path, parse: Any = json.loads, what: str = "a JSON object") -> dict[str, Any]:
+def read_mapping(path: Path, parse: Any = parse_json, what: str = "a JSON object") -> dict[str, Any]:
     """A mapping from a file of a run directory (JSON by default; `parse` parse_yaml for config.yaml);
-    RunError naming the file when it is missing, unreadable, corrupt or not a mapping."""
+    RunError naming the file when it is missing, unreadable, corrupt, nested too deep or not a mapping."""
     try:
         value = parse(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
@@ -78,7 +81,8 @@ def read_mapping(path: Path, parse: Any = json.loads, what: str = "a JSON object
         raise RunError(f"{path} is corrupt ({_yaml_one_line(e)})") from None
     except OSError as e:
         raise RunError(f"{path} cannot be read ({e.strerror or e})") from None
-    value = {} if value is None and parse is not json.loads else value  # an empty YAML file: no settings
+    if value is None and parse is parse_yaml:
+        raise RunError(f"{path} is empty (a run's config.yaml holds every setting it was trained with)")
     if not isinstance(value, dict):
         raise RunError(f"{path} is corrupt (expected {what}, found {type(value).__name__})")
     return value
@@ -101,6 +105,7 @@ def _yaml_one_line(error: Exception) -> str:
 # ----------------------------------------------------------------------------- the summary
 
 KIND_NAMES = {int: "a whole number", float: "a number", str: "text", bool: "true or false", dict: "a mapping"}
+FRACTIONS = ("best_f1", "best_precision", "best_recall")  # summary fields that are shares, in [0, 1]
 
 
 @dataclass
@@ -152,11 +157,15 @@ class Summary:
             value = values.get(key)
             if value is not None and not _is_a(value, kind):
                 raise RunError(f"{file} is corrupt ({key} is {shown(value)}, not {KIND_NAMES[kind]})")
+        for key in FRACTIONS:
+            value = values.get(key)
+            if value is not None and not 0 <= value <= 1:
+                raise RunError(f"{file} is corrupt ({key} is {shown(value)}, not a fraction in [0, 1])")
         for label, scores in (values.get("best_per_type") or {}).items():
             if not isinstance(scores, dict) or not all(
-                _is_a(v, float) for k, v in scores.items() if k in ("precision", "recall", "f1")
+                _is_a(v, float) and 0 <= v <= 1 for k, v in scores.items() if k in ("precision", "recall", "f1")
             ):
-                raise RunError(f"{file} is corrupt (best_per_type.{label} is not a mapping of scores)")
+                raise RunError(f"{file} is corrupt (best_per_type.{label} is not a mapping of scores in [0, 1])")
         known = {k: v for k, v in values.items() if k in kinds}
         known["best_per_type"] = known.get("best_per_type") or {}
         return cls(**known)
@@ -270,7 +279,10 @@ class RunDir:
                 f"{path} holds preprocessed data ({', '.join(data_files)}); a run needs a folder of its own: choose another --output"
             )
         created = not path.exists()
-        path.mkdir(parents=True, exist_ok=True)
+        try:
+            path.mkdir(parents=True, exist_ok=True)
+        except OSError as e:  # a parent that is a file, or not writable after all
+            raise OutputError(f"cannot create the run directory {path}: {e.strerror or e}") from None
         try:
             lock = FolderLock.acquire(path, "training a run")
         except BertnerError:
@@ -326,6 +338,10 @@ class RunDir:
         """The settings in config.yaml, coerced and checked exactly as a YAML config file's are."""
         file = self.config_file
         values = read_mapping(file, parse_yaml, "a mapping of settings")
+        missing = [key for key in RUN_SETTINGS if key not in values]
+        if missing:
+            raise RunError(f"{file} is incomplete (no {', '.join(missing)}; a run's config.yaml holds every setting "
+                           "it was trained with)")
         try:
             # Keys of older versions that no setting has any more are ignored, as a config file's are not.
             return {k: coerce_setting(str(file), k, v) for k, v in values.items() if k in TrainConfig.__dataclass_fields__}
@@ -355,6 +371,9 @@ class RunDir:
             value = info.get(key)
             if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
                 raise RunError(f"{file} is corrupt (no list of {key})")
+        problem = next((p for p in map(label_problem, info["labels"]) if p), None)
+        if problem:
+            raise RunError(f"{file} is corrupt (label {problem})")
         if len(set(info["labels"])) != len(info["labels"]):
             raise RunError(f"{file} is corrupt (a label is listed twice)")
         scheme = info.setdefault("scheme", "BIO")
@@ -396,10 +415,12 @@ class RunDir:
             return []
         for line in lines:
             try:
-                row = json.loads(line)
-                curve.append((int(row["step"]), float(row["micro"]["f1"])))
-            except (json.JSONDecodeError, KeyError, TypeError, ValueError):
+                row = parse_json(line)
+                step, f1 = int(row["step"]), float(row["micro"]["f1"])
+            except (KeyError, TypeError, ValueError):
                 continue
+            if 0 <= f1 <= 1:  # an edited or foreign value is left out of the curve, as a cut line is
+                curve.append((step, f1))
         return curve
 
     def write_dev_predictions(self, windows: Sequence[Window], predicted: Sequence[Sequence[Span]]) -> None:
@@ -427,7 +448,7 @@ class RunDir:
     def saved_encoder_meta(self) -> dict[str, Any] | None:
         """encoder/bertner_encoder.json as it is (None when absent or unreadable): compare names old runs by it."""
         try:
-            meta = json.loads((self.encoder_dir / "bertner_encoder.json").read_text(encoding="utf-8"))
+            meta = parse_json((self.encoder_dir / "bertner_encoder.json").read_text(encoding="utf-8"))
         except (OSError, ValueError):
             return None
         return meta if isinstance(meta, dict) else None

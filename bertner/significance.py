@@ -61,9 +61,12 @@ class GroupDifference:
     seeds_note: str | None = None
     documents: TestResult | None = None
     documents_note: str | None = None
+    not_comparable: str | None = None  # why no test was run: the runs were scored on different gold
 
     def verdict(self, alpha: float = 0.05) -> str:
         """better / worse when every available test says so after Holm's correction, else no clear difference."""
+        if self.not_comparable:
+            return "not comparable"
         tests = [t for t in (self.documents, self.seeds) if t is not None]
         if tests and all(t.p_holm is not None and t.p_holm < alpha for t in tests):
             if all(t.low > 0 for t in tests):
@@ -81,7 +84,7 @@ class GroupDifference:
         if self.seeds is not None:
             s = self.seeds
             parts.append(f"{'seeds alone: ' if parts else ''}{_interval(s)}, {_p(s)} ({s.method}, {_count(s.seeds, 'seed')})")
-        parts += [note for note in (self.documents_note, self.seeds_note) if note]
+        parts += [note for note in (self.not_comparable, self.documents_note, self.seeds_note) if note]
         return f"{self.group} vs {self.baseline}: {self.verdict()}; " + "; ".join(parts)
 
     def to_dict(self) -> dict[str, Any]:
@@ -253,13 +256,14 @@ def compare_to_baseline(comparison: Comparison, baseline: str, resamples: int = 
     """Every other group of `comparison` against the group named `baseline`, Holm-corrected."""
     base_group = find_group(comparison.groups, baseline)
     runs = {r.name: r for r in comparison.runs}
-    counts, missing = {}, []
+    counts, golds, missing = {}, {}, []
     for run in comparison.runs:
         predictions = RunDir(run.path).read_dev_predictions()
         if predictions is None:
             missing.append(run.name)
         else:
             counts[run.name] = document_counts(predictions)
+            golds[run.name] = gold_entities(predictions)
     base_runs = [runs[name] for name in base_group.runs]
     differences = []
     for group in comparison.groups:
@@ -267,6 +271,10 @@ def compare_to_baseline(comparison: Comparison, baseline: str, resamples: int = 
             continue
         members = [runs[name] for name in group.runs]
         row = GroupDifference(group.label(), base_group.label(), len(members), len(base_runs))
+        row.not_comparable = different_gold([golds[r.name] for r in (*base_runs, *members) if r.name in golds])
+        if row.not_comparable:
+            differences.append(row)
+            continue
         seeds = seed_test(_f1_by_seed(base_runs), _f1_by_seed(members), confidence)
         row.seeds, row.seeds_note = (None, seeds) if isinstance(seeds, str) else (seeds, None)
         documents = _bootstrap_for(pair_runs(base_runs, members), counts, resamples, confidence)
@@ -277,6 +285,21 @@ def compare_to_baseline(comparison: Comparison, baseline: str, resamples: int = 
         for test, adjusted in zip(tests, holm([t.p_value for t in tests])):
             test.p_holm = adjusted
     return BaselineComparison(base_group.label(), confidence, resamples, differences, missing)
+
+
+def gold_entities(predictions: Sequence[DevPrediction]) -> frozenset[tuple[str, int, int, str]]:
+    """The gold entities a run was scored on, as (document, start, end, label) in document offsets."""
+    return frozenset((w.doc, w.offset + s.start, w.offset + s.end, s.label) for w in predictions for s in w.gold)
+
+
+def different_gold(golds: Sequence[frozenset[tuple[str, int, int, str]]]) -> str | None:
+    """Why runs scored on these gold sets cannot be compared (their F1s measure different things), or None."""
+    if len(set(golds)) <= 1:
+        return None
+    if len({frozenset(entity[0] for entity in gold) for gold in golds}) > 1:
+        return "not tested: the runs were scored on different dev documents (different dev data)"
+    return ("not tested: the runs were scored on different gold entities for the same dev documents (the dev data "
+            "differ, e.g. a label removed): train them on one data folder")
 
 
 def _f1_by_seed(runs: Sequence[RunResult]) -> dict[int, float]:

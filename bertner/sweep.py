@@ -24,7 +24,8 @@ Rules:
   `bert-gru-crf`, `albert-crf`, ...), then every other grid setting in file order: `x100` for crf_lr_mult, `seed2`
   for seed, `lr5e-05` for others, `key`/`no_key` for true/false, a model by its folder name (`tiny` and `bilstm`
   are in the variant already). Example: `runs/study/bert-gru-crf-x100-seed2`. A finished run that an older bertner
-  named `bert-...` for any transformer encoder is found under that name and not trained again.
+  named `bert-...` for any transformer encoder is found under that name and not trained again, when its
+  config.yaml names the same model and head (else this run is trained under its own name).
 - A run whose folder already holds a finished run is skipped, so running the same sweep again continues where it
   stopped. A folder with an unfinished run (crashed or interrupted) is trained again from scratch (`force`).
 - A run that stops on a training error (e.g. the loss became NaN at a large crf_lr_mult) is reported and the sweep
@@ -37,6 +38,7 @@ from __future__ import annotations
 import itertools
 import json
 import logging
+import math
 import re
 from dataclasses import dataclass, field, fields
 from functools import partial
@@ -56,6 +58,7 @@ from bertner.config import (
 from bertner.engine.tracking import TrainView
 from bertner.engine.trainer import Trainer
 from bertner.errors import BertnerError, TrainingError, shown
+from bertner.fileio import check_writable, path_name_problem
 from bertner.lock import FolderLock
 from bertner.runs import RunDir, check_output_place
 
@@ -68,6 +71,9 @@ CONDITIONAL: dict[str, tuple[Any, str]] = {
     f.name: (partial(has_effect, f.name), f.metadata["only_with"][2]) for f in fields(TrainConfig) if f.metadata["only_with"]
 }
 DONE, TODO, RESTART = "done", "to train", "restart"
+# More runs than anyone trains one after another (a 1-minute run each: a week); a larger grid is a typo or a
+# generated list, refused before it is expanded (500,000 combinations took a minute and 1.3 GB to list).
+MAX_RUNS = 10_000
 
 
 @dataclass
@@ -167,6 +173,19 @@ def legacy_run_name(name: str, model: str) -> str | None:
     return "bert" + name[len(kind):]
 
 
+def same_model(run_dir: Path, values: dict[str, Any]) -> bool:
+    """Whether `run_dir` holds a finished run of this model and head: an old name (`bert-crf`) was shared by
+    every transformer encoder, so a run found under one is this run's only if its config.yaml says so."""
+    run = RunDir(run_dir)
+    if not run.is_complete():
+        return False
+    try:
+        saved = run.read_config_values()
+    except BertnerError:
+        return False
+    return all(saved.get(key) == values[key] for key in ("model", "crf", "gru"))
+
+
 def expand_grid(base: dict[str, Any], grid: dict[str, list[Any]], output: Path,
                 source: str = "sweep") -> tuple[list[SweepRun], int, list[str]]:
     """Every combination of the grid over the base settings, with meaningless settings collapsed."""
@@ -191,8 +210,11 @@ def expand_grid(base: dict[str, Any], grid: dict[str, list[Any]], output: Path,
             raise BertnerError(f"{source}: two different runs would both be named {name}; make the grid values distinct")
         seen[identity], names[name] = name, identity
         run_dir = output / name
+        problem = path_name_problem(run_dir)
+        if problem is not None:
+            raise BertnerError(f"{source}: a run's folder would be too long to create ({problem}); use fewer or shorter grid values")
         legacy = legacy_run_name(name, values["model"])
-        if legacy and not run_dir.exists() and RunDir(output / legacy).is_complete():
+        if legacy and not run_dir.exists() and same_model(output / legacy, values):
             name, run_dir = legacy, output / legacy  # finished under its old name: kept, not trained again
         config = build_config({**values, "output": str(run_dir)}, {}, str(source))
         grid_values = {k: values[k] for k in keys if not (k in CONDITIONAL and not CONDITIONAL[k][0](values))}
@@ -222,6 +244,11 @@ def load_sweep(config_file: str | Path, output: str | Path | None = None) -> Swe
     if both:
         raise BertnerError(f"{source}: {', '.join(both)} set both at the top level and in grid; keep one")
 
+    sizes = {key: len(options) if isinstance(options, list) else 1 for key, options in grid_raw.items()}
+    if math.prod(sizes.values()) > MAX_RUNS:  # before any value is read: the grid may be huge
+        listed = " x ".join(f"{n:,} {key}" for key, n in sizes.items())
+        raise BertnerError(f"{source}: the grid makes {math.prod(sizes.values()):,} combinations ({listed}); a sweep "
+                           f"trains at most {MAX_RUNS:,} runs: split it into smaller sweeps")
     file_output = values.pop("output", None)
     base = {k: coerce_setting(str(source), k, v) for k, v in values.items()}
     grid: dict[str, list[Any]] = {}
@@ -257,6 +284,7 @@ def run_sweep(config_file: str | Path, output: str | Path | None = None, dry_run
     # One sweep at a time per folder: two would train the same runs into the same directories.
     if sweep.output.exists() and not sweep.output.is_dir():
         raise BertnerError(f"{sweep.output} exists and is not a folder; the sweep's runs need a folder")
+    check_writable(sweep.output, folder=True)
     sweep.output.mkdir(parents=True, exist_ok=True)
     with FolderLock.acquire(sweep.output, "running a sweep"):
         _train_runs(sweep, result, on_start, view)

@@ -11,11 +11,12 @@ import json
 import logging
 import os
 import shutil
+import unicodedata
 from pathlib import Path
 from typing import Callable, Iterable, Iterator, Sequence, TextIO
 
 from bertner.errors import BertnerError, OutputExistsError
-from bertner.fileio import atomic_dir, atomic_path, check_writable, write_json
+from bertner.fileio import atomic_dir, atomic_path, check_writable, sibling_name, write_failure, write_json
 from bertner.html_spans import escape, highlight, label_colours, legend, page_head, page_tail
 from bertner.predict import Prediction, TextInput
 from bertner.spans import Span
@@ -72,7 +73,7 @@ def conll_lines(prediction: Prediction) -> Iterable[str]:
     Whitespace has no token in CoNLL, so it is left out; use jsonl or brat for exact offsets.
     """
     tags = spans_to_tags(len(prediction.text), prediction.spans)
-    yield f"-DOCSTART- {prediction.doc}\n\n"
+    yield f"-DOCSTART- {one_line_id(prediction.doc)}\n\n"
     pending = False
     for char, tag in zip(prediction.text, tags):
         if char == "\n":
@@ -84,6 +85,13 @@ def conll_lines(prediction: Prediction) -> Iterable[str]:
             pending = True
     if pending:
         yield "\n"
+
+
+def one_line_id(doc: str) -> str:
+    """A document id (a file name, which may hold a line break) that stays on its CoNLL line:
+    backslashes and control characters are written as Python escapes (\\n, \\x1b, \\\\)."""
+    return "".join(c.encode("unicode_escape").decode("ascii") if c == "\\" or unicodedata.category(c) in ("Cc", "Zl", "Zp")
+                   else c for c in doc)
 
 
 def brat_files(inputs: Iterable[TextInput]) -> Iterator[str]:
@@ -140,20 +148,21 @@ def write_predictions(predictions: Iterable[Prediction], fmt: str, output: Path 
                     f.write(render(p))
                     documents += 1
                 f.write(tail)
-        except BaseException:
-            keep_partial(tmp, output, documents)
+        except BaseException as error:
+            keep_partial(tmp, output, documents, error)
             raise
     log.info(f"wrote {plural(documents, 'document')} to {output}")
 
 
-def keep_partial(staged: Path, output: Path, documents: int) -> None:
+def keep_partial(staged: Path, output: Path, documents: int, error: BaseException) -> None:
     """After a crash or Ctrl-C: keep the documents finished so far as OUTPUT.partial, and say so.
 
-    The output itself is left as it was (it is only replaced when every document is done).
+    The output itself is left as it was (it is only replaced when every document is done). Not after a
+    failed write (a full disk): what was staged is cut mid-document, and its space is better freed.
     """
-    if documents == 0:
+    if documents == 0 or write_failure(error) is not None:
         return
-    partial = output.with_name(output.name + ".partial")
+    partial = output.with_name(sibling_name(output.name, ".partial"))
     if partial.is_dir() and not partial.is_symlink():
         shutil.rmtree(partial)  # what an earlier interrupted predict kept
     elif partial.exists() or partial.is_symlink():
@@ -185,8 +194,8 @@ def write_brat(predictions: Iterable[Prediction], output: Path, record: dict) ->
                 target.with_suffix(".txt").write_text(p.text, encoding="utf-8", newline="")
                 written.append(p.doc)
                 entities += len(p.spans)
-        except BaseException:
-            keep_partial(folder, output, len(written))
+        except BaseException as error:
+            keep_partial(folder, output, len(written), error)
             raise
         write_json(folder / BRAT_RECORD, {"format": 1, **record, "documents": written})
     log.info(f"wrote {plural(len(written), '.ann file')} ({plural(entities, 'entity')}) to {output}")

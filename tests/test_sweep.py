@@ -140,7 +140,7 @@ def test_runs_finished_under_their_old_names_are_kept(tmp_path):
     spec = write_sweep(tmp_path / "s.yaml", output=str(out), grid={"crf": [False, True], "seed": [1]})
     old = out / "bert-crf-seed1"  # how sweeps named a tiny CRF run before variants named the encoder type
     old.mkdir(parents=True)
-    (old / "config.yaml").write_text("crf: true\nseed: 1\n")
+    (old / "config.yaml").write_text("model: tiny\ncrf: true\ngru: false\nseed: 1\n")
     (old / "summary.json").write_text(json.dumps({"best_f1": 0.5}))
     sweep = load_sweep(spec)
     assert names(sweep) == ["tiny-softmax-seed1", "bert-crf-seed1"]

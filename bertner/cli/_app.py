@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import functools
 from pathlib import Path
 from typing import Callable
@@ -13,6 +14,7 @@ from typer.core import TyperCommand
 from bertner import __version__
 from bertner.cli._console import err, printable, show_library_messages
 from bertner.errors import BertnerError
+from bertner.fileio import path_name_problem
 
 # Plain (click) help, not rich panels: it wraps to the terminal or to 80 columns in a pipe and never
 # cuts an option name or a default short.
@@ -73,21 +75,48 @@ def main(
 
 
 def user_errors(fn: Callable) -> Callable:
-    """Turn our exceptions into one red line on stderr and a non-zero exit, never a traceback."""
+    """Turn our exceptions into one red line on stderr and a non-zero exit, never a traceback.
+
+    Every path the command is given is checked first (`path_name_problem`); a path that still proves
+    too long for the file system (one read from a config file, one made from it) is one line too.
+    """
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         try:
+            check_path_arguments([*args, *kwargs.values()])
             return fn(*args, **kwargs)
         except BertnerError as e:
-            # One line, always: a message that quotes a library's multi-line text is joined up.
-            message = " ".join(line.strip() for line in str(e).splitlines() if line.strip())
-            if len(message) > MESSAGE_LIMIT:
-                message = f"{message[: MESSAGE_LIMIT // 2]} ... {message[-MESSAGE_LIMIT // 4:]}"
-            err.print(f"[red]error:[/red] {escape(printable(message))}", highlight=False, soft_wrap=True)
+            show_error(str(e))
             raise typer.Exit(e.exit_code)
+        except OSError as e:
+            if e.errno != errno.ENAMETOOLONG:
+                raise
+            show_error(path_name_problem(e.filename or "") or f"a path is too long for the file system: {e.filename}")
+            raise typer.Exit(1)
         except KeyboardInterrupt:
-            err.print("[red]interrupted[/red]")
+            show_error("interrupted")
             raise typer.Exit(130)
 
     return wrapper
+
+
+def show_error(message: str) -> None:
+    # One line, always: a message that quotes a library's multi-line text is joined up.
+    message = " ".join(line.strip() for line in message.splitlines() if line.strip())
+    if len(message) > MESSAGE_LIMIT:
+        message = f"{message[: MESSAGE_LIMIT // 2]} ... {message[-MESSAGE_LIMIT // 4:]}"
+    err.print(f"[red]error:[/red] {escape(printable(message))}", highlight=False, soft_wrap=True)
+
+
+def check_path_arguments(values: list) -> None:
+    """BertnerError naming the first path argument no file system can hold (a name over 255 bytes).
+
+    Paths are the Path arguments and options, and the items of a list argument (predict's inputs).
+    """
+    for value in values:
+        paths = [value] if isinstance(value, Path) else [v for v in value if v != "-"] if isinstance(value, list) else []
+        for path in paths:
+            problem = path_name_problem(path)
+            if problem is not None:
+                raise BertnerError(problem)

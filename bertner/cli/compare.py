@@ -13,8 +13,10 @@ from rich.table import Table
 from bertner.cli._app import Command, app, user_errors
 from bertner.cli._console import info, warn
 from bertner.cli._render import results_console
+from bertner.config import check_options
 from bertner.compare import (
     Comparison,
+    check_plot_path,
     compare_runs,
     format_f1,
     format_seconds,
@@ -35,7 +37,7 @@ def compare(
     plot: Optional[Path] = typer.Option(None, "--plot", metavar="FILE.png", help="Write a PNG: dev F1 against step per run, and grouped F1 with error bars (needs matplotlib)."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON for scripts."),
     baseline: Optional[str] = typer.Option(None, "--baseline", metavar="GROUP", help="A group as the table names it (e.g. tiny+softmax): every other group's F1 difference to it, with confidence intervals and Holm-corrected p-values from the seeds and from a bootstrap over dev documents."),
-    resamples: int = typer.Option(10_000, "--resamples", metavar="N", min=100, help="Bootstrap resamples for --baseline."),
+    resamples: int = typer.Option(10_000, "--resamples", metavar="N", help="Bootstrap resamples for --baseline (100 to 100,000)."),
 ) -> None:
     """Compare the runs in a folder: a table sorted by dev F1, seeds grouped with mean and std.
 
@@ -44,7 +46,9 @@ def compare(
     \b
       bertner compare runs/quickstart-sweep --baseline tiny+softmax
     """
+    check_options(resamples=resamples)
     if plot is not None:
+        check_plot_path(plot)
         check_output_place(plot, [runs_dir])  # before the runs are read
     comparison = compare_runs(runs_dir, by=[c.strip() for c in by.split(",")] if by else None)
     if plot is not None:

@@ -11,7 +11,7 @@ import typer
 from bertner.cli._app import Command, app, user_errors
 from bertner.cli._console import out, warn
 from bertner.cli._render import scores_table
-from bertner.config import check_settings
+from bertner.config import check_options, check_settings
 from bertner.errors import BertnerError
 from bertner.evaluate import Evaluation, evaluate_predicted_brat
 from bertner.evaluate import evaluate as run_evaluate
@@ -38,6 +38,7 @@ def evaluate(
     type) against the .ann gold, with the discontinuous policy the run was trained with.
     """
     check_settings(batch_size=batch_size, device=device)
+    check_options(errors=errors)
     if run.is_dir() and not RunDir(run).is_complete() and ".ann" in folder_suffixes(run):
         # RUN is a folder of .ann files that `bertner predict --format brat` wrote: score them.
         unused = [name for name, given in (("--constrained-decoding/--free-decoding", constrained is not None),

@@ -15,8 +15,13 @@ from typing import Iterable
 
 from bertner.data.labels import check_label
 from bertner.errors import DataError, shown
-from bertner.fileio import decode_utf8, split_lines, write_jsonl
+from bertner.fileio import decode_utf8, parse_json, split_lines, write_jsonl
 from bertner.spans import Document, Entity, Span, Window
+
+
+# The longest document a window may belong to (100 MB of text): reassembling a document pads the gaps
+# between its windows, so an offset of 3,000,000,000 would allocate 3 GB.
+MAX_DOCUMENT_CHARS = 100_000_000
 
 
 def window_to_row(window: Window) -> dict:
@@ -42,6 +47,9 @@ def row_to_window(row: object, path: Path | str = "<row>", line: int | None = No
         text, doc, offset = row["text"], str(row.get("doc", row.get("id", ""))), row.get("offset", 0)
         if not isinstance(text, str) or not is_index(offset) or offset < 0:
             raise DataError("'text' must be a string and 'offset' a non-negative integer", path, line)
+        if offset + len(text) > MAX_DOCUMENT_CHARS:
+            raise DataError(f"offset {offset:,} puts this window past {MAX_DOCUMENT_CHARS:,} characters into its document, "
+                            "longer than any document bertner reads", path, line)
         spans = []
         for entity in row.get("entities", []):
             start, end, label = entity["start"], entity["end"], entity["label"]
@@ -71,10 +79,10 @@ def read_windows(path: str | Path) -> list[Window]:
         if not raw.strip():
             continue
         try:
-            row = json.loads(raw)
+            row = parse_json(raw)
         except json.JSONDecodeError as e:
             raise DataError(f"not valid JSON ({e.msg} at column {e.colno})", path, number) from None
-        except (ValueError, RecursionError) as e:  # an integer of over 4300 digits, nesting too deep
+        except ValueError as e:  # an integer of over 4300 digits, nesting too deep
             raise DataError(f"cannot read this JSON ({str(e).split(':')[0]})", path, number) from None
         windows.append(row_to_window(row, path, number))
     return windows

@@ -3,7 +3,8 @@
 Output folder: `train.jsonl`, `dev.jsonl` (always, possibly empty, so `train` can find it),
 `test.jsonl` (when a test split is asked for or given), `labels.json`, `stats.json`; written
 through `atomic_dir`, so a failure leaves nothing half-written. An output that cannot be written
-(no permission, a file in its path) is refused before the corpus is read.
+(no permission, a file in its path) is refused before the corpus is read. With `--force`, a
+`test.jsonl` an earlier split left is removed when this one makes none.
 """
 
 from __future__ import annotations
@@ -178,6 +179,12 @@ def preprocess(options: PreprocessOptions) -> PreprocessResult:
                 write_jsonl(tmp / f"{name}.jsonl", rows[name])
         write_json(tmp / "labels.json", {"labels": labels, "source": str(options.input), "format": input_format, "discontinuous": policy, "max_chars": options.max_chars})
         write_json(tmp / "stats.json", stats_json)
+    for name in SPLITS:
+        stale = output / f"{name}.jsonl"
+        if name not in split_stats and stale.exists():
+            # From an earlier split (--force): left there, it would pair a new train.jsonl with an old test set.
+            stale.unlink()
+            notes.append(f"removed {stale}: this split has no {name} set")
 
     warnings = list(corpus.warnings)
     unseen = unseen_labels({name: [d.id for d in docs] for name, docs in documents.items()}, doc_labels(corpus_docs(documents)))

@@ -14,6 +14,7 @@ import shutil
 import signal
 import time
 from collections import Counter
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -36,7 +37,8 @@ from bertner.engine.distributed import close_distributed, init_distributed
 from bertner.engine.flops import device_peak_flops, flops_per_token, mfu
 from bertner.engine.optim import build_optimizer, linear_schedule
 from bertner.engine.tracking import Tracker, TrainView
-from bertner.errors import BertnerError, DataError, TrainingError
+from bertner.errors import BertnerError, DataError, OutputError, RunError, TrainingError
+from bertner.fileio import check_writable, write_failure
 from bertner.metrics import entity_scores
 from bertner.models.cpu_dropout import use_cpu_dropout
 from bertner.models.encoder import (
@@ -49,7 +51,7 @@ from bertner.lexicon import LexiconMatcher, read_lexicon
 from bertner.models.lexicon import LexiconEmbedding
 from bertner.models.tagger import Tagger, head_spec
 from bertner.predict import char_tags, tag_windows
-from bertner.runs import RunDir, Summary, check_output_place, data_fingerprint, data_info_problem, read_json
+from bertner.runs import FINGERPRINT_FILE, RunDir, Summary, check_output_place, data_fingerprint, data_info_problem, read_json
 from bertner.spans import Window
 from bertner.tags import label_set_to_tags
 
@@ -217,6 +219,7 @@ class Trainer:
 
     # -- set-up: device, data, model, optimiser ------------------------------------------------
     def setup(self) -> None:
+        check_writable(self.run_dir, folder=True)  # before the data is read: a bad --output fails at once
         if self.resume:
             self._check_resume_config()
         self._check_output_place()
@@ -343,17 +346,23 @@ class Trainer:
             "dev": data_fingerprint(dev, [w.doc for w in self.data.dev]) if dev.exists() else None,
         }
 
-    def _warn_if_data_changed(self) -> None:
-        """A resumed run should go on with the data it started with."""
+    def _refuse_changed_data(self) -> None:
+        """A resumed run goes on with the data it started with, or not at all.
+
+        On other data its data_fingerprint.json would stay the old one (so later leakage checks pass while
+        dev may hold documents it trained on) and its best F1 would mix two dev sets.
+        """
         recorded = self.run.load_fingerprint()
         if recorded is None:
-            return
+            return  # a run from before fingerprints: nothing to compare with
         now = self._data_fingerprint()
         changed = [split for split in ("train", "dev")
                    if (recorded.get(split) or {}).get("sha256") != (now[split] or {}).get("sha256")]
         if changed:
-            log.warning(f"{' and '.join(f'{split}.jsonl' for split in changed)} in {self.config.data} changed since "
-                 f"{self.run_dir} started; it goes on with the data as it is now")
+            raise RunError(
+                f"{' and '.join(f'{split}.jsonl' for split in changed)} in {self.config.data} changed since {self.run_dir} "
+                f"started ({FINGERPRINT_FILE}); a resumed run must go on with its own data: restore it, or train a new "
+                "run (another --output, or --force without --resume)")
 
     def _flops_per_token(self) -> float | None:
         """For MFU: the model's FLOPs per trained token."""
@@ -384,11 +393,10 @@ class Trainer:
         self.config = saved
 
     def _load_resume_state(self) -> None:
+        self._refuse_changed_data()  # every process: they all stop, or none
         state = self.run.load_checkpoint(self.model)
         self.run.restore_checkpoint(state, self.optimizer, self.scheduler, self.scaler)
         self.state = {**self.state, **state["loop"]}  # keys added since the checkpoint was written keep their start values
-        if self.dist.main:
-            self._warn_if_data_changed()
         log.info(f"resuming {self.run_dir} at step {self.state['step']} (epoch {self.state['epoch'] + 1})")
 
     # -- evaluation ---------------------------------------------------------------------------
@@ -452,14 +460,31 @@ class Trainer:
 
     def fit(self) -> Summary:
         try:
-            self.setup()
+            with self._write_errors(started=False):
+                self.setup()
         except BaseException:
             self.close(setup_failed=True)
             raise
         try:
-            return self._fit()
+            with self._write_errors(started=True):
+                return self._fit()
         finally:
             self.close()
+
+    @contextmanager
+    def _write_errors(self, started: bool) -> Iterator[None]:
+        """A failed write into the run directory (a full disk), wherever it happens (TensorBoard, metrics,
+        the encoder's files), as one line; one from an atomic write already names its file."""
+        try:
+            yield
+        except Exception as error:
+            reason = write_failure(error)
+            if reason is None:
+                raise
+            resume = (f"; free space and continue with: bertner train --output {self.run_dir} --resume"
+                      if self.run.checkpoint_dir.exists() else "")
+            outcome = f"the run is unfinished{resume}" if started else "training did not start"
+            raise OutputError(f"cannot write into {self.run_dir}: {reason}; {outcome}") from None
 
     def close(self, setup_failed: bool = False) -> None:
         """Give the run directory's lock back; a folder this trainer created and never got to train in goes too."""
@@ -505,7 +530,9 @@ class Trainer:
         self.window = LogWindow(torch.zeros((), device=self.device))
         if self.budget:
             self.budget.start(s["budget_seconds"])
-        if s["step"] >= self.total_steps or (self.budget and self.budget.exhausted()):
+        # A budget too small for one step (--time-budget 1e-9) still trains one: a run of 0 steps
+        # would be marked finished with nothing learnt. A resumed run whose budget is spent trains none.
+        if s["step"] >= self.total_steps or (self.budget and s["step"] and self.budget.exhausted()):
             return
         for epoch in range(s["epoch"], self.epoch_limit):
             s["epoch"] = epoch

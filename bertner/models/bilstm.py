@@ -28,6 +28,7 @@ import torch
 from torch import Tensor, nn
 
 from bertner.errors import ModelError
+from bertner.fileio import parse_json
 
 MODEL_TYPE = "bertner-bilstm"
 BIGRAM_MIN_COUNT = 2  # a bigram seen once in training is noise (Ruijin: 61k kept cover 95.5% of dev bigrams)
@@ -61,7 +62,7 @@ class RecurrentConfig:
     def load(cls, folder: Path) -> "RecurrentConfig":
         file = folder / "config.json"
         try:
-            values = json.loads(file.read_text(encoding="utf-8"))
+            values = parse_json(file.read_text(encoding="utf-8"))
             known = {f.name for f in fields(cls)}
             config = cls(**{k: v for k, v in values.items() if k in known})
         except (OSError, ValueError, TypeError, AttributeError) as exc:

@@ -11,6 +11,7 @@ import contextlib
 import json
 import logging
 import os
+import pickle
 import re
 import socket
 from dataclasses import dataclass
@@ -20,6 +21,7 @@ from urllib.parse import urlparse
 
 from bertner.align import make_aligner
 from bertner.errors import ModelError, one_line, shown
+from bertner.fileio import parse_json
 from bertner.models.bilstm import MODEL_TYPE as BILSTM_TYPE
 from bertner.models.bilstm import (
     RecurrentConfig,
@@ -120,7 +122,7 @@ def load_tokenizer(folder: Path, trust_remote_code: bool = False) -> Any:
         config_file = folder / "tokenizer_config.json"
         if config_file.is_file():
             with contextlib.suppress(ValueError, OSError):
-                lower = bool(json.loads(config_file.read_text(encoding="utf-8")).get("do_lower_case", True))
+                lower = bool(parse_json(config_file.read_text(encoding="utf-8")).get("do_lower_case", True))
         return BertTokenizerFast(vocab=_read_vocab_txt(vocab_file), do_lower_case=lower)
     why = f": {one_line(error)}" if error is not None else f" ({type(tokenizer).__name__} is not a fast tokenizer)"
     raise ModelError(f"{folder}: cannot load a fast tokenizer{why}")
@@ -215,8 +217,8 @@ def _load_folder(
     with quiet_transformers():
         try:
             config = _config_of(str(path), trust_remote_code)
-        except (ValueError, KeyError) as exc:
-            raise _unknown_model_type(path, exc) from exc
+        except (ValueError, KeyError, RecursionError) as exc:  # RecursionError: a config.json nested too deep
+            raise _unknown_model_type(path, exc) from None
         except OSError as exc:
             raise ModelError(f"{path}: cannot read config.json ({exc})".splitlines()[0]) from exc
         tokenizer = load_tokenizer(path, trust_remote_code)
@@ -227,9 +229,19 @@ def _load_folder(
                 model = _model_from_config(config, attn_implementation, trust_remote_code)
         except (ValueError, KeyError) as exc:
             raise _unknown_model_type(path, exc) from exc
-        except OSError as exc:
-            raise ModelError(f"{path}: cannot load the weights ({exc})".splitlines()[0]) from exc
+        except Exception as exc:  # a truncated file, pickled objects: each library raises its own type
+            raise _weights_error(path, exc) from None
     return _bundle(model, tokenizer, alignment, name, whitespace_tokens)
+
+
+def _weights_error(folder: Path, exc: Exception) -> ModelError:
+    """A model folder's weights that cannot be loaded, in one line; pickled code is named, never run."""
+    refused = re.search(r"GLOBAL (\S+)", str(exc))
+    if isinstance(exc, pickle.UnpicklingError) or refused:
+        what = f" ({refused.group(1)})" if refused else ""
+        return ModelError(f"{folder}: its weights hold Python objects{what} that a model file never needs, and "
+                          "loading them could run code; refused (use a folder with model.safetensors)")
+    return ModelError(f"{folder}: cannot load the weights ({one_line(exc)})")
 
 
 def _bundle(model: Any, tokenizer: Any, alignment: str, name: str, whitespace_tokens: bool = True) -> EncoderBundle:
@@ -545,7 +557,7 @@ def encoder_from_folder(folder: str | os.PathLike[str], attn_implementation: str
 def _read_meta(meta_file: Path) -> dict[str, Any]:
     """bertner_encoder.json, with each field we use of its type."""
     try:
-        meta = json.loads(meta_file.read_text(encoding="utf-8"))
+        meta = parse_json(meta_file.read_text(encoding="utf-8"))
     except (ValueError, OSError) as exc:
         raise ModelError(f"{meta_file}: unreadable ({one_line(exc)})") from None
     if not isinstance(meta, dict):
