@@ -239,6 +239,9 @@ def evaluate_predicted_brat(
                             "--held-out`", path=predicted)
         gold_docs = {d.id: d for d in keep_held_out(list(gold_docs.values()), lambda d: d.id, trained, run, gold)}
         pred_docs = {i: d for i, d in pred_docs.items() if i not in trained}
+        if not set(gold_docs) & set(pred_docs):
+            raise DataError(f"every predicted document of {gold} was in {run}'s training data: nothing held out "
+                            "to score; predict the documents it did not train on", path=predicted)
     if isinstance(record.get("documents"), list):
         older = sorted(set(pred_docs) - set(record["documents"]))
         if older:

@@ -1,7 +1,7 @@
 #!/usr/bin/env sh
 # The quick start in one command, offline: preprocess the small example corpus, train the
 # embedded tiny encoder with a CRF head, score it on the notes it did not train on, and tag one of
-# them. Under a minute on 2 CPU cores.
+# them. About a minute on 2 CPU cores.
 # Run it from anywhere; it writes data/processed/ and runs/quickstart/ in the current folder.
 set -e
 here=$(dirname "$0")

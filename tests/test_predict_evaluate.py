@@ -325,3 +325,10 @@ def test_predictions_and_gold_without_a_shared_document_are_an_error(run_dir, go
     result = invoke("evaluate", pred, gold_brat)
     assert_one_line_error(result, "no document", "nothing to score")
     assert not result.stdout  # no table of zeros
+    # Predicted documents that are all training documents leave nothing held out either.
+    run = run_trained_on(run_dir, tmp_path / "run", ["doc0"])
+    only_trained = tmp_path / "only-trained"
+    assert invoke("predict", run, gold_brat / "doc0.txt", "-f", "brat", "-o", only_trained).exit_code == 0
+    held_out = invoke("evaluate", only_trained, gold_brat, "--held-out")
+    assert_one_line_error(held_out, "nothing held out")
+    assert not held_out.stdout
