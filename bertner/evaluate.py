@@ -93,12 +93,16 @@ def evaluate(predictor: Predictor, data: str | Path, n_errors: int = 0, held_out
     kind = data_kind(path)
     policy = predictor.run.data_info.get("discontinuous", "merge")
     run = predictor.run.path
+    trained = RunDir(run).trained_documents()
+    if held_out and trained is None:
+        raise RunError(f"{run} has no data_fingerprint.json (it was trained before bertner recorded its "
+                       "training documents), so --held-out cannot tell which documents it trained on")
     if kind == "jsonl":
         windows = read_windows(path)
         if not windows:
             raise DataError("no windows to evaluate on", path=path)
         if held_out:
-            windows = keep_held_out(windows, lambda w: w.doc, run_trained_documents(run), str(run), path)
+            windows = keep_held_out(windows, lambda w: w.doc, trained, str(run), path)
         ids, texts, gold = [w.id for w in windows], [w.text for w in windows], [w.spans for w in windows]
         predicted = predictor.tag_windows(windows).spans
     else:
@@ -106,12 +110,12 @@ def evaluate(predictor: Predictor, data: str | Path, n_errors: int = 0, held_out
         if not documents:
             raise DataError("no documents to evaluate on", path=path)
         if held_out:
-            documents = keep_held_out(documents, lambda d: d.id, run_trained_documents(run), str(run), path)
+            documents = keep_held_out(documents, lambda d: d.id, trained, str(run), path)
         ids, texts, gold = [d.id for d in documents], [d.text for d in documents], [_spans_of(d) for d in documents]
         predicted = [p.spans for p in predictor.predict(documents)]
 
     documents_scored = {w.doc for w in windows} if kind == "jsonl" else set(ids)
-    trained_on = warn_trained_on(str(run), path, documents_scored, RunDir(run).trained_documents())
+    trained_on = warn_trained_on(str(run), path, documents_scored, trained)
     unknown = count_unknown(gold, set(predictor.run.labels))
     if unknown:
         listed = ", ".join(f"{label} ({n})" for label, n in sorted(unknown.items()))
@@ -124,15 +128,6 @@ def evaluate(predictor: Predictor, data: str | Path, n_errors: int = 0, held_out
         document_scores = span_scores(gold_set, pred_set).to_dict()
     errors = most_frequent_errors(ids, gold, predicted, texts, n_errors)
     return Evaluation(str(path), kind, scores, document_scores, errors, unknown, trained_on, held_out)
-
-
-def run_trained_documents(run: Path) -> set[str]:
-    """The documents a run trained on, for --held-out: an error for a run from before fingerprints."""
-    trained = RunDir(run).trained_documents()
-    if trained is None:
-        raise RunError(f"{run} has no data_fingerprint.json (it was trained before bertner recorded its "
-                       "training documents), so --held-out cannot tell which documents it trained on")
-    return trained
 
 
 def keep_held_out(items: list[T], doc_of: Callable[[T], str], trained: set[str], run: str, data: Path) -> list[T]:
