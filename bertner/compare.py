@@ -51,6 +51,7 @@ class RunResult:
     tokens_per_second: float | None
     per_type_f1: dict[str, float]
     curve: list[tuple[int, float]]  # (step, dev micro F1) of every evaluation, from metrics.jsonl
+    epochs_done: float | None = None  # epochs actually trained (fractional when a time budget stopped it)
 
     @property
     def variant(self) -> str:
@@ -139,11 +140,14 @@ def read_run(run: RunDir, root: Path) -> RunResult:
         settings["variant"] = variant_name(saved_encoder, bool(settings.get("crf")), bool(settings.get("gru")))
     elif "variant" not in settings:
         settings["variant"] = TrainConfig(crf=bool(settings.get("crf")), gru=bool(settings.get("gru"))).variant
+    if settings.get("time_budget"):
+        settings.pop("epochs", None)  # the clock ended the run: its saved epochs never took effect
     per_type = {label: scores.get("f1") for label, scores in summary.best_per_type.items() if scores.get("f1") is not None}
     return RunResult(
         name=_name(run.path, root), path=str(run.path), settings=settings, best_f1=summary.best_f1,
         best_step=summary.best_step, steps=summary.steps, train_seconds=summary.train_seconds,
         tokens_per_second=summary.tokens_per_second, per_type_f1=per_type, curve=run.read_curve(),
+        epochs_done=summary.epochs_done,
     )
 
 

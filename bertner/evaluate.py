@@ -9,12 +9,12 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, TypeVar
 
 from bertner.data.formats import detect_format, read_corpus
 from bertner.data.jsonl import read_windows
 from bertner.data.policies import POLICIES, apply_policy, check_policy
-from bertner.errors import DataError
+from bertner.errors import DataError, RunError
 from bertner.fileio import parse_json
 from bertner.metrics import entity_scores, error_kinds, span_scores
 from bertner.predict import Predictor, char_tags
@@ -24,6 +24,8 @@ from bertner.text import plural
 from bertner.writers import BRAT_RECORD
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -37,6 +39,7 @@ class Evaluation:
     errors: list[dict[str, Any]] = field(default_factory=list)
     unknown_labels: dict[str, int] = field(default_factory=dict)
     trained_on: int = 0  # documents of the data that the run trained on (see warn_trained_on)
+    held_out: bool = False  # only documents the run did not train on were scored
 
     def to_dict(self) -> dict[str, Any]:
         result = {"data": self.data, "kind": self.kind, **self.scores}
@@ -48,6 +51,8 @@ class Evaluation:
             result["unknown_labels"] = self.unknown_labels
         if self.trained_on:
             result["trained_on_documents"] = self.trained_on
+        if self.held_out:
+            result["held_out"] = True
         return result
 
 
@@ -83,24 +88,35 @@ def count_unknown(gold: list[list[Span]], known: set[str]) -> dict[str, int]:
     return unknown
 
 
-def evaluate(predictor: Predictor, data: str | Path, n_errors: int = 0) -> Evaluation:
+def evaluate(predictor: Predictor, data: str | Path, n_errors: int = 0, held_out: bool = False) -> Evaluation:
+    """Score a run on labelled data; `held_out`: only the documents it did not train on."""
     path = Path(data)
     kind = data_kind(path)
     policy = predictor.run.data_info.get("discontinuous", "merge")
+    run = predictor.run.path
+    trained = RunDir(run).trained_documents()
+    if held_out and trained is None:
+        raise RunError(f"{run} has no data_fingerprint.json (it was trained before bertner recorded its "
+                       "training documents), so --held-out cannot tell which documents it trained on")
     if kind == "jsonl":
         windows = read_windows(path)
         if not windows:
             raise DataError("no windows to evaluate on", path=path)
+        if held_out:
+            windows = keep_held_out(windows, lambda w: w.doc, trained, str(run), path)
         ids, texts, gold = [w.id for w in windows], [w.text for w in windows], [w.spans for w in windows]
         predicted = predictor.tag_windows(windows).spans
     else:
         documents = gold_documents(path, kind, policy)
         if not documents:
             raise DataError("no documents to evaluate on", path=path)
+        if held_out:
+            documents = keep_held_out(documents, lambda d: d.id, trained, str(run), path)
         ids, texts, gold = [d.id for d in documents], [d.text for d in documents], [_spans_of(d) for d in documents]
         predicted = [p.spans for p in predictor.predict(documents)]
 
-    trained_on = warn_trained_on(predictor.run.path, path, {w.doc for w in windows} if kind == "jsonl" else set(ids))
+    documents_scored = {w.doc for w in windows} if kind == "jsonl" else set(ids)
+    trained_on = warn_trained_on(str(run), path, documents_scored, trained)
     unknown = count_unknown(gold, set(predictor.run.labels))
     if unknown:
         listed = ", ".join(f"{label} ({n})" for label, n in sorted(unknown.items()))
@@ -112,22 +128,40 @@ def evaluate(predictor: Predictor, data: str | Path, n_errors: int = 0) -> Evalu
         pred_set = [(d, s.start, s.end, s.label) for d, spans in zip(ids, predicted) for s in spans]
         document_scores = span_scores(gold_set, pred_set).to_dict()
     errors = most_frequent_errors(ids, gold, predicted, texts, n_errors)
-    return Evaluation(str(path), kind, scores, document_scores, errors, unknown, trained_on)
+    return Evaluation(str(path), kind, scores, document_scores, errors, unknown, trained_on, held_out)
 
 
-def warn_trained_on(run: Path, data: Path, documents: set[str]) -> int:
+def keep_held_out(items: list[T], doc_of: Callable[[T], str], trained: set[str], run: str, data: Path) -> list[T]:
+    """The items (windows or documents) of documents the run did not train on; an error if none is left."""
+    kept = [item for item in items if doc_of(item) not in trained]
+    documents = {doc_of(item) for item in items}
+    held_out = len({doc_of(item) for item in kept})
+    if not kept:
+        raise DataError(f"all {plural(len(documents), 'document')} here were in {run}'s training data: "
+                        "nothing held out to score", path=data)
+    log.info(f"scoring the {plural(held_out, 'document')} {run} did not train on "
+             f"(--held-out; {len(documents) - held_out:,} it trained on left out)")
+    return kept
+
+
+def warn_trained_on(run: str, data: Path, documents: set[str], trained: set[str] | None) -> int:
     """Warn when `documents` include some the run trained on (their scores would flatter it); how many.
 
-    Typical cause: `bertner preprocess --force` re-split the data folder after the run was trained,
-    so today's dev.jsonl holds documents that were in the run's train.jsonl.
+    Typical causes: the raw folder preprocess split into train and dev (`--held-out` scores the
+    rest), or `bertner preprocess --force` re-split the data folder after the run was trained, so
+    today's dev.jsonl holds documents that were in the run's train.jsonl.
     """
-    fingerprint = RunDir(run).load_fingerprint()
-    if fingerprint is None:
+    if trained is None:
         return 0  # a run from before fingerprints: nothing to compare with
-    seen = sorted(documents & set(fingerprint["train"]["documents"]))
+    seen = sorted(documents & trained)
     if seen:
-        log.warning(f"{len(seen)} of the {len(documents)} documents in {data} were in {run}'s training data "
-             f"(e.g. {seen[0]}), so these scores overstate it; was the data re-split (preprocess --force) after training?")
+        message = (f"{len(seen)} of the {len(documents)} documents in {data} were in {run}'s training data "
+                   f"(e.g. {seen[0]}), so these scores overstate it")
+        if len(seen) < len(documents):
+            message += f"; --held-out scores only the {len(documents) - len(seen)} it did not train on"
+        if data.suffix == ".jsonl":
+            message += "; was the data re-split (preprocess --force) after training?"
+        log.warning(message)
     return len(seen)
 
 
@@ -171,20 +205,37 @@ def prediction_policy(predicted: Path, record: dict[str, Any], policy: str | Non
 
 
 def evaluate_predicted_brat(
-    predicted: str | Path, gold: str | Path, policy: str | None = None, n_errors: int = 0
+    predicted: str | Path, gold: str | Path, policy: str | None = None, n_errors: int = 0, held_out: bool = False,
 ) -> Evaluation:
     """Score `.ann` files written by `bertner predict --format brat` against a gold brat folder.
 
     Gold is read with the discontinuous policy the predicting run was trained with (recorded by
     predict in the folder) unless `policy` says otherwise, and scored exactly as `evaluate` scores
-    a run, so the two give the same numbers.
+    a run, so the two give the same numbers. `held_out`: only the documents that run did not
+    train on (predict records them too).
     """
-    predicted = Path(predicted)
+    predicted, gold = Path(predicted), Path(gold)
     record = read_brat_record(predicted)
     policy = prediction_policy(predicted, record, policy)
-    gold_docs = {d.id: d for d in gold_documents(Path(gold), "brat", policy)}
+    gold_docs = {d.id: d for d in gold_documents(gold, "brat", policy)}
     # Predicted spans were written as fragments split at line breaks: merge gives them back exactly.
     pred_docs = {d.id: d for d in gold_documents(predicted, "brat", "merge")}
+    if not set(gold_docs) & set(pred_docs):
+        examples = f" ({min(pred_docs)} here, {min(gold_docs)} there)" if gold_docs and pred_docs else ""
+        raise DataError(f"no document here is in {gold}{examples}: nothing to score; predict the gold folder's "
+                        ".txt files", path=predicted)
+    trained = recorded_training_documents(predicted, record)
+    run = str(record.get("run", predicted))
+    if held_out:
+        if trained is None:
+            raise DataError(f"{BRAT_RECORD} does not say which documents its run trained on (an older bertner "
+                            "wrote it): predict again, or score the run itself with `bertner evaluate RUN GOLD "
+                            "--held-out`", path=predicted)
+        gold_docs = {d.id: d for d in keep_held_out(list(gold_docs.values()), lambda d: d.id, trained, run, gold)}
+        pred_docs = {i: d for i, d in pred_docs.items() if i not in trained}
+        if not set(gold_docs) & set(pred_docs):
+            raise DataError(f"every predicted document of {gold} was in {run}'s training data: nothing held out "
+                            "to score; predict the documents it did not train on", path=predicted)
     if isinstance(record.get("documents"), list):
         older = sorted(set(pred_docs) - set(record["documents"]))
         if older:
@@ -197,6 +248,7 @@ def evaluate_predicted_brat(
     if extra:
         log.warning(f"{plural(len(extra), 'predicted document')} not in the gold folder, ignored, e.g. {extra[0]}")
     ids = sorted(gold_docs)
+    trained_on = 0 if held_out else warn_trained_on(run, gold, set(ids) & set(pred_docs), trained)
     texts = [gold_docs[i].text for i in ids]
     for i in ids:
         if i in pred_docs and pred_docs[i].text != gold_docs[i].text:
@@ -207,4 +259,16 @@ def evaluate_predicted_brat(
     gold_set = [(d, s.start, s.end, s.label) for d, spans in zip(ids, gold) for s in spans]
     pred_set = [(d, s.start, s.end, s.label) for d, spans in zip(ids, pred) for s in spans]
     errors = most_frequent_errors(ids, gold, pred, texts, n_errors)
-    return Evaluation(str(predicted), "brat", scores, span_scores(gold_set, pred_set).to_dict(), errors)
+    return Evaluation(str(predicted), "brat", scores, span_scores(gold_set, pred_set).to_dict(), errors,
+                      trained_on=trained_on, held_out=held_out)
+
+
+def recorded_training_documents(predicted: Path, record: dict[str, Any]) -> set[str] | None:
+    """The documents the predicting run trained on, as predict recorded them; None if it did not."""
+    documents = record.get("trained_documents")
+    if documents is None:
+        return None
+    if not isinstance(documents, list) or not all(isinstance(d, str) for d in documents):
+        raise DataError("is corrupt (trained_documents is not a list of document ids); predict again",
+                        path=predicted / BRAT_RECORD)
+    return set(documents)

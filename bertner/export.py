@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -43,9 +44,14 @@ class ExportResult:
     notes: list[str] = field(default_factory=list)  # what differs from `bertner predict`, one line each
 
 
-def export_run(run_path: str | Path, output: str | Path, force: bool = False) -> ExportResult:
-    """Write the run in `run_path` as a Hugging Face token-classification folder `output` (atomically)."""
+def export_run(run_path: str | Path, output: str | Path, force: bool = False, language: str | None = None) -> ExportResult:
+    """Write the run in `run_path` as a Hugging Face token-classification folder `output` (atomically).
+
+    `language` (ISO 639-1) goes into the model card; by default it is read from the script of the run's dev text.
+    """
     run_path, output = Path(run_path), Path(output)
+    if language is not None and not re.fullmatch(r"[a-z]{2,3}", language):
+        raise BertnerError(f"--language {language!r}: give an ISO 639 code such as zh or en")
     run_dir = RunDir(run_path)
     run_dir.check()
     check_output_place(output, [run_path])
@@ -77,7 +83,9 @@ def export_run(run_path: str | Path, output: str | Path, force: bool = False) ->
             save_file({name: getattr(crf, name).detach().contiguous().cpu()
                        for name in ("start_transitions", "transitions", "end_transitions")}, str(folder / CRF_FILE))
         notes = differences(run, config)
-        (folder / "README.md").write_text(model_card(run_path, output, run, config, notes), encoding="utf-8")
+        language = language or text_language(run_dir)
+        (folder / "README.md").write_text(model_card(run_path, output, run, config, notes, language),
+                                          encoding="utf-8")
         write_json(folder / EXPORT_RECORD, {
             "format": 1, "run": str(run_path), "variant": config.variant, "head": "crf" if config.crf else "softmax",
             "scheme": run.scheme, "alignment": run.aligner.mode,
@@ -181,7 +189,8 @@ def char_tokenizer(aligner: Any, extra: dict[str, int], first_new_id: int, speci
         single=f"{cls} $A {sep}", pair=f"{cls} $A {sep} $B:1 {sep}:1",
         special_tokens=[(cls, aligner.cls_id), (sep, aligner.sep_id)],
     )
-    tokenizer.decoder = decoders.WordPiece()
+    # Tokens are characters: joined without spaces, a pipeline's `word` is the entity's text.
+    tokenizer.decoder = decoders.Fuse()
     return tokenizer
 
 
@@ -201,7 +210,7 @@ def save_tokenizer(run: Any, extra: dict[str, int], folder: Path) -> None:
         backend = char_tokenizer(run.aligner, extra, first_new_id, special)
         # split_special_tokens: a literal "[CLS]" in the text is five characters, as bertner reads it.
         tokenizer = PreTrainedTokenizerFast(tokenizer_object=backend, model_max_length=run.max_positions,
-                                            split_special_tokens=True, **special)
+                                            split_special_tokens=True, clean_up_tokenization_spaces=False, **special)
         tokenizer.save_pretrained(str(folder))
     config_file = folder / "tokenizer_config.json"
     settings = parse_json(config_file.read_text(encoding="utf-8"))
@@ -223,8 +232,13 @@ def differences(run: Any, config: Any) -> list[str]:
     if run.aligner.mode == "char" and run.aligner.whitespace_tokens:
         notes.append("whitespace has a token of its own: where the model tags one at an entity's edge, the "
                      "pipeline keeps it in the entity and bertner trims it")
+    if run.aligner.mode == "char" and not run.aligner.whitespace_tokens:
+        notes.append("whitespace has no token: a pipeline entity's `word` leaves out whitespace inside it "
+                     "(its start and end are exact)")
     if run.aligner.mode == "subword":
         notes.append("bertner drops tokens that stand for whitespace alone; the pipeline feeds them to the model")
+        notes.append("a pipeline entity's `word` is the encoder tokenizer's decoding (it may lower-case or add "
+                     "spaces); its start and end are exact")
     notes.append("bertner predict computes in bf16 where the hardware has it, the pipeline in fp32 unless told "
                  "otherwise: a token whose two best tags nearly tie can come out differently")
     max_chars = run.data_info.get("max_chars") or 256
@@ -272,10 +286,71 @@ def crf_entities(text):
 ```'''
 
 
-def model_card(run_path: Path, output: Path, run: Any, config: Any, notes: list[str]) -> str:
+def stride(run: Any) -> int:
+    """Tokens a pipeline's pieces of a long text share: a quarter of what the encoder reads at once."""
+    return max(1, min(128, (run.max_positions - 2) // 4))
+
+
+def text_language(run_dir: RunDir) -> str | None:
+    """zh, ja or ko when the run's dev text is mostly in that script; None otherwise (or without dev text).
+
+    Latin script is shared by too many languages to guess one: pass --language.
+    """
+    try:
+        windows = run_dir.read_dev_predictions() or []
+    except BertnerError:
+        return None
+    counts = {"han": 0, "kana": 0, "hangul": 0, "letters": 0}
+    for window in windows:
+        for char in window.text:
+            if not char.isalpha():
+                continue
+            counts["letters"] += 1
+            name = unicodedata.name(char, "")
+            if name.startswith("CJK"):
+                counts["han"] += 1
+            elif name.startswith(("HIRAGANA", "KATAKANA")):
+                counts["kana"] += 1
+            elif name.startswith("HANGUL"):
+                counts["hangul"] += 1
+    east_asian = counts["han"] + counts["kana"] + counts["hangul"]
+    if not counts["letters"] or east_asian < counts["letters"] / 2:
+        return None
+    if counts["hangul"] > east_asian / 2:
+        return "ko"
+    return "ja" if counts["kana"] > east_asian / 10 else "zh"
+
+
+def card_metadata(output: Path, run: Any, config: Any, language: str | None) -> str:
+    """The model card's YAML header: what the Hugging Face Hub reads to list and run the model."""
+    import yaml
+
+    summary = run.summary
+    metadata: dict[str, Any] = {"library_name": "transformers", "pipeline_tag": "token-classification"}
+    if language:
+        metadata["language"] = language
+    metadata["tags"] = ["bertner", "ner", "token-classification"]
+    metadata["labels"] = list(run.labels)
+    scores = [("f1", summary.best_f1), ("precision", summary.best_precision), ("recall", summary.best_recall)]
+    metrics = [{"type": name, "value": round(value, 4), "name": f"dev {name} (entity-level strict, micro)"}
+               for name, value in scores if value is not None]
+    if metrics:
+        metadata["model-index"] = [{
+            "name": output.name,
+            "results": [{
+                "task": {"type": "token-classification", "name": "Named-entity recognition"},
+                "dataset": {"name": str(config.data), "type": str(config.data), "split": "dev"},
+                "metrics": metrics,
+            }],
+        }]
+    return "---\n" + yaml.safe_dump(metadata, allow_unicode=True, sort_keys=False) + "---\n"
+
+
+def model_card(run_path: Path, output: Path, run: Any, config: Any, notes: list[str], language: str | None = None) -> str:
     labels = ", ".join(run.labels)
     head = "CRF" if config.crf else "softmax"
     lines = [
+        card_metadata(output, run, config, language),
         f"# {config.variant} tagger, exported by bertner",
         "",
         f"From the bertner run `{run_path}` (encoder `{run.summary.encoder or config.model}`, {head} head, "
@@ -286,8 +361,9 @@ def model_card(run_path: Path, output: Path, run: Any, config: Any, notes: list[
         "```python",
         "from transformers import pipeline",
         "",
-        f"tagger = pipeline(\"token-classification\", model={str(output)!r}, aggregation_strategy=\"simple\")",
-        "tagger(\"患者有2型糖尿病，口服二甲双胍。\")  # [{'entity_group': ..., 'start': ..., 'end': ..., 'score': ...}]",
+        f"tagger = pipeline(\"token-classification\", model={str(output)!r}, aggregation_strategy=\"simple\",",
+        f"                  stride={stride(run)})  # longer texts in overlapping pieces, not cut off",
+        "tagger(\"患者有2型糖尿病，口服二甲双胍。\")  # [{'entity_group': ..., 'word': ..., 'start': ..., 'end': ..., 'score': ...}]",
         "```",
         "",
     ]

@@ -259,6 +259,22 @@ class Prediction:
     scores: list[float]  # one confidence in [0, 1] per span
     source: str = ""  # the file it came from, if any
 
+    def entities(self) -> list["FoundEntity"]:
+        """Each span with its text and confidence."""
+        return [FoundEntity(s.start, s.end, s.label, self.text[s.start : s.end], score)
+                for s, score in zip(self.spans, self.scores)]
+
+
+@dataclass(frozen=True)
+class FoundEntity:
+    """A predicted entity: its span in document offsets, its text and the model's confidence in [0, 1]."""
+
+    start: int
+    end: int
+    label: str
+    text: str
+    score: float
+
 
 class Predictor:
     """A trained run ready to tag text: `Predictor.from_run("runs/x").predict_text("...")`.
@@ -341,9 +357,9 @@ class Predictor:
         """All predictions at once (for evaluation and scripts); `predict_stream` holds less."""
         return list(self.predict_stream(documents))
 
-    def predict_text(self, text: str, doc_id: str = "text") -> list[Span]:
-        """The entities of one text: `Span(start, end, label)`s in its character offsets."""
-        return self.predict([Document(doc_id, text)])[0].spans
+    def predict_text(self, text: str, doc_id: str = "text") -> list[FoundEntity]:
+        """The entities of one text: start and end in its character offsets, label, text and score."""
+        return self.predict([Document(doc_id, text)])[0].entities()
 
 
 class CharacterShare:

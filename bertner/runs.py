@@ -496,6 +496,11 @@ class RunDir:
                 raise RunError(f"{file} is corrupt ({split} needs sha256 and a list of document ids)")
         return record
 
+    def trained_documents(self) -> set[str] | None:
+        """The ids of the documents the run trained on; None for a run made before fingerprints."""
+        fingerprint = self.load_fingerprint()
+        return None if fingerprint is None else set(fingerprint["train"]["documents"])
+
     # -- the whole run, for use --------------------------------------------------------------
     def load(self, device: torch.device | str = "cpu", constrained: bool | None = None) -> LoadedRun:
         """Rebuild the trained tagger: no network, no original data.

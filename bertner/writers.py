@@ -33,8 +33,8 @@ BRAT_RECORD = "bertner_predict.json"
 
 def jsonl_line(prediction: Prediction) -> str:
     entities = [
-        {"start": s.start, "end": s.end, "label": s.label, "text": prediction.text[s.start : s.end], "score": round(score, 4)}
-        for s, score in zip(prediction.spans, prediction.scores)
+        {"start": e.start, "end": e.end, "label": e.label, "text": e.text, "score": round(e.score, 4)}
+        for e in prediction.entities()
     ]
     return json.dumps({"doc": prediction.doc, "entities": entities}, ensure_ascii=False) + "\n"
 

@@ -210,3 +210,48 @@ def test_skip_whitespace_runs_export_a_tokenizer_that_skips_it_too(runs, tmp_pat
     tokenizer = AutoTokenizer.from_pretrained(tmp_path / "hf")
     model = AutoModelForTokenClassification.from_pretrained(tmp_path / "hf").eval()
     assert_same_inputs_and_logits(load_run(tmp_path / "run"), tokenizer, model, TEXTS + ["甲 \t\u3000\n乙\u2028丙"])
+
+
+# ----------------------------------------------------------------------------- issue 22: word, stride, model card
+
+def test_the_pipeline_words_are_the_texts_and_the_cards_stride_reads_long_texts(runs, tmp_path):
+    out = tmp_path / "hf"
+    export(runs / "softmax", out)
+    usage = re.findall(r"```python\n(.*?)```", (out / "README.md").read_text(encoding="utf-8"), re.S)[0]
+    namespace: dict = {}
+    exec(usage, namespace)  # the card's own snippet: builds `tagger` (and tags one sentence)
+    tagger = namespace["tagger"]
+    words = [(e["word"], text[e["start"] : e["end"]]) for text in TEXTS for e in tagger(text)]
+    assert len(words) >= 8 and all(word == span for word, span in words), words  # no space between characters
+
+    assert "stride=" in usage
+    long_text = "".join(TEXTS) * 12  # longer than the encoder reads at once
+    max_tokens = json.loads((out / "config.json").read_text())["max_position_embeddings"]
+    assert len(long_text) > max_tokens
+    entities = tagger(long_text)
+    assert all(e["word"] == long_text[e["start"] : e["end"]] for e in entities)
+    assert max(e["end"] for e in entities) > max_tokens  # stride= read past the first piece
+
+
+def test_the_exported_card_carries_the_hubs_metadata(runs, tmp_path):
+    from cli_helpers import assert_one_line_error
+
+    from bertner.runs import RunDir
+
+    out = tmp_path / "hf"
+    export(runs / "crf", out)
+    card = (out / "README.md").read_text(encoding="utf-8")
+    assert card.startswith("---\n")
+    metadata = yaml.safe_load(card.split("---\n")[1])
+    summary = RunDir(runs / "crf").read_summary()
+    assert metadata["library_name"] == "transformers" and metadata["pipeline_tag"] == "token-classification"
+    assert metadata["language"] == "zh"  # the run's dev text is Chinese
+    assert metadata["labels"] == ["Disease", "Drug", "Test"]
+    metrics = {m["type"]: m["value"] for m in metadata["model-index"][0]["results"][0]["metrics"]}
+    assert metrics == {"f1": round(summary.best_f1, 4), "precision": round(summary.best_precision, 4),
+                       "recall": round(summary.best_recall, 4)}
+    export(runs / "crf", out, "--force", "--language", "en")
+    assert yaml.safe_load((out / "README.md").read_text(encoding="utf-8").split("---\n")[1])["language"] == "en"
+    refused = runner.invoke(app, ["export", str(runs / "crf"), str(tmp_path / "other"), "--language", "Chinese"])
+    assert_one_line_error(refused, "--language")
+    assert not (tmp_path / "other").exists()

@@ -244,3 +244,91 @@ def test_predict_stream_reads_documents_as_it_goes(run_dir):
     assert [p.doc for p in predictions] == [d.id for d in docs]
     for doc, p in zip(docs, predictions):
         assert all(0 <= s.start < s.end <= len(doc.text) for s in p.spans) and len(p.scores) == len(p.spans)
+
+
+# ----------------------------------------------------------------------------- issue 22: held-out documents
+
+def run_trained_on(run_dir, folder, documents):
+    """A copy of the module's run whose data_fingerprint.json says it also trained on `documents`."""
+    shutil.copytree(run_dir, folder)
+    fingerprint = json.loads((folder / "data_fingerprint.json").read_text(encoding="utf-8"))
+    fingerprint["train"]["documents"] = sorted(fingerprint["train"]["documents"] + list(documents))
+    (folder / "data_fingerprint.json").write_text(json.dumps(fingerprint), encoding="utf-8")
+    return folder
+
+
+def gold_entities(folder, documents):
+    return sum(len((folder / f"{d}.ann").read_text(encoding="utf-8").splitlines()) for d in documents)
+
+
+def test_held_out_scores_only_the_documents_the_run_did_not_train_on(run_dir, gold_brat, tmp_path):
+    run = run_trained_on(run_dir, tmp_path / "run", ["doc0", "doc1", "doc2"])
+    everything = invoke("evaluate", run, gold_brat, "--json")
+    assert everything.exit_code == 0, everything.output
+    assert json.loads(everything.stdout)["trained_on_documents"] == 3
+    assert "3 of the 6 documents" in everything.stderr and "--held-out scores only the 3" in " ".join(everything.stderr.split())
+
+    held_out = invoke("evaluate", run, gold_brat, "--held-out", "--json")
+    assert held_out.exit_code == 0, held_out.output
+    scores = json.loads(held_out.stdout)
+    assert scores["held_out"] is True and "trained_on_documents" not in scores and "warning" not in held_out.stderr
+    assert scores["document"]["micro"]["support"] == gold_entities(gold_brat, ["doc3", "doc4", "doc5"])
+    unseen = tmp_path / "unseen"  # the same three documents on their own give the same scores
+    unseen.mkdir()
+    for d in ("doc3", "doc4", "doc5"):
+        for suffix in (".txt", ".ann"):
+            shutil.copy(gold_brat / f"{d}{suffix}", unseen)
+    alone = json.loads(invoke("evaluate", run, unseen, "--json").stdout)
+    assert (alone["document"], alone["micro"]) == (scores["document"], scores["micro"])
+
+    # The same from predicted .ann files: predict records what the run trained on, and says so.
+    pred = tmp_path / "pred"
+    predicted = invoke("predict", run, gold_brat, "-f", "brat", "-o", pred)
+    assert predicted.exit_code == 0 and "3 of the 6 inputs were in" in " ".join(predicted.stderr.split())
+    on_files = json.loads(invoke("evaluate", pred, gold_brat, "--held-out", "--json").stdout)
+    assert (on_files["document"], on_files["micro"]) == (scores["document"], scores["micro"])
+    trained = invoke("evaluate", pred, gold_brat, "--json")
+    assert json.loads(trained.stdout)["trained_on_documents"] == 3 and "--held-out" in trained.stderr
+
+
+def test_predicting_a_document_the_run_trained_on_says_so(run_dir, gold_brat, tmp_path):
+    run = run_trained_on(run_dir, tmp_path / "run", ["doc0"])
+    seen = invoke("predict", run, gold_brat / "doc0.txt", "-f", "jsonl")
+    assert seen.exit_code == 0 and f"doc0 was in {run}'s training data" in " ".join(seen.stderr.split())
+    unseen = invoke("predict", run, gold_brat / "doc1.txt", "-f", "jsonl")
+    assert unseen.exit_code == 0 and "training data" not in unseen.stderr
+
+
+def test_held_out_is_refused_when_it_cannot_tell_or_nothing_is_left(run_dir, gold_brat, tmp_path):
+    from cli_helpers import assert_one_line_error
+
+    everything = run_trained_on(run_dir, tmp_path / "all", [f"doc{d}" for d in range(6)])
+    assert_one_line_error(invoke("evaluate", everything, gold_brat, "--held-out"), "all 6 documents", "nothing held out")
+    unrecorded = tmp_path / "old"
+    shutil.copytree(run_dir, unrecorded)
+    (unrecorded / "data_fingerprint.json").unlink()  # a run from before bertner kept one
+    assert_one_line_error(invoke("evaluate", unrecorded, gold_brat, "--held-out"), "data_fingerprint.json")
+    pred = tmp_path / "pred"
+    assert invoke("predict", unrecorded, gold_brat, "-f", "brat", "-o", pred).exit_code == 0
+    assert_one_line_error(invoke("evaluate", pred, gold_brat, "--held-out"), "bertner_predict.json",
+                          "which documents its run trained on")
+
+
+def test_predictions_and_gold_without_a_shared_document_are_an_error(run_dir, gold_brat, tmp_path):
+    from cli_helpers import assert_one_line_error
+
+    notes = tmp_path / "notes"
+    notes.mkdir()
+    (notes / "other.txt").write_text((gold_brat / "doc0.txt").read_text(encoding="utf-8"), encoding="utf-8")
+    pred = tmp_path / "pred"
+    assert invoke("predict", run_dir, notes, "-f", "brat", "-o", pred).exit_code == 0
+    result = invoke("evaluate", pred, gold_brat)
+    assert_one_line_error(result, "no document", "nothing to score")
+    assert not result.stdout  # no table of zeros
+    # Predicted documents that are all training documents leave nothing held out either.
+    run = run_trained_on(run_dir, tmp_path / "run", ["doc0"])
+    only_trained = tmp_path / "only-trained"
+    assert invoke("predict", run, gold_brat / "doc0.txt", "-f", "brat", "-o", only_trained).exit_code == 0
+    held_out = invoke("evaluate", only_trained, gold_brat, "--held-out")
+    assert_one_line_error(held_out, "nothing held out")
+    assert not held_out.stdout

@@ -12,7 +12,6 @@ from typing import Any, Callable, Iterator
 
 from rich.progress import (
     BarColumn,
-    MofNCompleteColumn,
     Progress,
     TextColumn,
     TimeElapsedColumn,
@@ -100,21 +99,34 @@ def task_progress(what: str, totals: dict[str, int]) -> Iterator[TaskProgress]:
         yield progress
 
 
+def epochs(done: float) -> str:
+    """`1.81 epochs`, `1 epoch`: how far training got, counted, not the number of the epoch in progress."""
+    return f"{done:g} epoch" + ("" if done == 1 else "s")
+
+
 class TrainProgress:
-    """A training run's progress (`bertner.engine.tracking.TrainView`): a bar on a terminal, log lines in a pipe."""
+    """A training run's progress (`bertner.engine.tracking.TrainView`): a bar on a terminal, log lines in a pipe.
+
+    The bar counts steps towards the planned total, or, with a time budget, seconds towards the budget
+    (how many steps fit in it is not known in advance).
+    """
 
     def __init__(self) -> None:
         self.progress = None
         self.task = None
         self.plain = False
+        self.total_steps: int | None = None
+        self.budget_seconds: float | None = None
+        self.budget_elapsed = 0.0
 
-    def start(self, total_steps: int | None, start_step: int) -> None:
+    def start(self, total_steps: int | None, start_step: int, budget_seconds: float | None = None) -> None:
         # Redirected to a file, a progress bar shows nothing until the end: print log lines instead.
         self.plain = not err.is_terminal
+        self.total_steps, self.budget_seconds = total_steps, budget_seconds
         self.progress = Progress(
             TextColumn("[bold]epoch {task.fields[epoch]}"),
             BarColumn(),
-            MofNCompleteColumn(),
+            TextColumn("{task.fields[done]}"),
             TextColumn("loss {task.fields[loss]}  lr {task.fields[lr]}  {task.fields[speed]} tok/s{task.fields[mfu]}"),
             TimeElapsedColumn(),
             TextColumn("eta"),
@@ -123,25 +135,39 @@ class TrainProgress:
             transient=False,
         )
         self.progress.start()
+        total, completed = (budget_seconds, 0.0) if budget_seconds else (total_steps, start_step)
         self.task = self.progress.add_task(
-            "train", total=total_steps, completed=start_step, epoch="-", loss="-", lr="-", speed="-", mfu=""
+            "train", total=total, completed=completed, done=self.done(start_step), epoch="-", loss="-", lr="-",
+            speed="-", mfu="",
         )
 
-    def set_total(self, total_steps: int) -> None:
-        self.progress.update(self.task, total=total_steps)
+    def done(self, step: int) -> str:
+        """`120/360` steps, or with a time budget `0:01:10 / 0:03:00, step 120`."""
+        if self.budget_seconds:
+            return f"{self.budget_clock()}, step {step:,}"
+        return f"{step:,}/{self.total_steps:,}" if self.total_steps else f"{step:,}"
 
-    def step(self, step: int, epoch: int) -> None:
-        self.progress.update(self.task, completed=step, epoch=epoch)
+    def budget_clock(self) -> str:
+        return f"{clock(self.budget_elapsed)} / {clock(self.budget_seconds or 0)}"
+
+    def step(self, step: int, epoch: int, budget_elapsed: float | None = None) -> None:
+        if self.budget_seconds:
+            self.budget_elapsed = min(budget_elapsed or 0.0, self.budget_seconds)
+        completed = self.budget_elapsed if self.budget_seconds else step
+        self.progress.update(self.task, completed=completed, epoch=epoch, done=self.done(step))
 
     def train_logged(self, step: int, loss: float, lr: float, tokens_per_second: float, mfu: float | None) -> None:
         mfu_text = f"  MFU {mfu:.1%}" if mfu is not None else ""
         self.progress.update(self.task, loss=f"{loss:.4f}", lr=f"{lr:.2e}", speed=f"{tokens_per_second:,.0f}", mfu=mfu_text)
         if self.plain:
-            task = self.progress.tasks[0]
-            eta = task.time_remaining
+            if self.budget_seconds:
+                where, left = f"step {step}", f"  {self.budget_clock()} of the time budget"
+            else:
+                eta = self.progress.tasks[0].time_remaining
+                where = f"step {step}/{self.total_steps or '?'}"
+                left = f"  eta {eta / 60:.1f} min" if eta else ""
             err.print(
-                f"step {step}/{'?' if task.total is None else f'{task.total:.0f}'}  loss {loss:.4f}  lr {lr:.2e}  "
-                f"{tokens_per_second:,.0f} tok/s" + mfu_text + (f"  eta {eta / 60:.1f} min" if eta else ""),
+                f"{where}  loss {loss:.4f}  lr {lr:.2e}  {tokens_per_second:,.0f} tok/s" + mfu_text + left,
                 highlight=False,
             )
 
@@ -150,9 +176,16 @@ class TrainProgress:
         """Progress of one dev evaluation (minutes on a large dev set): a second bar on a terminal,
         a line every few seconds in a pipe (none for a quick one). Yields the callback that counts inputs done."""
         if not self.plain:
-            task = self.progress.add_task("dev", total=inputs, epoch="dev", loss="-", lr="-", speed="-", mfu="")
+            task = self.progress.add_task("dev", total=inputs, epoch="dev", done=f"0/{inputs:,}", loss="-", lr="-",
+                                          speed="-", mfu="")
+            counted = [0]
+
+            def advance(n: int) -> None:
+                counted[0] += n
+                self.progress.update(task, completed=counted[0], done=f"{counted[0]:,}/{inputs:,}")
+
             try:
-                yield lambda n: self.progress.advance(task, n)
+                yield advance
             finally:
                 self.progress.remove_task(task)
             return
@@ -164,7 +197,7 @@ class TrainProgress:
         micro = record["micro"]
         best = " [green]best[/green]" if record.get("is_best") else ""
         self.progress.console.print(
-            f"step {record['step']} (epoch {record['epoch']}): dev loss {record['dev_loss']:.4f}  "
+            f"step {record['step']} ({epochs(record['epoch'])}): dev loss {record['dev_loss']:.4f}  "
             f"P {micro['precision']:.4f}  R {micro['recall']:.4f}  F1 {micro['f1']:.4f}{best}",
             highlight=False,
         )

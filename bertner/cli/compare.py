@@ -84,7 +84,7 @@ def render_comparison(comparison: Comparison, per_type: bool = False, as_json: b
         tps = run.tokens_per_second
         table.add_row(
             run.name, run.variant, str(s.get("encoder", s.get("model", "-"))), crf_mult, format_value("seed", s.get("seed")),
-            format_value("epochs", s.get("epochs")), format_f1(run.best_f1), format_value("step", run.best_step),
+            format_value("epochs", run.epochs_done if run.epochs_done is not None else s.get("epochs")), format_f1(run.best_f1), format_value("step", run.best_step),
             format_seconds(run.train_seconds), "-" if tps is None else f"{tps:,.0f}",
             *[format_f1(run.per_type_f1.get(label)) for label in labels],
         )

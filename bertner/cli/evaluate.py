@@ -30,12 +30,19 @@ def evaluate(
     constrained: Optional[bool] = typer.Option(None, "--constrained-decoding/--free-decoding", help="Override the run's decoding of a softmax head (well-formed BIO sequences, or each token's argmax)."),
     batch_size: int = typer.Option(32, "--batch-size", "-b", metavar="N", help="Inputs per batch."),
     device: str = typer.Option("auto", "--device", metavar="DEVICE", help="auto, cpu, cuda or cuda:N."),
+    held_out: bool = typer.Option(False, "--held-out", help="Score only the documents the run did not train on (by its data_fingerprint.json; for predicted .ann files, by what predict recorded): e.g. the raw folder that preprocess split into train and dev."),
     discontinuous: Optional[str] = typer.Option(None, "--discontinuous", metavar="POLICY", help="For a folder of predicted .ann files: how to read discontinuous gold entities (merge, first, split, drop). Default: the policy of the run that wrote them, which predict records in the folder (else merge). A run always uses its own."),
 ) -> None:
     """Score a run on labelled data: entity-level strict P/R/F1 (micro, macro, per type).
 
     For a brat folder it also gives the document-level exact-span score (document, start, end,
     type) against the .ann gold, with the discontinuous policy the run was trained with.
+
+    Examples:
+
+    \b
+      bertner evaluate runs/quickstart data/processed/dev.jsonl
+      bertner evaluate runs/quickstart examples/clinical --held-out
     """
     check_settings(batch_size=batch_size, device=device)
     check_options(errors=errors)
@@ -45,14 +52,14 @@ def evaluate(
                                            ("--batch-size", batch_size != 32), ("--device", device != "auto")) if given]
         if unused:
             warn(f"{run} holds predicted .ann files, scored as they are (no model runs): {', '.join(unused)} ignored")
-        result = evaluate_predicted_brat(run, data, policy=discontinuous, n_errors=errors)
+        result = evaluate_predicted_brat(run, data, policy=discontinuous, n_errors=errors, held_out=held_out)
     else:
         predictor = Predictor.from_run(run, device=device, batch_size=batch_size, constrained=constrained)
         if discontinuous is not None:
             trained_with = predictor.run.data_info.get("discontinuous", "merge")
             raise BertnerError(f"{run} scores with the policy it was trained with ({trained_with}); "
                                "--discontinuous is for a folder of predicted .ann files")
-        result = run_evaluate(predictor, data, n_errors=errors)
+        result = run_evaluate(predictor, data, n_errors=errors, held_out=held_out)
     render_evaluation(result, as_json=as_json)
 
 
@@ -62,7 +69,8 @@ def render_evaluation(result: Evaluation, as_json: bool = False) -> None:
         out.print_json(json.dumps(result.to_dict(), ensure_ascii=False))
         return
     totals = lambda scores: [(name, scores[name]) for name in ("micro", "macro")]  # noqa: E731
-    out.print(scores_table(f"entity-level strict scores over characters: {result.data}",
+    held_out = " (held out: documents the run did not train on)" if result.held_out else ""
+    out.print(scores_table(f"entity-level strict scores over characters: {result.data}{held_out}",
                            result.scores["per_type"], totals(result.scores)))
     if result.document_scores is not None:
         out.print(scores_table("document-level exact spans (document, start, end, type)",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Optional
 
 import typer
 
@@ -17,6 +18,7 @@ def export(
     run: Path = typer.Argument(..., metavar="RUN", help="A run directory written by `bertner train`."),
     output: Path = typer.Argument(..., metavar="OUT", help="The folder to write: model, tokenizer, README.md."),
     force: bool = typer.Option(False, "--force", help="Write into a folder that already holds something (replaces only the files export writes)."),
+    language: Optional[str] = typer.Option(None, "--language", metavar="CODE", help="The model card's language, an ISO 639 code such as zh or en. Default: read from the run's dev text when its script tells (Chinese, Japanese, Korean); otherwise left out."),
 ) -> None:
     """Write a run as a folder that plain Hugging Face tools load offline, with no custom code.
 
@@ -25,7 +27,7 @@ def export(
     and OUT/README.md shows how to decode with them; runs with --gru or --model bilstm have no
     transformers equivalent and are refused.
     """
-    result = export_run(run, output, force=force)
+    result = export_run(run, output, force=force, language=language)
     info(f"wrote {output}: a transformers token-classification model ({result.head} head); "
          f"{output / 'README.md'} says how to use it")
     info("what differs from `bertner predict`:")

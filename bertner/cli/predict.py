@@ -11,7 +11,7 @@ from rich.table import Table
 from rich.text import Text
 
 from bertner.cli._app import Command, app, user_errors
-from bertner.cli._console import info, out, plural, printable
+from bertner.cli._console import info, out, plural, printable, warn
 from bertner.cli._progress import task_progress
 from bertner.config import check_settings
 from bertner.errors import BertnerError, OutputExistsError
@@ -68,6 +68,8 @@ def predict_files(
     check_output(fmt, output, force)
 
     items = gather_inputs(inputs)
+    trained = RunDir(run).trained_documents()
+    warn_trained_inputs(run, [i.id for i in items], trained)
     if fmt == "brat":
         conflict = output_conflict(output, brat_files(items))  # found now, not after the tagging
         if conflict is not None:
@@ -86,11 +88,25 @@ def predict_files(
             else:
                 policy = predictor.run.data_info.get("discontinuous", "merge")
                 record = {"run": str(run), "discontinuous": policy}
+                if trained is not None:  # so that `evaluate PRED GOLD --held-out` can leave them out
+                    record["trained_documents"] = sorted(trained)
                 write_predictions(predictions, fmt, output, record, predictor.run.labels, sys.stdout)
         except OSError as e:  # disk full, permissions: the atomic writers left nothing half-written
             if output is None:
                 raise BertnerError(f"cannot write to standard output: {e.strerror or e}") from None
             raise BertnerError(f"cannot write {output}: {e.strerror or e}; nothing was written") from None
+
+
+def warn_trained_inputs(run: Path, ids: list[str], trained: set[str] | None) -> None:
+    """Say so when inputs are documents the run trained on: what it finds there shows memory, not skill."""
+    seen = sorted(set(ids) & (trained or set()))
+    if seen:
+        which = (f"{seen[0]} was" if len(ids) == 1 else
+                 f"{len(seen):,} of the {len(ids):,} inputs {'was' if len(seen) == 1 else 'were'}")
+        example = "" if len(ids) == 1 else f" (e.g. {seen[0]})"
+        whose = "its" if len(seen) == 1 else "their"
+        warn(f"{which} in {run}'s training data{example}: the run has seen {whose} entities, so what it finds "
+             "there is no measure of it (`bertner evaluate --held-out` leaves them out)")
 
 
 def counted(predictions: Iterable[Prediction], on_document: Callable[[], None]) -> Iterator[Prediction]:

@@ -18,7 +18,7 @@ from rich.table import Table
 
 from bertner.cli._app import Command, app, user_errors
 from bertner.cli._console import err, out, plural, warn
-from bertner.cli._progress import TrainProgress
+from bertner.cli._progress import TrainProgress, epochs
 from bertner.cli._render import scores_table
 from bertner.config import (
     RECIPE_FIELDS,
@@ -164,6 +164,7 @@ def render_summary(summary: Summary) -> None:
     f1 = "n/a (no dev set)" if summary.best_f1 is None else f"{summary.best_f1:.4f}"
     out.print(
         f"{summary.variant}: best dev F1 {f1} at step {summary.best_step}; "
+        f"{summary.steps:,} steps ({epochs(summary.epochs_done or 0)}), "
         f"{summary.train_seconds:.0f} s, {summary.tokens_per_second:,.0f} tokens/s; "
         f"run directory {summary.run_dir}",
         highlight=False,

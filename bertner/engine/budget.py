@@ -48,10 +48,3 @@ class TimeBudget:
 
     def note_evaluation(self, seconds: float) -> None:
         self.evaluation_seconds = seconds
-
-    def planned_steps(self, steps_done: int) -> int | None:
-        """The step count the budget will reach at the speed so far (for progress and ETA)."""
-        progress = self.progress()
-        if steps_done < 1 or progress <= 0:
-            return None
-        return max(steps_done, round(steps_done / progress))

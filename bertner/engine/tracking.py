@@ -9,15 +9,15 @@ from __future__ import annotations
 from contextlib import contextmanager, nullcontext
 from typing import Any, Callable, ContextManager, Iterator, Protocol
 
+from bertner.engine.budget import TimeBudget
 from bertner.runs import RunDir
 
 
 class TrainView(Protocol):
     """What a progress display is told during a run (every method is called on the main process only)."""
 
-    def start(self, total_steps: int | None, start_step: int) -> None: ...
-    def set_total(self, total_steps: int) -> None: ...
-    def step(self, step: int, epoch: int) -> None: ...
+    def start(self, total_steps: int | None, start_step: int, budget_seconds: float | None = None) -> None: ...
+    def step(self, step: int, epoch: int, budget_elapsed: float | None = None) -> None: ...
     def train_logged(self, step: int, loss: float, lr: float, tokens_per_second: float, mfu: float | None) -> None: ...
     def evaluating(self, inputs: int) -> ContextManager[Callable[[int], None] | None]: ...
     def evaluated(self, record: dict[str, Any]) -> None: ...
@@ -28,12 +28,13 @@ class Tracker:
     """One place for every number a run reports, so the view, TensorBoard and files agree."""
 
     def __init__(self, run: RunDir, total_steps: int | None, enabled: bool = True, start_step: int = 0,
-                 view: TrainView | None = None):
-        """`total_steps` None: not known yet (a time budget); `set_total` gives it once it is."""
+                 view: TrainView | None = None, budget: TimeBudget | None = None):
+        """`budget`: a time budget ends the run, so the view counts its seconds rather than steps."""
         self.run = run
         self.enabled = enabled
         self.writer = None
         self.view = view if enabled else None
+        self.budget = budget
         if not enabled:
             return
         # Imported here on purpose: TensorBoard's writer is slow to import, and only a training run needs it.
@@ -41,15 +42,11 @@ class Tracker:
 
         self.writer = SummaryWriter(log_dir=str(run.tensorboard_dir), flush_secs=30)
         if self.view is not None:
-            self.view.start(total_steps, start_step)
-
-    def set_total(self, total_steps: int) -> None:
-        if self.view is not None:
-            self.view.set_total(total_steps)
+            self.view.start(total_steps, start_step, budget.seconds if budget is not None else None)
 
     def step(self, step: int, epoch: int) -> None:
         if self.view is not None:
-            self.view.step(step, epoch)
+            self.view.step(step, epoch, self.budget.elapsed() if self.budget is not None else None)
 
     def log_train(
         self, step: int, loss: float, lrs: dict[str, float], tokens_per_second: float, mfu: float | None = None

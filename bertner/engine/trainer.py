@@ -419,14 +419,11 @@ class Trainer:
         return {"dev_loss": sum(losses) / max(1, len(losses)), **scores}
 
     def _plan_budget(self, tokens_per_second: float) -> None:
-        """Keep time for the final evaluation and show the step count the budget will reach."""
+        """Keep time for the final evaluation (estimated until the first one has run)."""
         if self.budget.evaluation_seconds is None and self.data.dev:
             # Before the first evaluation: a forward pass over dev costs about a third of a training step per token.
             dev_tokens = sum(len(e) for e in self.dev_set.examples) * self.dist.world
             self.budget.evaluation_estimate = dev_tokens / max(tokens_per_second, 1.0) / 3 + 1.0
-        planned = self.budget.planned_steps(self.state["step"])
-        if planned:
-            self.tracker.set_total(min(planned, self.total_steps))
 
     def _save_resumable(self) -> None:
         if not self.dist.main:
@@ -497,8 +494,9 @@ class Trainer:
         if self.on_start is not None and self.dist.main:
             self.on_start(self)
         c, s = self.config, self.state
-        total = None if self.budget and not c.max_steps else self.total_steps  # a budget's steps are known later
-        tracker = Tracker(self.run, total, enabled=self.dist.main, start_step=s["step"], view=self.view)
+        total = None if self.budget and not c.max_steps else self.total_steps  # a budget's steps are not known
+        tracker = Tracker(self.run, total, enabled=self.dist.main, start_step=s["step"], view=self.view,
+                          budget=self.budget)
         previous = {sig: signal.signal(sig, self._on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
         try:
             self.train_loop(tracker)
@@ -665,7 +663,7 @@ class Trainer:
             return
         started = time.perf_counter()
         with self.tracker.evaluating(len(self.dev_set.examples)) as on_batch:
-            record = {"step": s["step"], "epoch": step.epoch, **self.evaluate(on_batch)}
+            record = {"step": s["step"], "epoch": self.epochs_done(), **self.evaluate(on_batch)}
         f1 = record["micro"]["f1"]
         record["is_best"] = step.is_best = f1 > s["best_f1"]
         step.evaluation = record
@@ -684,6 +682,10 @@ class Trainer:
         if self.config.patience and s["evals_without_gain"] >= self.config.patience:
             s["stopped_by"] = step.stop = "patience"
             log.info(f"early stopping: no better dev F1 in {self.config.patience} evaluations")
+
+    def epochs_done(self) -> float:
+        """Epochs trained so far, fractional: what an evaluation and the summary report (a budget stops mid-epoch)."""
+        return round(self.state["step"] / max(1, self.steps_per_epoch), 2)
 
     def checkpoint_if_due(self, step: Step) -> None:
         """Every --save-every steps that did not just save one with an evaluation."""
@@ -734,9 +736,9 @@ class Trainer:
             head_lr_mult=c.head_lr_mult,
             lr=c.lr,
             seed=c.seed,
-            epochs=c.epochs,
+            epochs=None if self.budget else c.epochs,  # a budget's run has no planned number of epochs
             steps=s["step"],
-            epochs_done=round(s["step"] / max(1, self.steps_per_epoch), 2),
+            epochs_done=self.epochs_done(),
             time_budget_minutes=c.time_budget or None,
             budget_seconds_used=round(s["budget_seconds"], 1) if self.budget else None,
             stopped_by=s["stopped_by"] or "epochs",
