@@ -129,5 +129,34 @@ def test_report_without_dev_predictions_says_so(tmp_path):
 
 def test_default_baseline_and_heat_colours(study):
     groups = compare_runs(study).groups
-    assert default_baseline(groups).label() == "bert+softmax"
+    assert default_baseline(groups).name == "bert+softmax"
     assert (heat(0.0), heat(1.0), heat(None)) == ("#ffffff", "#2ea043", "#ffffff")
+
+
+def test_report_tests_each_data_set_against_its_own_baseline(tmp_path):
+    """A toy run and a corpus study in one folder: the default baseline is chosen within each data set, and no
+    group is ever tested against a group of other data."""
+    root = tmp_path / "runs"
+    corpus, toy = dev_windows(12), dev_windows(12, seed=7)
+    hits, toy_hits = hits_per_document(12), hits_per_document(12, seed=7)
+    for seed in (1, 2):
+        study_run(root / "ruijin" / f"softmax-{seed}", corpus, hits, f1=0.62 + 0.01 * seed, seed=seed, train_sha="a7" * 32)
+        study_run(root / "ruijin" / f"crf-{seed}", corpus, [k + 1 for k in hits], f1=0.70 + 0.01 * seed, crf=True,
+                  seed=seed, train_sha="a7" * 32)
+    # The toy study has no plain softmax group: its weakest group is its baseline (never Ruijin's softmax).
+    study_run(root / "toy" / "crf", toy, toy_hits, f1=0.21, crf=True, train_sha="1f" * 32, epochs=60)
+    study_run(root / "toy" / "gru", toy, toy_hits, f1=0.20, gru=True, train_sha="1f" * 32, epochs=60)
+    comparison = compare_runs(root)
+    ruijin, toy_data = f"data/processed ({'a7' * 4})", f"data/processed ({'1f' * 4})"
+    assert comparison.data_sets == [toy_data, ruijin]
+
+    from bertner.report_html import baselines
+
+    assert {data: g.name for data, g in baselines(comparison, None).items()} == {
+        ruijin: "bert+softmax", toy_data: "bert+gru+softmax"}
+    page = build_report(comparison, resamples=200, documents=1)
+    assert f"<h3>{ruijin}: baseline <b>bert+softmax</b></h3>" in page
+    assert f"<h3>{toy_data}: baseline <b>bert+gru+softmax</b></h3>" in page
+    sentences = re.findall(r"<li>([^<]*) vs ([^:]*):", page)
+    assert sorted(sentences) == [("bert+crf", "bert+gru+softmax"), ("bert+crf", "bert+softmax")]
+    assert "trained on 2 different data sets" in page
