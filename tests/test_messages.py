@@ -47,3 +47,44 @@ def test_a_run_that_scores_0_says_why(tmp_path):
     assert "best dev F1 0.0000" in result.stdout
     hint = next(line for line in result.stdout.splitlines() if line.startswith("why 0:"))
     assert "more training than 1 step " in hint and "--epochs 1" in hint and "pretrained" in hint
+
+
+def run_in_a_pipe(*args: str) -> "subprocess.CompletedProcess[str]":
+    """A bertner command (or `-c CODE`) as a script or a log runs it: no terminal on any stream, no COLUMNS."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    env = {k: v for k, v in os.environ.items() if k not in ("COLUMNS", "LINES", "FORCE_COLOR", "TTY_COMPATIBLE")}
+    env["PYTHONPATH"] = str(Path(__file__).resolve().parents[1])
+    command = [sys.executable, *args] if args[0] == "-c" else [sys.executable, "-m", "bertner", *args]
+    return subprocess.run(command, capture_output=True, text=True, stdin=subprocess.DEVNULL, env=env, timeout=120)
+
+
+def test_in_a_pipe_warnings_and_tables_are_never_wrapped(tmp_path):
+    from test_compare import fake_run
+
+    name = "a-run-folder-whose-name-alone-is-longer-than-the-eighty-columns-a-terminal-would-have"
+    fake_run(tmp_path / "runs" / name, f1=0.5)
+    crashed = tmp_path / "runs" / f"crashed-{name}"
+    (crashed / "checkpoint").mkdir(parents=True)
+    (crashed / "config.yaml").write_text("crf: true\n")
+    result = run_in_a_pipe("compare", str(tmp_path / "runs"))
+    assert result.returncode == 0, result.stderr
+    warning = next(line for line in result.stderr.splitlines() if line.startswith("warning:"))
+    assert f"skipped crashed-{name}: " in warning and warning.endswith(f"{crashed} --resume)"), result.stderr
+    assert any(name in line and "0.5000" in line for line in result.stdout.splitlines())  # a row is one line
+
+
+def test_in_a_pipe_the_last_progress_line_is_whole():
+    code = ("from bertner.cli._progress import TrainProgress\n"
+            "view = TrainProgress()\n"
+            "view.start(123456, 0)\n"
+            "view.step(120000, 3)\n"
+            "view.train_logged(120000, 0.1234, 1e-5, 12345.0, None)\n"
+            "view.stop()\n")
+    result = run_in_a_pipe("-c", code)
+    assert result.returncode == 0, result.stderr
+    last = result.stderr.strip().splitlines()[-1]
+    assert "120000/123456" in last and "12,345 tok/s" in last and "eta" in last and "…" not in last, result.stderr
