@@ -197,8 +197,9 @@ def _error_examples(run: RunResult, kinds: list[dict], order: list[str]) -> str:
             items.append(f"<li><b>{kind.replace('_', ' ')}</b>: <code>{escape(example)}</code></li>")
     if not items:
         return ""
-    return (f"<h3>Examples from {escape(run.name)}</h3>\n<p class=\"muted\">[gold] and {{predicted}} in context.</p>\n"
-            f"<ul>{''.join(items)}</ul>")
+    gold, predicted = kinds[0]["marks"]["gold"], kinds[0]["marks"]["predicted"]  # brackets the examples do not hold
+    return (f"<h3>Examples from {escape(run.name)}</h3>\n<p class=\"muted\">{escape(gold[0])}gold{escape(gold[1])} and "
+            f"{escape(predicted[0])}predicted{escape(predicted[1])} entities in context.</p>\n<ul>{''.join(items)}</ul>")
 
 
 def _documents_section(comparison: Comparison, predictions: dict[str, list[DevPrediction] | None],

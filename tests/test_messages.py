@@ -26,7 +26,8 @@ def test_error_examples_come_with_a_legend(capsys):
     from bertner.evaluate import Evaluation
     from bertner.metrics import Scores
 
-    errors = [{"kind": "missed", "count": 1, "pairs": {"Disease->-": 1}, "examples": ["d: 有[糖尿病]。  (gold=Disease)"]}]
+    errors = [{"kind": "missed", "count": 1, "pairs": {"Disease->-": 1}, "examples": ["d: 有[糖尿病]。  (gold=Disease)"],
+               "marks": {"gold": "[]", "predicted": "{}"}}]
     print_evaluation(Evaluation("dev.jsonl", "jsonl", Scores().to_dict(), errors=errors))
     shown = capsys.readouterr().out
     assert "[...] is the gold entity, {...} the predicted one" in shown
@@ -88,3 +89,40 @@ def test_in_a_pipe_the_last_progress_line_is_whole():
     assert result.returncode == 0, result.stderr
     last = result.stderr.strip().splitlines()[-1]
     assert "120000/123456" in last and "12,345 tok/s" in last and "eta" in last and "…" not in last, result.stderr
+
+
+def test_error_examples_mark_entities_with_brackets_the_text_does_not_hold_and_colour_them(monkeypatch):
+    import io
+
+    from rich.console import Console
+
+    from bertner.cli import evaluate as evaluate_cli
+    from bertner.evaluate import Evaluation
+    from bertner.metrics import Scores, error_kinds
+    from bertner.spans import Span
+
+    # Ruijin's own brackets, and braces too: neither pair can mark an entity here.
+    text = "检查[关键词]：{血糖}偏高，诊断为2型糖尿病。"
+    gold = {"d": [Span(3, 6, "Test"), Span(18, 23, "Disease")]}
+    pred = {"d": [Span(2, 7, "Test"), Span(9, 11, "Test")]}
+    kinds = {k["kind"]: k for k in error_kinds(gold, pred, {"d": text})}
+    marks = kinds["missed"]["marks"]
+    assert marks == {"gold": "⟦⟧", "predicted": "⦃⦄"} and all(k["marks"] == marks for k in kinds.values())
+    assert kinds["wrong_boundary"]["examples"] == ["d: 检查⦃[⟦关键词⟧]⦄：{血糖}偏高，诊断为2型糖尿病。  (gold=Test pred=Test)"]
+    assert kinds["spurious"]["examples"] == ["d: 检查[关键词]：{⦃血糖⦄}偏高，诊断为2型糖尿病。  (pred=Test)"]
+    assert kinds["missed"]["examples"] == ["d: 检查[关键词]：{血糖}偏高，诊断为⟦2型糖尿病⟧。  (gold=Disease)"]
+
+    evaluation = Evaluation("dev.jsonl", "jsonl", Scores().to_dict(), errors=[k for k in kinds.values() if k["count"]])
+    plain = io.StringIO()
+    monkeypatch.setattr(evaluate_cli, "out", Console(file=plain, width=200))  # a pipe: marks, no colour
+    evaluate_cli.render_evaluation(evaluation)
+    assert "in the examples ⟦...⟧ is the gold entity, ⦃...⦄ the predicted one" in plain.getvalue()
+    assert "检查⦃[⟦关键词⟧]⦄：{血糖}" in plain.getvalue() and "\x1b[" not in plain.getvalue()
+
+    terminal = io.StringIO()
+    monkeypatch.setattr(evaluate_cli, "out", Console(file=terminal, width=200, force_terminal=True, color_system="standard"))
+    evaluate_cli.render_evaluation(evaluation)
+    coloured = terminal.getvalue()
+    assert "\x1b[" in coloured  # colour on a terminal
+    assert "\x1b[4;32m⟦2型糖尿病⟧\x1b[0m" in coloured  # the missed gold entity underlined in green
+    assert "\x1b[1;35m⦃血糖⦄\x1b[0m" in coloured  # the spurious prediction in bold magenta
