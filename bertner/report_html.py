@@ -20,7 +20,7 @@ from typing import Sequence
 from bertner.compare import Comparison, GroupResult, RunResult, comparison_figure
 from bertner.dev_predictions import DevPrediction
 from bertner.fileio import write_text
-from bertner.html_spans import escape, highlight, label_colours, legend, page_head, page_tail
+from bertner.html_spans import escape, highlight, label_colours, label_toggle, legend, page_head, page_tail
 from bertner.metrics import KINDS, error_kinds
 from bertner.runs import RunDir
 from bertner.significance import RESAMPLES, BaselineComparison, compare_to_baseline, find_baselines, format_p
@@ -167,9 +167,14 @@ def _run_errors(rows: list[DevPrediction]) -> list[dict]:
     return error_kinds(gold, predicted, {w.id: w.text for w in rows}, n_examples=3)
 
 
+def _best_run(comparison: Comparison, predictions: dict[str, list[DevPrediction] | None]) -> RunResult | None:
+    """The run with dev predictions and the best dev F1 (runs are listed data set by data set, so not the first)."""
+    kept = [r for r in comparison.runs if predictions.get(r.name)]
+    return max(kept, key=lambda r: r.best_f1 if r.best_f1 is not None else -1.0) if kept else None
+
+
 def _errors_section(comparison: Comparison, predictions: dict[str, list[DevPrediction] | None]) -> str:
-    runs = {r.name: r for r in comparison.runs}
-    columns, examples = [], None
+    columns = []
     for g in comparison.groups:
         counted = [_run_errors(predictions[name]) for name in g.runs if predictions.get(name)]
         if not counted:
@@ -177,16 +182,15 @@ def _errors_section(comparison: Comparison, predictions: dict[str, list[DevPredi
         mean = {kind: sum(next(k["count"] for k in kinds if k["kind"] == kind) for kinds in counted) / len(counted)
                 for kind in KINDS}
         columns.append((g, mean))
-        if examples is None:
-            examples = (runs[next(n for n in g.runs if predictions.get(n))], counted[0])  # the best group's best run
     if not columns:
         return "<h2>Error kinds</h2><p class=muted>No run here has dev_predictions.jsonl (trained before bertner kept them).</p>"
     order = sorted(KINDS, key=lambda kind: -sum(mean[kind] for _, mean in columns))
+    best = _best_run(comparison, predictions)
     head = "<tr><th class=name>error kind</th>" + "".join(f"<th>{escape(comparison.group_title(g))}</th>" for g, _ in columns) + "</tr>"
     body = "".join(f"<tr><td class=name>{kind.replace('_', ' ')}</td>" + "".join(f"<td>{mean[kind]:.1f}</td>" for _, mean in columns)
                    + "</tr>" for kind in order)
     return ("<h2>Error kinds</h2>\n<p class=\"muted\">Mistakes of the best checkpoint on dev, mean per run of each group, "
-            "most frequent first.</p>\n" + f"<table>{head}{body}</table>\n" + _error_examples(*examples, order))
+            "most frequent first.</p>\n" + f"<table>{head}{body}</table>\n" + _error_examples(best, _run_errors(predictions[best.name]), order))
 
 
 def _error_examples(run: RunResult, kinds: list[dict], order: list[str]) -> str:
@@ -198,21 +202,22 @@ def _error_examples(run: RunResult, kinds: list[dict], order: list[str]) -> str:
     if not items:
         return ""
     gold, predicted = kinds[0]["marks"]["gold"], kinds[0]["marks"]["predicted"]  # brackets the examples do not hold
-    return (f"<h3>Examples from {escape(run.name)}</h3>\n<p class=\"muted\">{escape(gold[0])}gold{escape(gold[1])} and "
+    return (f"<h3>Examples from {escape(run.name)} (best dev F1)</h3>\n<p class=\"muted\">{escape(gold[0])}gold{escape(gold[1])} and "
             f"{escape(predicted[0])}predicted{escape(predicted[1])} entities in context.</p>\n<ul>{''.join(items)}</ul>")
 
 
 def _documents_section(comparison: Comparison, predictions: dict[str, list[DevPrediction] | None],
                        colours: dict[str, str], documents: int) -> str:
     """The best run's dev windows where gold and prediction disagree most, gold left, prediction right."""
-    best = next((r for r in comparison.runs if predictions.get(r.name)), None)
+    best = _best_run(comparison, predictions)
     if best is None or documents <= 0:
         return "<h2>Dev documents</h2><p class=muted>No run here has dev_predictions.jsonl.</p>"
     rows = predictions[best.name]
     disagreement = Counter({i: len(set(w.gold) ^ set(w.spans)) for i, w in enumerate(rows)})
     chosen = sorted(i for i, _ in disagreement.most_common(documents))
-    parts = [f"<h2>Dev documents</h2>\n<p class=\"muted\">From {escape(best.name)} (best dev F1): the {len(chosen)} "
-             "windows where gold and prediction differ most. Hover over an entity for its label.</p>", legend(colours)]
+    parts = [f"<h2>Dev documents</h2>\n<p class=\"muted\">From {escape(best.name)} (best dev F1, on {escape(best.data)}): the {len(chosen)} "
+             "windows where gold and prediction differ most. Hover over an entity for its label.</p>", label_toggle(),
+             legend(colours)]
     for i in chosen:
         w = rows[i]
         hits = len(set(w.gold) & set(w.spans))
