@@ -11,9 +11,12 @@ from typing import Iterable, Sequence
 
 from bertner.spans import Span
 
-# Light backgrounds that keep black text readable; a label keeps its colour for the whole page.
-PALETTE = ("#ffd166", "#8fd3ff", "#b8e986", "#ffadc6", "#c9b6ff", "#ffb38a", "#7fe0d0", "#e6d38a",
-           "#d4d4d4", "#f4a3a3", "#a3c4f4", "#d9f2a3", "#f2c6f2", "#a3f2e1", "#f7d9a8")
+# Backgrounds that keep black text readable (contrast at least 8:1) and stay apart from one another: 20 colours,
+# any two at least 14 CIEDE2000 units apart (picked farthest-first from an sRGB grid, so a study with few types
+# gets the most distinct ones; Ruijin has 15). A label keeps its colour for the whole page.
+PALETTE = ("#00b868", "#e88838", "#f870c0", "#20a8f8", "#e0d050", "#00e8f0", "#c0b8f8", "#a8a098", "#c8f8c0",
+           "#f8a8a0", "#80a8a0", "#f8d0a8", "#a0a870", "#f8d0e8", "#a8d8f8", "#00f0c0", "#b898a8", "#d0a038",
+           "#d0d0b8", "#00b0c8")
 
 CSS = """
 body { font: 15px/1.55 system-ui, -apple-system, "Segoe UI", "Noto Sans", "PingFang SC", sans-serif;
@@ -30,6 +33,10 @@ img { max-width: 100%; background: #fff; border: 1px solid #e1e4e8; }
         border-radius: 4px; padding: 10px 12px; font-size: 15px; }
 .ent { border-radius: 3px; padding: 0 1px; box-shadow: inset 0 -2px 0 rgba(0, 0, 0, 0.25); }
 .legend span.ent { display: inline-block; margin: 2px 6px 2px 0; padding: 1px 7px; font-size: 13px; }
+.show-labels:checked ~ * mark.ent[data-label]::after {
+  content: attr(data-label); font-size: 10px; font-weight: 600; vertical-align: 1px; margin-left: 3px;
+  padding: 0 3px; border-radius: 2px; background: rgba(255, 255, 255, 0.75); color: #1f2328; }
+label.toggle { font-size: 13px; color: #6a737d; user-select: none; }
 .side { display: grid; grid-template-columns: 1fr 1fr; gap: 14px; }
 .better { color: #1a7f37; font-weight: 600; } .worse { color: #cf222e; font-weight: 600; }
 ul.sentences li { margin: 3px 0; }
@@ -49,7 +56,8 @@ def escape(text: str) -> str:
 
 
 def highlight(text: str, spans: Sequence[Span], colours: dict[str, str], scores: Sequence[float] | None = None) -> str:
-    """The text escaped, each span a <mark> with its label (and score) on hover; the visible text is `text` exactly.
+    """The text escaped, each span a <mark> with its label (and score) on hover and, with `label_toggle` checked,
+    after it; the text of the page is `text` exactly (a shown label is CSS, not text).
 
     A span overlapping an earlier one is left unmarked (spans here never nest).
     """
@@ -67,6 +75,13 @@ def highlight(text: str, spans: Sequence[Span], colours: dict[str, str], scores:
         position = span.end
     pieces.append(escape(text[position:]))
     return "".join(pieces)
+
+
+def label_toggle() -> str:
+    """A checkbox that shows each entity's label after it (checked at first). Pure CSS, as the page runs no script:
+    it acts on the entities that follow it in the same parent, so it goes before them."""
+    return ('<input type="checkbox" class="show-labels" id="show-labels" checked>'
+            '<label class="toggle" for="show-labels"> show labels</label>')
 
 
 def legend(colours: dict[str, str]) -> str:

@@ -7,6 +7,9 @@
 
 from __future__ import annotations
 
+import functools
+import sys
+import unicodedata
 import warnings
 from collections import Counter, defaultdict
 from dataclasses import asdict, dataclass, field
@@ -113,18 +116,49 @@ def span_scores(gold: Iterable[SpanKey], pred: Iterable[SpanKey]) -> Scores:
 KINDS = ("wrong_type", "wrong_boundary", "wrong_boundary_type", "missed", "spurious")
 
 
-def _in_context(text: str, gold: Span | None, pred: Span | None, width: int = 20) -> str:
-    """The text around the spans, gold marked [..], prediction marked {..}."""
+# The marks around the gold entity and the predicted one in error examples, the familiar ones first. Each
+# evaluation takes the first pair of each whose characters occur nowhere in its examples (text, document ids and
+# labels), so a bracket of the text itself (Ruijin writes "[关键词]") is never taken for a mark; every mark in an
+# example is one (the CLI colours by them).
+GOLD_MARKS = ("[]", "⟦⟧", "【】", "⟨⟩", "⌈⌉")
+PREDICTED_MARKS = ("{}", "⦃⦄", "〔〕", "⟪⟫", "⌊⌋")
+
+
+@functools.cache
+def _bracket_pairs() -> tuple[str, ...]:
+    """Every opening bracket of Unicode followed by its closing one (71): what is left when the usual marks are in the text."""
+    return tuple(chr(i) + chr(i + 1) for i in range(sys.maxunicode) if unicodedata.category(chr(i)) == "Ps"
+            and unicodedata.category(chr(i + 1)) == "Pe")
+
+
+def choose_marks(used: set[str]) -> dict[str, str]:
+    """Mark pairs for gold and predicted entities, none of whose characters is in `used`."""
+    fixed = set("().=:- ")  # the characters the example's own frame ("...", " (gold=X pred=Y)") uses
+    chosen: dict[str, str] = {}
+    for role, preferred in (("gold", GOLD_MARKS), ("predicted", PREDICTED_MARKS)):
+        taken = used | fixed | set("".join(chosen.values()))
+        free = [pair for pair in preferred if not set(pair) & taken]
+        free = free or [pair for pair in _bracket_pairs() if not set(pair) & taken]
+        chosen[role] = free[0] if free else preferred[0]  # only a text holding all 71 Unicode bracket pairs gets none
+    return chosen
+
+
+def _excerpt(text: str, gold: Span | None, pred: Span | None, width: int = 20) -> tuple[int, int]:
     spans = [s for s in (gold, pred) if s is not None]
-    lo, hi = max(0, min(s.start for s in spans) - width), min(len(text), max(s.end for s in spans) + width)
-    # Sort so brackets nest: at one position closers come first; the longer span opens first
+    return max(0, min(s.start for s in spans) - width), min(len(text), max(s.end for s in spans) + width)
+
+
+def _in_context(text: str, gold: Span | None, pred: Span | None, marks: dict[str, str]) -> str:
+    """The text around the spans on one line, the gold entity and the prediction between their marks."""
+    lo, hi = _excerpt(text, gold, pred)
+    # Sort so marks nest: at one position closers come first; the longer span opens first
     # and closes last (gold outside prediction when both are the same span).
-    marks: list[tuple[int, int, int, int, str]] = []
-    for idx, (span, opener, closer) in enumerate(((gold, "[", "]"), (pred, "{", "}"))):
+    placed: list[tuple[int, int, int, int, str]] = []
+    for idx, (span, pair) in enumerate(((gold, marks["gold"]), (pred, marks["predicted"]))):
         if span is not None:
-            marks += [(span.start, 1, -span.end, idx, opener), (span.end, 0, -span.start, -idx, closer)]
+            placed += [(span.start, 1, -span.end, idx, pair[0]), (span.end, 0, -span.start, -idx, pair[1])]
     out, pos = [], lo
-    for at, *_, mark in sorted(marks):
+    for at, *_, mark in sorted(placed):
         out += [text[pos:at], mark]
         pos = at
     out.append(text[pos:hi])
@@ -141,17 +175,19 @@ def error_kinds(gold_spans_by_doc: Mapping[str, Sequence[Span]], pred_spans_by_d
     one overlapping a gold of its label is `wrong_boundary`, else overlapping any gold is
     `wrong_boundary_type`; else `spurious`. A gold span no remaining prediction overlaps is
     `missed` (an overlapped one is already counted through that prediction).
-    Returns one dict per kind: `kind`, `count`, `pairs` ("gold->pred" label counts), `examples`.
+    Returns one dict per kind: `kind`, `count`, `pairs` ("gold->pred" label counts), `examples` (`doc: context`
+    with the gold entity and the prediction between `marks`: {"gold": "[]", "predicted": "{}"}, chosen so that
+    they occur nowhere else in the examples).
     """
     counts: Counter[str] = Counter()
     pairs: dict[str, Counter[str]] = defaultdict(Counter)
-    examples: dict[str, list[str]] = defaultdict(list)
+    found: dict[str, list[tuple[str, Span | None, Span | None]]] = defaultdict(list)
 
     def record(kind: str, doc: str, gold: Span | None, pred: Span | None) -> None:
         counts[kind] += 1
         pairs[kind][f"{gold.label if gold else '-'}->{pred.label if pred else '-'}"] += 1
-        if len(examples[kind]) < n_examples:
-            examples[kind].append(f"{doc}: " + _in_context(texts.get(doc, ""), gold, pred))
+        if len(found[kind]) < n_examples:
+            found[kind].append((doc, gold, pred))
 
     for doc in sorted(set(gold_spans_by_doc) | set(pred_spans_by_doc), key=str):
         gold_all, pred_all = set(gold_spans_by_doc.get(doc, ())), set(pred_spans_by_doc.get(doc, ()))
@@ -174,5 +210,11 @@ def error_kinds(gold_spans_by_doc: Mapping[str, Sequence[Span]], pred_spans_by_d
             if g not in overlapped:
                 record("missed", doc, g, None)
 
-    return [{"kind": k, "count": counts[k], "pairs": dict(pairs[k].most_common()), "examples": examples[k]}
+    shown = [example for kind in KINDS for example in found[kind]]
+    used = {c for doc, gold, pred in shown for c in doc + texts.get(doc, "")[slice(*_excerpt(texts.get(doc, ""), gold, pred))]}
+    used |= {c for _, gold, pred in shown for span in (gold, pred) if span is not None for c in span.label}
+    marks = choose_marks(used)
+    examples = {kind: [f"{doc}: " + _in_context(texts.get(doc, ""), gold, pred, marks) for doc, gold, pred in found[kind]]
+                for kind in KINDS}
+    return [{"kind": k, "count": counts[k], "pairs": dict(pairs[k].most_common()), "examples": examples[k], "marks": marks}
             for k in KINDS]

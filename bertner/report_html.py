@@ -20,28 +20,36 @@ from typing import Sequence
 from bertner.compare import Comparison, GroupResult, RunResult, comparison_figure
 from bertner.dev_predictions import DevPrediction
 from bertner.fileio import write_text
-from bertner.html_spans import escape, highlight, label_colours, legend, page_head, page_tail
+from bertner.html_spans import escape, highlight, label_colours, label_toggle, legend, page_head, page_tail
 from bertner.metrics import KINDS, error_kinds
 from bertner.runs import RunDir
-from bertner.significance import RESAMPLES, BaselineComparison, compare_to_baseline, format_p
+from bertner.significance import RESAMPLES, BaselineComparison, compare_to_baseline, find_baselines, format_p
 
 DOCUMENTS = 4  # dev documents shown side by side
 
 
 def default_baseline(groups: Sequence[GroupResult]) -> GroupResult:
-    """The plain softmax group (no GRU) when there is exactly one, else the group with the lowest mean F1."""
+    """Of one data set's groups: the plain softmax group (no GRU) when there is exactly one, else the group with the
+    lowest mean F1."""
     plain = [g for g in groups if str(g.key.get("variant", "")).endswith("+softmax") and "+gru" not in str(g.key.get("variant"))]
     return plain[0] if len(plain) == 1 else groups[-1]
+
+
+def baselines(comparison: Comparison, baseline: str | None) -> dict[str, GroupResult]:
+    """Each data set's baseline group: the one `baseline` names, else the default of each data set with more than
+    one group (groups of different data sets are never tested against each other)."""
+    if baseline is not None:
+        return find_baselines(comparison, baseline)
+    return {data: default_baseline(comparison.groups_of(data)) for data in comparison.data_sets
+            if len(comparison.groups_of(data)) > 1}
 
 
 def build_report(comparison: Comparison, baseline: str | None = None, documents: int = DOCUMENTS,
                  resamples: int = RESAMPLES) -> str:
     """The whole page as a string."""
     predictions = {r.name: RunDir(r.path).read_dev_predictions() for r in comparison.runs}
-    significance = None
-    if len(comparison.groups) > 1:
-        name = baseline if baseline is not None else default_baseline(comparison.groups).label()
-        significance = compare_to_baseline(comparison, name, resamples)
+    bases = baselines(comparison, baseline)
+    significance = compare_to_baseline(comparison, bases, resamples) if bases else None
     labels = comparison.labels or sorted({s.label for rows in predictions.values() if rows for w in rows for s in w.gold})
     colours = label_colours(labels)
     sections = [
@@ -58,8 +66,11 @@ def build_report(comparison: Comparison, baseline: str | None = None, documents:
 def _header(comparison: Comparison) -> str:
     stamp = datetime.now().strftime("%Y-%m-%d %H:%M")
     skipped = f", {len(comparison.incomplete)} incomplete skipped" if comparison.incomplete else ""
+    data = comparison.data_sets
+    trained = (f"trained on {escape(data[0])}" if len(data) == 1 else
+               f"trained on {len(data)} different data sets ({escape(', '.join(data))}), each compared on its own")
     return (f"<h1>bertner report: {escape(comparison.runs_dir)}</h1>\n"
-            f'<p class="muted">{len(comparison.runs)} runs in {len(comparison.groups)} groups{skipped}; '
+            f'<p class="muted">{len(comparison.runs)} runs in {len(comparison.groups)} groups{skipped}, {trained}; '
             f"grouped by {escape(', '.join(comparison.by))}; written {stamp}</p>")
 
 
@@ -76,29 +87,37 @@ def _test_cells(test) -> str:
 
 
 def _comparison_section(comparison: Comparison, significance: BaselineComparison | None) -> str:
-    rows = {d.group: d for d in significance.differences} if significance else {}
+    """One table per data set (groups of different data are never compared), with each group's difference to the
+    data set's baseline."""
+    rows = {(d.data, d.group): d for d in significance.differences} if significance else {}
     head = ("<tr><th class=name>group</th><th>runs</th><th>mean F1</th><th>std</th><th>min-max</th>"
             "<th>documents: diff [95%]</th><th>p</th><th>seeds: diff [95%]</th><th>p</th><th>verdict</th></tr>")
-    body = []
-    for g in comparison.groups:
-        row = rows.get(g.label())
-        verdict = row.verdict() if row else ("baseline" if significance else "-")
-        cells = (_test_cells(row.documents) + _test_cells(row.seeds)) if row else "<td>-</td>" * 4
-        body.append(f"<tr><td class=name>{escape(g.label())}</td><td>{g.count}</td><td>{_f1(g.mean_f1)}</td>"
-                    f"<td>{_f1(g.std_f1)}</td><td>{_f1(g.min_f1)}-{_f1(g.max_f1)}</td>{cells}"
-                    f'<td class="name {verdict if verdict in ("better", "worse") else ""}">{verdict}</td></tr>')
+    several = len(comparison.data_sets) > 1
     parts = ["<h2>Comparison</h2>"]
     if significance:
-        parts.append(f'<p class="muted">Dev F1 in points. Differences against <b>{escape(significance.baseline)}</b> '
-                     f"with 95% intervals; p-values Holm-corrected across the {len(significance.differences)} "
-                     f"comparisons. Documents: paired bootstrap over dev documents ({significance.resamples:,} "
-                     "resamples), pooled over seed pairs. Seeds: t test over the runs' best dev F1.</p>")
-    parts.append(f"<table>{head}{''.join(body)}</table>")
-    if significance:
-        parts.append('<ul class="sentences">' + "".join(f"<li>{escape(d.sentence())}</li>" for d in significance.differences) + "</ul>")
-        if significance.without_predictions:
-            parts.append(f'<p class="muted">{len(significance.without_predictions)} run(s) have no dev_predictions.jsonl '
-                         "(trained before bertner kept them): no document bootstrap for them.</p>")
+        parts.append(f'<p class="muted">Dev F1 in points. Differences against the baseline group of each data set '
+                     f"with 95% intervals; p-values Holm-corrected across each data set's comparisons. Documents: "
+                     f"paired bootstrap over dev documents ({significance.resamples:,} resamples), pooled over seed "
+                     "pairs. Seeds: t test over the runs' best dev F1.</p>")
+    for data in comparison.data_sets:
+        base = significance.baselines.get(data) if significance else None
+        body = []
+        for g in comparison.groups_of(data):
+            row = rows.get((data, g.name))
+            verdict = row.verdict() if row else ("baseline" if base == g.name else "-")
+            cells = (_test_cells(row.documents) + _test_cells(row.seeds)) if row else "<td>-</td>" * 4
+            body.append(f"<tr><td class=name>{escape(g.name)}</td><td>{g.count}</td><td>{_f1(g.mean_f1)}</td>"
+                        f"<td>{_f1(g.std_f1)}</td><td>{_f1(g.min_f1)}-{_f1(g.max_f1)}</td>{cells}"
+                        f'<td class="name {verdict if verdict in ("better", "worse") else ""}">{verdict}</td></tr>')
+        against = f"baseline <b>{escape(base)}</b>" if base else "one group or no baseline group: nothing is tested"
+        parts.append(f"<h3>{escape(data)}: {against}</h3>" if several else f'<p class="muted">Data {escape(data)}; {against}.</p>')
+        parts.append(f"<table>{head}{''.join(body)}</table>")
+        sentences = [d for d in (significance.differences if significance else []) if d.data == data]
+        if sentences:
+            parts.append('<ul class="sentences">' + "".join(f"<li>{escape(d.sentence())}</li>" for d in sentences) + "</ul>")
+    if significance and significance.without_predictions:
+        parts.append(f'<p class="muted">{len(significance.without_predictions)} run(s) have no dev_predictions.jsonl '
+                     "(trained before bertner kept them): no document bootstrap for them.</p>")
     return "\n".join(parts)
 
 
@@ -129,7 +148,7 @@ def _heatmap_section(comparison: Comparison) -> str:
     labels = comparison.labels
     if not labels:
         return "<h2>F1 per type</h2><p class=muted>No per-type scores in these runs.</p>"
-    head = "<tr><th class=name>type</th>" + "".join(f"<th>{escape(g.label())}</th>" for g in comparison.groups) + "</tr>"
+    head = "<tr><th class=name>type</th>" + "".join(f"<th>{escape(comparison.group_title(g))}</th>" for g in comparison.groups) + "</tr>"
     body = []
     for label in labels:
         cells = []
@@ -148,9 +167,14 @@ def _run_errors(rows: list[DevPrediction]) -> list[dict]:
     return error_kinds(gold, predicted, {w.id: w.text for w in rows}, n_examples=3)
 
 
+def _best_run(comparison: Comparison, predictions: dict[str, list[DevPrediction] | None]) -> RunResult | None:
+    """The run with dev predictions and the best dev F1 (runs are listed data set by data set, so not the first)."""
+    kept = [r for r in comparison.runs if predictions.get(r.name)]
+    return max(kept, key=lambda r: r.best_f1 if r.best_f1 is not None else -1.0) if kept else None
+
+
 def _errors_section(comparison: Comparison, predictions: dict[str, list[DevPrediction] | None]) -> str:
-    runs = {r.name: r for r in comparison.runs}
-    columns, examples = [], None
+    columns = []
     for g in comparison.groups:
         counted = [_run_errors(predictions[name]) for name in g.runs if predictions.get(name)]
         if not counted:
@@ -158,16 +182,15 @@ def _errors_section(comparison: Comparison, predictions: dict[str, list[DevPredi
         mean = {kind: sum(next(k["count"] for k in kinds if k["kind"] == kind) for kinds in counted) / len(counted)
                 for kind in KINDS}
         columns.append((g, mean))
-        if examples is None:
-            examples = (runs[next(n for n in g.runs if predictions.get(n))], counted[0])  # the best group's best run
     if not columns:
         return "<h2>Error kinds</h2><p class=muted>No run here has dev_predictions.jsonl (trained before bertner kept them).</p>"
     order = sorted(KINDS, key=lambda kind: -sum(mean[kind] for _, mean in columns))
-    head = "<tr><th class=name>error kind</th>" + "".join(f"<th>{escape(g.label())}</th>" for g, _ in columns) + "</tr>"
+    best = _best_run(comparison, predictions)
+    head = "<tr><th class=name>error kind</th>" + "".join(f"<th>{escape(comparison.group_title(g))}</th>" for g, _ in columns) + "</tr>"
     body = "".join(f"<tr><td class=name>{kind.replace('_', ' ')}</td>" + "".join(f"<td>{mean[kind]:.1f}</td>" for _, mean in columns)
                    + "</tr>" for kind in order)
     return ("<h2>Error kinds</h2>\n<p class=\"muted\">Mistakes of the best checkpoint on dev, mean per run of each group, "
-            "most frequent first.</p>\n" + f"<table>{head}{body}</table>\n" + _error_examples(*examples, order))
+            "most frequent first.</p>\n" + f"<table>{head}{body}</table>\n" + _error_examples(best, _run_errors(predictions[best.name]), order))
 
 
 def _error_examples(run: RunResult, kinds: list[dict], order: list[str]) -> str:
@@ -178,21 +201,23 @@ def _error_examples(run: RunResult, kinds: list[dict], order: list[str]) -> str:
             items.append(f"<li><b>{kind.replace('_', ' ')}</b>: <code>{escape(example)}</code></li>")
     if not items:
         return ""
-    return (f"<h3>Examples from {escape(run.name)}</h3>\n<p class=\"muted\">[gold] and {{predicted}} in context.</p>\n"
-            f"<ul>{''.join(items)}</ul>")
+    gold, predicted = kinds[0]["marks"]["gold"], kinds[0]["marks"]["predicted"]  # brackets the examples do not hold
+    return (f"<h3>Examples from {escape(run.name)} (best dev F1)</h3>\n<p class=\"muted\">{escape(gold[0])}gold{escape(gold[1])} and "
+            f"{escape(predicted[0])}predicted{escape(predicted[1])} entities in context.</p>\n<ul>{''.join(items)}</ul>")
 
 
 def _documents_section(comparison: Comparison, predictions: dict[str, list[DevPrediction] | None],
                        colours: dict[str, str], documents: int) -> str:
     """The best run's dev windows where gold and prediction disagree most, gold left, prediction right."""
-    best = next((r for r in comparison.runs if predictions.get(r.name)), None)
+    best = _best_run(comparison, predictions)
     if best is None or documents <= 0:
         return "<h2>Dev documents</h2><p class=muted>No run here has dev_predictions.jsonl.</p>"
     rows = predictions[best.name]
     disagreement = Counter({i: len(set(w.gold) ^ set(w.spans)) for i, w in enumerate(rows)})
     chosen = sorted(i for i, _ in disagreement.most_common(documents))
-    parts = [f"<h2>Dev documents</h2>\n<p class=\"muted\">From {escape(best.name)} (best dev F1): the {len(chosen)} "
-             "windows where gold and prediction differ most. Hover over an entity for its label.</p>", legend(colours)]
+    parts = [f"<h2>Dev documents</h2>\n<p class=\"muted\">From {escape(best.name)} (best dev F1, on {escape(best.data)}): the {len(chosen)} "
+             "windows where gold and prediction differ most. Hover over an entity for its label.</p>", label_toggle(),
+             legend(colours)]
     for i in chosen:
         w = rows[i]
         hits = len(set(w.gold) & set(w.spans))

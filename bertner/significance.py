@@ -8,6 +8,8 @@ Two views of the same question, each answered for every group against the baseli
   the drawn documents' counts, and averages the differences of the seed pairs. It reads the
   runs' dev_predictions.jsonl (bertner.dev_predictions) and works with one seed per group.
 Holm's step-down correction is applied across the comparisons, to each view's p-values separately.
+Runs trained on different data are never tested against each other: each data set's groups are tested
+against that data set's baseline group, and corrected among themselves.
 
     report = compare_to_baseline(compare_runs("runs/study"), "bert+softmax")
     report.differences[0].documents.low, report.differences[0].documents.p_holm
@@ -55,6 +57,7 @@ class GroupDifference:
 
     group: str
     baseline: str
+    data: str  # the data set both groups trained on
     runs: int
     baseline_runs: int
     seeds: TestResult | None = None
@@ -93,18 +96,20 @@ class GroupDifference:
 
 @dataclass
 class BaselineComparison:
-    """What `compare_to_baseline` returns: one GroupDifference per other group, best group first."""
+    """What `compare_to_baseline` returns: one GroupDifference per other group, data set by data set, best group first."""
 
-    baseline: str
+    baseline: str  # the baseline's name (the names, when data sets resolved a prefix differently)
     confidence: float
     resamples: int
     differences: list[GroupDifference]
     without_predictions: list[str] = field(default_factory=list)  # runs with no dev_predictions.jsonl
+    baselines: dict[str, str] = field(default_factory=dict)  # data set -> its baseline group
+    without_baseline: list[str] = field(default_factory=list)  # data sets with no such group: not tested
 
     def to_dict(self) -> dict[str, Any]:
-        return {"baseline": self.baseline, "confidence": self.confidence, "resamples": self.resamples,
-                "correction": "holm", "differences": [d.to_dict() for d in self.differences],
-                "without_predictions": list(self.without_predictions)}
+        return {"baseline": self.baseline, "baselines": dict(self.baselines), "confidence": self.confidence,
+                "resamples": self.resamples, "correction": "holm", "differences": [d.to_dict() for d in self.differences],
+                "without_predictions": list(self.without_predictions), "without_baseline": list(self.without_baseline)}
 
 
 def _count(n: int, noun: str) -> str:
@@ -208,17 +213,30 @@ def paired_bootstrap(baseline: np.ndarray, other: np.ndarray, resamples: int = R
 
 
 # -- a comparison against a baseline group -------------------------------------------------------
-def find_group(groups: Sequence[GroupResult], name: str) -> GroupResult:
-    """The group labelled `name` (as compare shows it; case and spaces after commas do not matter)."""
-    def normal(label: str) -> str:
-        return ",".join(part.strip() for part in label.lower().split(","))
+def _normal(name: str) -> str:
+    """A group name as --baseline matches it: case and spaces after commas do not matter."""
+    return ",".join(part.strip() for part in name.lower().split(","))
 
-    matches = [g for g in groups if normal(g.label()) == normal(name)]
-    if len(matches) != 1:
-        listed = "; ".join(repr(g.label()) for g in groups)
-        why = "names more than one group" if matches else "is not a group"
-        raise BertnerError(f"--baseline {name!r} {why}; the groups are: {listed}")
-    return matches[0]
+
+def find_baselines(comparison: Comparison, name: str) -> dict[str, GroupResult]:
+    """The group `name` names in each data set: the group of exactly that name, else the one group whose name
+    starts with it (`bilstm` for `bilstm+crf`). Data sets without one are left out; none at all, or more than one
+    group in a data set, is an error listing the groups."""
+    found: dict[str, GroupResult] = {}
+    for data in comparison.data_sets:
+        groups = comparison.groups_of(data)
+        matches = [g for g in groups if _normal(g.name) == _normal(name)]
+        matches = matches or [g for g in groups if _normal(g.name).startswith(_normal(name))]
+        if len(matches) > 1:
+            listed = "; ".join(repr(g.name) for g in matches)
+            where = f" of {data}" if len(comparison.data_sets) > 1 else ""
+            raise BertnerError(f"--baseline {name!r} names more than one group{where}: {listed}; give more of the name")
+        if matches:
+            found[data] = matches[0]
+    if not found:
+        listed = "; ".join(repr(comparison.group_title(g)) for g in comparison.groups)
+        raise BertnerError(f"--baseline {name!r} is not a group (nor the start of one); the groups are: {listed}")
+    return found
 
 
 def _seed(run: RunResult) -> int | None:
@@ -251,10 +269,13 @@ def _bootstrap_for(pairs: list[tuple[RunResult, RunResult]], counts: dict[str, d
     return paired_bootstrap(stack(0), stack(1), resamples, confidence)
 
 
-def compare_to_baseline(comparison: Comparison, baseline: str, resamples: int = RESAMPLES,
+def compare_to_baseline(comparison: Comparison, baseline: str | dict[str, GroupResult], resamples: int = RESAMPLES,
                         confidence: float = CONFIDENCE) -> BaselineComparison:
-    """Every other group of `comparison` against the group named `baseline`, Holm-corrected."""
-    base_group = find_group(comparison.groups, baseline)
+    """Every other group of `comparison` against the baseline group of its data set, Holm-corrected per data set.
+
+    `baseline`: a group's name (or the start of one, `find_baselines`), or the baseline group of each data set.
+    """
+    bases = find_baselines(comparison, baseline) if isinstance(baseline, str) else baseline
     runs = {r.name: r for r in comparison.runs}
     counts, golds, missing = {}, {}, []
     for run in comparison.runs:
@@ -264,27 +285,33 @@ def compare_to_baseline(comparison: Comparison, baseline: str, resamples: int = 
         else:
             counts[run.name] = document_counts(predictions)
             golds[run.name] = gold_entities(predictions)
-    base_runs = [runs[name] for name in base_group.runs]
     differences = []
-    for group in comparison.groups:
-        if group is base_group:
-            continue
-        members = [runs[name] for name in group.runs]
-        row = GroupDifference(group.label(), base_group.label(), len(members), len(base_runs))
-        row.not_comparable = different_gold([golds[r.name] for r in (*base_runs, *members) if r.name in golds])
-        if row.not_comparable:
-            differences.append(row)
-            continue
-        seeds = seed_test(_f1_by_seed(base_runs), _f1_by_seed(members), confidence)
-        row.seeds, row.seeds_note = (None, seeds) if isinstance(seeds, str) else (seeds, None)
-        documents = _bootstrap_for(pair_runs(base_runs, members), counts, resamples, confidence)
-        row.documents, row.documents_note = (None, documents) if isinstance(documents, str) else (documents, None)
-        differences.append(row)
-    for view in ("seeds", "documents"):
-        tests = [getattr(d, view) for d in differences if getattr(d, view) is not None]
-        for test, adjusted in zip(tests, holm([t.p_value for t in tests])):
-            test.p_holm = adjusted
-    return BaselineComparison(base_group.label(), confidence, resamples, differences, missing)
+    for data, base_group in bases.items():
+        base_runs = [runs[name] for name in base_group.runs]
+        tested = []
+        for group in comparison.groups_of(data):
+            if group is base_group:
+                continue
+            members = [runs[name] for name in group.runs]
+            row = GroupDifference(group.name, base_group.name, data, len(members), len(base_runs))
+            row.not_comparable = different_gold([golds[r.name] for r in (*base_runs, *members) if r.name in golds])
+            if row.not_comparable:
+                tested.append(row)
+                continue
+            seeds = seed_test(_f1_by_seed(base_runs), _f1_by_seed(members), confidence)
+            row.seeds, row.seeds_note = (None, seeds) if isinstance(seeds, str) else (seeds, None)
+            documents = _bootstrap_for(pair_runs(base_runs, members), counts, resamples, confidence)
+            row.documents, row.documents_note = (None, documents) if isinstance(documents, str) else (documents, None)
+            tested.append(row)
+        for view in ("seeds", "documents"):  # one family of comparisons per data set
+            tests = [getattr(d, view) for d in tested if getattr(d, view) is not None]
+            for test, adjusted in zip(tests, holm([t.p_value for t in tests])):
+                test.p_holm = adjusted
+        differences += tested
+    names = list(dict.fromkeys(g.name for g in bases.values()))
+    return BaselineComparison(" / ".join(names), confidence, resamples, differences, missing,
+                              {data: g.name for data, g in bases.items()},
+                              [data for data in comparison.data_sets if data not in bases])
 
 
 def gold_entities(predictions: Sequence[DevPrediction]) -> frozenset[tuple[str, int, int, str]]:

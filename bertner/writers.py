@@ -17,7 +17,7 @@ from typing import Callable, Iterable, Iterator, Sequence, TextIO
 
 from bertner.errors import BertnerError, OutputExistsError
 from bertner.fileio import atomic_dir, atomic_path, check_writable, sibling_name, write_failure, write_json
-from bertner.html_spans import escape, highlight, label_colours, legend, page_head, page_tail
+from bertner.html_spans import escape, highlight, label_colours, label_toggle, legend, page_head, page_tail
 from bertner.predict import Prediction, TextInput
 from bertner.spans import Span
 from bertner.tags import spans_to_tags
@@ -125,13 +125,13 @@ def check_output(fmt: str, output: Path | None, force: bool) -> None:
 def write_predictions(predictions: Iterable[Prediction], fmt: str, output: Path | None, brat_record: dict,
                       labels: Sequence[str], stream: TextIO | None = None) -> None:
     """Write each prediction as it comes (jsonl, conll, html, brat): to a file or a folder through a
-    temporary name, or (output None) to `stream` at once. `brat_record`: the run and its policy;
+    temporary name, or (output None) to `stream` at once. `brat_record`: the run and its policy (html names the run);
     `labels`: every label of the run (html colours). After a crash or Ctrl-C the documents finished
     so far are kept as OUTPUT.partial (`keep_partial`) and OUTPUT is left as it was."""
     if fmt == "brat":
         write_brat(predictions, output, brat_record)
         return
-    render, head, tail = text_renderer(fmt, labels)
+    render, head, tail = text_renderer(fmt, labels, brat_record["run"])
     if output is None:
         stream.write(head)
         for p in predictions:
@@ -171,10 +171,10 @@ def keep_partial(staged: Path, output: Path, documents: int, error: BaseExceptio
     log.warning(f"predict stopped after {plural(documents, 'document')}: they are in {partial}; {output} was not changed")
 
 
-def text_renderer(fmt: str, labels: Sequence[str]) -> tuple[Callable[[Prediction], str], str, str]:
+def text_renderer(fmt: str, labels: Sequence[str], run: str) -> tuple[Callable[[Prediction], str], str, str]:
     """A one-file format as (render one prediction, text before the first, text after the last)."""
     if fmt == "html":
-        return (lambda p: html_document(p, labels)), html_head(labels), html_tail()
+        return (lambda p: html_document(p, labels)), html_head(labels, run), html_tail()
     if fmt == "jsonl":
         return jsonl_line, "", ""
     return (lambda p: "".join(conll_lines(p))), "", ""
@@ -205,10 +205,12 @@ def write_brat(predictions: Iterable[Prediction], output: Path, record: dict) ->
              "`bertner evaluate` would score them with these")
 
 
-def html_head(labels: Sequence[str]) -> str:
-    """The page up to the documents: title and colour legend (every label of the run, so colours are stable)."""
-    return (page_head("bertner predictions") + "<h1>bertner predictions</h1>\n"
-            '<p class="muted">Hover over an entity for its label and score.</p>\n' + legend(label_colours(labels)) + "\n")
+def html_head(labels: Sequence[str], run: str) -> str:
+    """The page up to the documents: the run that tagged them, the label toggle and the colour legend (every label
+    of the run, so colours are stable)."""
+    return (page_head(f"bertner predictions by {run}") + "<h1>bertner predictions</h1>\n"
+            f'<p class="muted">Tagged by the run <code>{escape(run)}</code>. Hover over an entity for its label and '
+            "score.</p>\n" + label_toggle() + "\n" + legend(label_colours(labels)) + "\n")
 
 
 def html_document(prediction: Prediction, labels: Sequence[str]) -> str:

@@ -45,9 +45,10 @@ def predictions(windows: list[Window], hits: list[int]) -> list[list[Span]]:
 
 
 def study_run(folder: Path, windows: list[Window], hits: list[int] | None, f1: float, crf: bool = False,
-              crf_lr_mult: float = 1.0, seed: int = 1) -> Path:
-    """A finished run (bertner.compare reads it) with dev_predictions.jsonl unless `hits` is None."""
-    fake_run(folder, crf=crf, crf_lr_mult=crf_lr_mult, seed=seed, f1=f1)
+              crf_lr_mult: float = 1.0, seed: int = 1, **settings) -> Path:
+    """A finished run (bertner.compare reads it) with dev_predictions.jsonl unless `hits` is None; `settings` go to
+    `fake_run` (data, train_sha, ...)."""
+    fake_run(folder, crf=crf, crf_lr_mult=crf_lr_mult, seed=seed, f1=f1, **settings)
     if hits is not None:
         RunDir(folder).write_dev_predictions(windows, predictions(windows, hits))
     return folder

@@ -54,7 +54,7 @@ def assert_not_blank(pixels: np.ndarray) -> None:
 
 def test_the_console_check_catches_a_fault(tmp_path):
     page = tmp_path / "faulty.html"
-    page.write_text(writers.html_head([]) + "<script>undefinedFunction()</script>" + writers.html_tail(), encoding="utf-8")
+    page.write_text(writers.html_head([], "runs/x") + "<script>undefinedFunction()</script>" + writers.html_tail(), encoding="utf-8")
     _, console = screenshot(page, tmp_path)
     assert console and "Content Security Policy" in console[0]  # our pages' policy blocks any script
 
@@ -73,10 +73,24 @@ def test_report_renders_with_a_silent_console(tmp_path):
 def test_predict_page_renders_and_the_browser_reads_the_input_exactly(tmp_path):
     labels = ["Disease", "Drug"]
     page = tmp_path / "predict.html"
-    page.write_text(writers.html_head(labels) + writers.html_document(nasty_prediction(), labels) + writers.html_tail(),
+    page.write_text(writers.html_head(labels, "runs/x") + writers.html_document(nasty_prediction(), labels) + writers.html_tail(),
                     encoding="utf-8")
     pixels, console = screenshot(page, tmp_path)
     assert console == []  # the <script> in the text stayed text: nothing ran, nothing was blocked
     assert_not_blank(pixels)
     dom, _ = render(page, tmp_path, "--dump-dom")
     assert visible(dom).texts == [NASTY]
+
+
+def test_the_label_toggle_shows_labels_in_the_browser_and_unchecked_hides_them(tmp_path):
+    labels = ["Disease", "Drug"]
+    page = writers.html_head(labels, "runs/x") + writers.html_document(nasty_prediction(), labels) + writers.html_tail()
+    shown, hidden = tmp_path / "shown.html", tmp_path / "hidden.html"
+    shown.write_text(page, encoding="utf-8")
+    hidden.write_text(page.replace(" checked>", ">"), encoding="utf-8")
+    with_labels, console = screenshot(shown, tmp_path)
+    without_labels, _ = screenshot(hidden, tmp_path)
+    assert console == []
+    # Only the document's text box changes: the labels written after the entities take room and ink.
+    assert with_labels.shape == without_labels.shape and not np.array_equal(with_labels, without_labels)
+    assert (with_labels[..., :3].mean(axis=2) < 0.5).sum() > (without_labels[..., :3].mean(axis=2) < 0.5).sum()

@@ -15,16 +15,21 @@ runner = CliRunner()
 
 
 def fake_run(folder, crf=False, gru=False, crf_lr_mult=1.0, seed=1, f1=0.5, steps=(10, 20), train_seconds=12.0,
-             per_type=None, **config):
+             per_type=None, data="data/processed", train_sha=None, **config):
+    """A finished run; with `train_sha` also a data_fingerprint.json saying which data it trained on."""
     folder.mkdir(parents=True)
-    settings = dict(data="data/processed", model="tiny", crf=crf, gru=gru, crf_lr_mult=crf_lr_mult, seed=seed,
-                    epochs=2, lr=None, output=str(folder), log_every=20, **config)
+    if train_sha is not None:
+        (folder / "data_fingerprint.json").write_text(json.dumps({
+            "train": {"file": f"{data}/train.jsonl", "sha256": train_sha, "documents": ["a"]},
+            "dev": {"file": f"{data}/dev.jsonl", "sha256": "dev-" + train_sha, "documents": ["b"]}}))
+    settings = {**dict(data=data, model="tiny", crf=crf, gru=gru, crf_lr_mult=crf_lr_mult, seed=seed,
+                       epochs=2, lr=None, output=str(folder), log_every=20), **config}
     (folder / "config.yaml").write_text(yaml.safe_dump(settings))
     variant = "bert" + ("+gru" if gru else "") + ("+crf" if crf else "+softmax")
     per_type = per_type or {"Disease": f1 + 0.05, "Drug": f1 - 0.05}
     summary = dict(
         format=1, variant=variant, encoder="tiny", alignment="char", crf=crf, gru=gru, crf_lr_mult=crf_lr_mult,
-        head_lr_mult=1.0, lr=1e-3, seed=seed, epochs=2, steps=steps[-1], best_f1=f1, best_step=steps[-1],
+        head_lr_mult=1.0, lr=settings["lr"] or 1e-3, seed=seed, epochs=settings["epochs"], steps=steps[-1], best_f1=f1, best_step=steps[-1],
         best_precision=f1, best_recall=f1,
         best_per_type={k: {"precision": v, "recall": v, "f1": v, "support": 10} for k, v in per_type.items()},
         train_seconds=train_seconds, tokens_per_second=1234.5, parameters=1000, device="cpu", precision="fp32",
@@ -56,8 +61,10 @@ def test_runs_are_found_recursively_sorted_and_grouped_by_everything_but_seed(ru
     assert [r.name for r in c.runs] == [
         "study/crf-x100-seed2", "study/crf-x100-seed1", "softmax-seed2", "softmax-seed1", "study/crf-x1-seed1"]
     assert c.by == ["variant", "crf_lr_mult"]
+    # A softmax run's CRF multiplier means nothing: None, so it never splits a group.
     assert [(g.key["variant"], g.key["crf_lr_mult"], g.count) for g in c.groups] == [
-        ("bert+crf", 100, 2), ("bert+softmax", 1.0, 2), ("bert+crf", 1, 1)]
+        ("bert+crf", 100, 2), ("bert+softmax", None, 2), ("bert+crf", 1, 1)]
+    assert [g.name for g in c.groups] == ["bert+crf, crf_lr_mult=x100", "bert+softmax", "bert+crf, crf_lr_mult=x1"]
     top = c.groups[0]
     assert top.mean_f1 == pytest.approx(0.83)
     assert top.std_f1 == pytest.approx(statistics.stdev([0.80, 0.86]))  # sample std, n-1
@@ -110,7 +117,7 @@ def test_single_runs_show_a_dash_for_std(tmp_path):
     assert result.exit_code == 0, result.output
     groups = result.stdout.split("grouped by variant")[1]
     row = next(line for line in groups.splitlines() if "bert+crf" in line)
-    assert [cell.strip() for cell in row.split("│")[1:-1]] == ["bert+crf", "1", "0.6000", "-", "0.6000", "0.6000"]
+    assert [cell.strip() for cell in row.split("│")[1:-1]] == ["data/processed", "bert+crf", "1", "0.6000", "-", "0.6000", "0.6000"]
 
 
 def test_plot_writes_a_png(runs, tmp_path):
@@ -234,3 +241,149 @@ def test_run_files_with_fields_of_the_wrong_type_are_skipped_with_a_warning(runs
     assert "bad" not in listed and len(listed) == 5
     warning = " ".join(result.stderr.split())
     assert f"skipped bad: {bad / file}" in warning and field in warning, warning
+
+
+QUICK_SHA, RUIJIN_SHA = "1f" * 32, "a7" * 32  # two corpora preprocessed into the same folder, one after the other
+
+
+@pytest.fixture
+def two_corpora(tmp_path):
+    """The quick start's toy runs and a Ruijin study, both trained from data/processed but on different files."""
+    root = tmp_path / "runs"
+    for seed in (1, 2):
+        fake_run(root / "quickstart" / f"softmax-{seed}", seed=seed, f1=0.20 + 0.01 * seed, train_sha=QUICK_SHA,
+                 epochs=60, batch_size=8)
+        fake_run(root / "quickstart" / f"crf-{seed}", crf=True, seed=seed, f1=0.30, train_sha=QUICK_SHA, epochs=60,
+                 batch_size=8)
+        fake_run(root / "ruijin" / f"softmax-{seed}", seed=seed, f1=0.63 + 0.01 * seed, train_sha=RUIJIN_SHA,
+                 time_budget=3.0, batch_size=16)
+        fake_run(root / "ruijin" / f"crf-{seed}", crf=True, seed=seed, f1=0.65, train_sha=RUIJIN_SHA, time_budget=3.0,
+                 batch_size=16)
+    return root
+
+
+def test_runs_on_different_data_are_listed_data_set_by_data_set_and_never_grouped_together(two_corpora):
+    c = compare_runs(two_corpora)
+    quick, ruijin = f"data/processed ({QUICK_SHA[:8]})", f"data/processed ({RUIJIN_SHA[:8]})"
+    assert c.data_sets == [quick, ruijin]  # one folder, two data sets: told apart by their fingerprints
+    assert [r.data for r in c.runs] == [quick] * 4 + [ruijin] * 4  # data first, then best F1
+    assert [r.best_f1 for r in c.runs[:4]] == pytest.approx([0.30, 0.30, 0.22, 0.21])
+    assert [(g.data, g.name, g.count) for g in c.groups] == [
+        (quick, "bert+crf", 2), (quick, "bert+softmax", 2), (ruijin, "bert+crf", 2), (ruijin, "bert+softmax", 2)]
+    # What differs only between the data sets (epochs, batch size, time budget) groups nothing and names nothing.
+    assert c.by == ["variant", "crf_lr_mult"]
+
+    result = runner.invoke(app, ["compare", str(two_corpora)])
+    assert result.exit_code == 0, result.output
+    runs_table, groups_table = result.stdout.split("grouped by variant, crf_lr_mult")
+    assert "data" in runs_table.splitlines()[2] and runs_table.count(ruijin) == 4 and runs_table.count(quick) == 4
+    rows = [[cell.strip() for cell in line.split("│")[1:-1]] for line in groups_table.splitlines() if "│" in line]
+    assert [row[:3] for row in rows] == [
+        [quick, "bert+crf", "2"], [quick, "bert+softmax", "2"], [ruijin, "bert+crf", "2"], [ruijin, "bert+softmax", "2"]]
+
+
+def test_a_baseline_is_tested_within_each_data_set_only(two_corpora):
+    from bertner.significance import compare_to_baseline
+
+    c = compare_runs(two_corpora)
+    result = compare_to_baseline(c, "bert+softmax", resamples=100)
+    assert result.baselines == {data: "bert+softmax" for data in c.data_sets}
+    assert [(d.data, d.group, d.baseline) for d in result.differences] == [(data, "bert+crf", "bert+softmax") for data in c.data_sets]
+    # The toy CRF (0.30) is compared with the toy softmax (0.215), not with Ruijin's (0.645).
+    assert result.differences[0].seeds.difference == pytest.approx(0.30 - 0.215)
+
+    result = runner.invoke(app, ["compare", str(two_corpora), "--baseline", "bert+softmax", "--json"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert data["data_sets"] == c.data_sets and {run["data"] for run in data["runs"]} == set(c.data_sets)
+    assert [d["data"] for d in data["significance"]["differences"]] == c.data_sets
+
+
+def test_a_data_set_without_the_baseline_group_is_not_tested_and_says_so(two_corpora):
+    import shutil
+
+    for seed in (1, 2):
+        shutil.rmtree(two_corpora / "quickstart" / f"softmax-{seed}")
+    result = runner.invoke(app, ["compare", str(two_corpora), "--baseline", "bert+softmax", "--resamples", "100"])
+    assert result.exit_code == 0, result.output
+    quick = f"data/processed ({QUICK_SHA[:8]})"
+    assert f"{quick}: no group 'bert+softmax' to test against, so its groups are not tested" in result.stdout
+    assert f"data/processed ({RUIJIN_SHA[:8]}): bert+crf vs bert+softmax:" in result.stdout
+
+
+def test_a_group_is_named_by_its_variant_and_only_the_settings_that_tell_it_apart(tmp_path):
+    # The recipe of each variant differs in many settings, but the variant alone tells the groups apart.
+    for seed in (1, 2):
+        fake_run(tmp_path / f"softmax-{seed}", seed=seed, f1=0.6, lr=0.004, batch_size=16, epochs=15, warmup_ratio=0.1)
+        fake_run(tmp_path / f"crf-x1-{seed}", crf=True, seed=seed, f1=0.7, lr=5e-5, batch_size=32, epochs=3)
+        fake_run(tmp_path / f"crf-x10-{seed}", crf=True, crf_lr_mult=10, seed=seed, f1=0.72, lr=5e-5, batch_size=32,
+                 epochs=3)
+    c = compare_runs(tmp_path)
+    assert set(c.by) == {"variant", "crf_lr_mult", "lr", "epochs", "batch_size", "warmup_ratio"}
+    assert [g.name for g in c.groups] == ["bert+crf, crf_lr_mult=x10", "bert+crf, crf_lr_mult=x1", "bert+softmax"]
+
+
+@pytest.mark.parametrize("given,baseline", [
+    ("bert+soft", "bert+softmax"),
+    ("BERT+CRF, crf_lr_mult=x1", "bert+crf, crf_lr_mult=x1"),  # exact beats being the start of "...x10"
+    ("bert+crf,crf_lr_mult=x10", "bert+crf, crf_lr_mult=x10"),
+])
+def test_baseline_takes_any_unambiguous_start_of_a_group_name(tmp_path, given, baseline):
+    from bertner.significance import compare_to_baseline
+
+    for seed in (1, 2):
+        fake_run(tmp_path / f"softmax-{seed}", seed=seed, f1=0.6 + 0.01 * seed)
+        fake_run(tmp_path / f"crf-x1-{seed}", crf=True, seed=seed, f1=0.7 + 0.01 * seed)
+        fake_run(tmp_path / f"crf-x10-{seed}", crf=True, crf_lr_mult=10, seed=seed, f1=0.72 + 0.02 * seed)
+    assert compare_to_baseline(compare_runs(tmp_path), given, resamples=100).baseline == baseline
+    result = runner.invoke(app, ["compare", str(tmp_path), "--baseline", given, "--resamples", "100"])
+    assert result.exit_code == 0, result.output
+    assert f"vs {baseline}:" in result.stdout
+
+
+def test_an_ambiguous_start_of_a_name_lists_the_groups_it_could_mean(tmp_path):
+    fake_run(tmp_path / "a", f1=0.6)
+    fake_run(tmp_path / "b", crf=True, f1=0.7)
+    result = runner.invoke(app, ["compare", str(tmp_path), "--baseline", "bert+"])
+    line = next(line for line in result.output.splitlines() if line.startswith("error:"))
+    assert result.exit_code == 1 and "names more than one group: 'bert+crf'; 'bert+softmax'" in line
+
+
+def test_plot_labels_never_squeeze_the_bars_cut_the_title_or_cover_the_values(tmp_path):
+    """Long group names, a long data folder and many groups: the bars keep their room, the title and every name
+    stay inside the figure, names do not overlap each other, and no value is written over an error bar."""
+    import matplotlib.pyplot as plt
+
+    from bertner.compare import comparison_figure
+
+    data = "../shared/data/ruijin/processed-for-the-long-crf-learning-rate-study"
+    for i, (mult, lr) in enumerate([(m, lr) for m in (1, 10, 100, 1000) for lr in (1e-3, 5e-5)]):
+        f1 = 0.9 if lr == 1e-3 else 0.1
+        for seed in (1, 2):  # a wide spread: long error bars next to short and long bars
+            fake_run(tmp_path / f"run{i}-{seed}", crf=True, crf_lr_mult=mult, seed=seed, f1=f1 + 0.04 * seed, lr=lr,
+                     data=data, train_sha=RUIJIN_SHA, warmup_ratio=0.1 if mult == 1000 else 0.0, gru=bool(i % 2))
+    fake_run(tmp_path / "quick", f1=0.2, train_sha=QUICK_SHA)
+    c = compare_runs(tmp_path)
+    assert len(c.groups) == 9 and len(c.data_sets) == 2
+    fig = comparison_figure(c)
+    try:
+        fig.canvas.draw()
+        renderer = fig.canvas.get_renderer()
+        page = fig.bbox
+        curves, bars = fig.axes
+        assert bars.bbox.width > 0.3 * page.width and curves.bbox.width > 0.3 * page.width  # no panel squeezed
+        title = bars.title.get_window_extent(renderer)
+        assert page.x0 <= title.x0 and title.x1 <= page.x1 and title.y1 <= page.y1  # the title whole
+        names = sorted((t.get_window_extent(renderer) for t in bars.get_yticklabels()), key=lambda b: b.y0)
+        assert all(page.x0 <= b.x0 for b in names)  # every name whole
+        assert all(low.y1 <= high.y0 for low, high in zip(names, names[1:]))  # and apart
+        values = [t for t in bars.texts if "(n=" in t.get_text()]
+        assert len(values) == len(c.groups)
+        for text, g in zip(values, c.groups):
+            box = text.get_window_extent(renderer)
+            low, high = ((g.mean_f1 or 0) - (g.std_f1 or 0), (g.mean_f1 or 0) + (g.std_f1 or 0))
+            (x_low, _), (x_high, _) = bars.transData.transform([(low, 0), (high, 0)])
+            assert box.x1 <= x_low or box.x0 >= x_high, (text.get_text(), g.name)  # beside the error bar, not on it
+            assert bars.bbox.x0 <= box.x0 and box.x1 <= bars.bbox.x1  # inside the panel
+    finally:
+        plt.close(fig)

@@ -111,11 +111,11 @@ def test_runs_without_dev_predictions_skip_the_bootstrap_and_say_so(tmp_path):
 
 
 def test_unknown_baseline_lists_the_groups(study):
-    with pytest.raises(BertnerError, match=r"--baseline 'crf' is not a group; the groups are: 'bert\+crf, crf_lr_mult=x100'; .*'bert\+softmax'"):
+    with pytest.raises(BertnerError, match=r"--baseline 'crf' is not a group \(nor the start of one\); the groups are: 'bert\+crf, crf_lr_mult=x100'; .*'bert\+softmax'"):
         compare_to_baseline(compare_runs(study), "crf")
     result = runner.invoke(app, ["compare", str(study), "--baseline", "softmax"])
     assert result.exit_code == 1
-    assert "is not a group; the groups are:" in result.output and "Traceback" not in result.output
+    assert "is not a group (nor the start of one); the groups are:" in result.output and "Traceback" not in result.output
     # Spelling after commas and case do not matter.
     assert compare_to_baseline(compare_runs(study), "BERT+crf,crf_lr_mult=x1", resamples=50).baseline == "bert+crf, crf_lr_mult=x1"
 

@@ -55,16 +55,30 @@ def escaping(console: Console) -> Console:
     return console
 
 
-out = escaping(Console())
-err = escaping(Console(stderr=True))
+# In a pipe or a log nothing is laid out for a screen: rich would wrap every line at 80 columns (a path in a
+# warning split in two) and cut the last progress line short. There a line is as long as its text and a table
+# as wide as it needs.
+PIPE_WIDTH = 10_000
+
+
+def _console(stderr: bool = False) -> Console:
+    console = escaping(Console(stderr=stderr))
+    if not console.is_terminal:
+        console.width = PIPE_WIDTH
+    return console
+
+
+out = _console()
+err = _console(stderr=True)
 
 
 def warn(message: str) -> None:
-    err.print(f"[yellow]warning:[/yellow] {printable(message)}", highlight=False)
+    # soft_wrap: never broken into lines, also on a terminal (which wraps it for the eye; a copied path stays whole).
+    err.print(f"[yellow]warning:[/yellow] {printable(message)}", highlight=False, soft_wrap=True)
 
 
 def info(message: str) -> None:
-    err.print(printable(message), highlight=False)
+    err.print(printable(message), highlight=False, soft_wrap=True)
 
 
 class LogLines(logging.Handler):

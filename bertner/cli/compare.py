@@ -21,7 +21,6 @@ from bertner.compare import (
     format_f1,
     format_seconds,
     format_value,
-    group_cell,
     plot_comparison,
 )
 from bertner.runs import check_output_place
@@ -36,7 +35,7 @@ def compare(
     per_type: bool = typer.Option(False, "--per-type", help="Add per-type dev F1 columns."),
     plot: Optional[Path] = typer.Option(None, "--plot", metavar="FILE.png", help="Write a PNG: dev F1 against step per run, and grouped F1 with error bars (needs matplotlib)."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON for scripts."),
-    baseline: Optional[str] = typer.Option(None, "--baseline", metavar="GROUP", help="A group as the table names it (e.g. tiny+softmax): every other group's F1 difference to it, with confidence intervals and Holm-corrected p-values from the seeds and from a bootstrap over dev documents."),
+    baseline: Optional[str] = typer.Option(None, "--baseline", metavar="GROUP", help="A group as the table names it, or the start of its name (e.g. tiny+softmax): every other group's F1 difference to it, within each data set, with confidence intervals and Holm-corrected p-values from the seeds and from a bootstrap over dev documents."),
     resamples: int = typer.Option(10_000, "--resamples", metavar="N", help="Bootstrap resamples for --baseline (100 to 100,000)."),
 ) -> None:
     """Compare the runs in a folder: a table sorted by dev F1, seeds grouped with mean and std.
@@ -72,7 +71,8 @@ def render_comparison(comparison: Comparison, per_type: bool = False, as_json: b
     labels = comparison.labels if per_type else []
     console = results_console()
 
-    table = Table(title=f"runs in {comparison.runs_dir}, best dev F1 first", title_justify="left")
+    table = Table(title=f"runs in {comparison.runs_dir}, by data set, best dev F1 first", title_justify="left")
+    table.add_column("data", overflow="fold")
     table.add_column("run", overflow="fold")
     for column in ("variant", "encoder", "crf lr", "seed", "epochs", "dev F1", "best step", "train time", "tokens/s"):
         table.add_column(column, justify="left" if column in ("variant", "encoder") else "right")
@@ -83,7 +83,7 @@ def render_comparison(comparison: Comparison, per_type: bool = False, as_json: b
         crf_mult = format_value("crf_lr_mult", s.get("crf_lr_mult")) if s.get("crf") else "-"
         tps = run.tokens_per_second
         table.add_row(
-            run.name, run.variant, str(s.get("encoder", s.get("model", "-"))), crf_mult, format_value("seed", s.get("seed")),
+            run.data, run.name, run.variant, str(s.get("encoder", s.get("model", "-"))), crf_mult, format_value("seed", s.get("seed")),
             format_value("epochs", run.epochs_done if run.epochs_done is not None else s.get("epochs")), format_f1(run.best_f1), format_value("step", run.best_step),
             format_seconds(run.train_seconds), "-" if tps is None else f"{tps:,.0f}",
             *[format_f1(run.per_type_f1.get(label)) for label in labels],
@@ -94,15 +94,15 @@ def render_comparison(comparison: Comparison, per_type: bool = False, as_json: b
     if not (grouped or not comparison.by_default):
         return
     table = Table(title=f"grouped by {', '.join(comparison.by)}", title_justify="left")
-    for column in comparison.by:
-        table.add_column(column, overflow="fold")
+    table.add_column("data", overflow="fold")
+    table.add_column("group", overflow="fold")
     for column in ("runs", "mean F1", "std", "min", "max"):
         table.add_column(column, justify="right")
     for label in labels:
         table.add_column(label, justify="right")
     for g in comparison.groups:
         table.add_row(
-            *[group_cell(g, column, value) for column, value in g.key.items()], str(g.count), format_f1(g.mean_f1),
+            g.data, g.name, str(g.count), format_f1(g.mean_f1),
             format_f1(g.std_f1), format_f1(g.min_f1), format_f1(g.max_f1), *[format_f1(g.per_type_mean_f1.get(label)) for label in labels],
         )
     console.print(table)
@@ -121,8 +121,11 @@ def render_baseline_comparison(comparison: Comparison, result: BaselineCompariso
     render_comparison(comparison, per_type=per_type)
     console = results_console()
     level = f"{100 * result.confidence:g}%"
-    table = Table(title=f"dev F1 against {result.baseline}, in points ({level} intervals, Holm-corrected p)",
+    several = len(comparison.data_sets) > 1
+    within = ", within each data set" if several else ""
+    table = Table(title=f"dev F1 against {result.baseline}{within}, in points ({level} intervals, Holm-corrected p)",
                   title_justify="left")
+    table.add_column("data", overflow="fold")
     table.add_column("group", overflow="fold")
     table.add_column("runs", justify="right")
     for view in ("documents", "seeds"):
@@ -130,9 +133,11 @@ def render_baseline_comparison(comparison: Comparison, result: BaselineCompariso
             table.add_column(column, justify="right")
     table.add_column("verdict")
     for row in result.differences:
-        table.add_row(row.group, str(row.runs), *_test_cells(row.documents), *_test_cells(row.seeds), row.verdict())
+        table.add_row(row.data, row.group, str(row.runs), *_test_cells(row.documents), *_test_cells(row.seeds), row.verdict())
     console.print(table)
-    lines = [row.sentence() for row in result.differences]
+    lines = [f"{row.data}: {row.sentence()}" if several else row.sentence() for row in result.differences]
+    lines += [f"{data}: no group {result.baseline!r} to test against, so its groups are not tested"
+              for data in result.without_baseline]
     if result.without_predictions:
         lines.append(f"no dev_predictions.jsonl in {len(result.without_predictions)} run(s) (trained before bertner "
                      f"kept them), e.g. {result.without_predictions[0]}: no document bootstrap for them")

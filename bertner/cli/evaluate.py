@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Optional
 
 import typer
+from rich.text import Text
 
 from bertner.cli._app import Command, app, user_errors
 from bertner.cli._console import out, warn
@@ -26,7 +27,7 @@ def evaluate(
     run: Path = typer.Argument(..., metavar="RUN", help="A run directory written by `bertner train` (or a folder of .ann files that `bertner predict --format brat` wrote, to score those)."),
     data: Path = typer.Argument(..., metavar="DATA", help="Labelled data: a preprocessed .jsonl, a CoNLL file or folder, or a brat folder."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object (micro, macro, per_type; document for brat) instead of tables."),
-    errors: int = typer.Option(0, "--errors", metavar="N", help="Also list the N most frequent error kinds with examples in context ([gold], {predicted})."),
+    errors: int = typer.Option(0, "--errors", metavar="N", help="Also list the N most frequent error kinds with examples in context, gold and predicted entities between marks that do not occur in the text ([gold] and {predicted} unless the text holds those brackets), coloured on a terminal."),
     constrained: Optional[bool] = typer.Option(None, "--constrained-decoding/--free-decoding", help="Override the run's decoding of a softmax head (well-formed BIO sequences, or each token's argmax)."),
     batch_size: int = typer.Option(32, "--batch-size", "-b", metavar="N", help="Inputs per batch."),
     device: str = typer.Option("auto", "--device", metavar="DEVICE", help="auto, cpu, cuda or cuda:N."),
@@ -75,12 +76,31 @@ def render_evaluation(result: Evaluation, as_json: bool = False) -> None:
     if result.document_scores is not None:
         out.print(scores_table("document-level exact spans (document, start, end, type)",
                                result.document_scores["per_type"], totals(result.document_scores)))
-    if any(kind["count"] for kind in result.errors):
-        out.print("most frequent errors; in the examples [...] is the gold entity, {...} the predicted one:",
-                  markup=False, highlight=False)
-    for kind in result.errors:
-        if not kind["count"]:
-            continue
+    shown = [kind for kind in result.errors if kind["count"]]
+    if shown:
+        gold, predicted = shown[0]["marks"]["gold"], shown[0]["marks"]["predicted"]
+        legend = Text("most frequent errors; in the examples ")
+        legend.append(f"{gold[0]}...{gold[1]}", GOLD_STYLE).append(" is the gold entity, ")
+        legend.append(f"{predicted[0]}...{predicted[1]}", PREDICTED_STYLE).append(" the predicted one:")
+        out.print(legend)
+    for kind in shown:
         out.print(f"[bold]{kind['kind']}[/bold]: {kind['count']:,}", highlight=False)
         for example in kind["examples"]:
-            out.print(f"    {example}", highlight=False, markup=False)
+            out.print(Text("    ").append_text(marked_example(example, kind["marks"])))
+
+
+GOLD_STYLE, PREDICTED_STYLE = "green underline", "bold magenta"  # on a terminal; marks alone in a pipe
+
+
+def marked_example(example: str, marks: dict[str, str]) -> Text:
+    """An error example with the gold entity and the prediction coloured between their marks (which occur nowhere
+    else in it, `bertner.metrics.choose_marks`)."""
+    text, inside = Text(example), {"gold": None, "predicted": None}
+    for position, char in enumerate(example):
+        for role, style in (("gold", GOLD_STYLE), ("predicted", PREDICTED_STYLE)):
+            if char == marks[role][0]:
+                inside[role] = position
+            elif char == marks[role][1] and inside[role] is not None:
+                text.stylize(style, inside[role], position + 1)
+                inside[role] = None
+    return text

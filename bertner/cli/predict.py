@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Callable, Iterable, Iterator, Optional, Sequence
 
 import typer
+from rich.rule import Rule
 from rich.table import Table
 from rich.text import Text
 
@@ -125,7 +126,9 @@ def render_pretty(predictions: list[Prediction], max_chars: int = 2000, labels: 
     labels = sorted(set(labels or ()) | {s.label for p in predictions for s in p.spans})
     colour = {label: palette[i % len(palette)] for i, label in enumerate(labels)}
     for p in predictions:
-        out.rule(Text(f"{printable(p.doc)}: {plural(len(p.spans), 'entity')}"), style="dim")
+        # A rule spans the screen; in a pipe (no screen, no width limit) it keeps to 80 columns.
+        out.print(Rule(Text(f"{printable(p.doc)}: {plural(len(p.spans), 'entity')}"), style="dim"),
+                  width=None if out.is_terminal else 80)
         out.print(marked_text(p.text[:max_chars], p.spans, colour))
         if len(p.text) > max_chars:
             out.print(f"[dim]... {len(p.text) - max_chars:,} more characters (use --format jsonl for all)[/dim]")
