@@ -30,12 +30,16 @@ FORMATS = ("pretty", "jsonl", "brat", "conll", "html")
 BRAT_RECORD = "bertner_predict.json"
 
 
-def jsonl_line(prediction: Prediction) -> str:
-    entities = [
+def entity_records(prediction: Prediction) -> list[dict]:
+    """The entities as `predict --format jsonl` and `bertner serve` give them: start, end, label, text, score."""
+    return [
         {"start": s.start, "end": s.end, "label": s.label, "text": prediction.text[s.start : s.end], "score": round(score, 4)}
         for s, score in zip(prediction.spans, prediction.scores)
     ]
-    return json.dumps({"doc": prediction.doc, "entities": entities}, ensure_ascii=False) + "\n"
+
+
+def jsonl_line(prediction: Prediction) -> str:
+    return json.dumps({"doc": prediction.doc, "entities": entity_records(prediction)}, ensure_ascii=False) + "\n"
 
 
 def brat_fragments(text: str, span: Span) -> list[tuple[int, int]]:
