@@ -488,3 +488,25 @@ def test_the_batcher_batches_by_tokens_and_never_blocks_the_loop():
 
     assert asyncio.run(scenario()) == [["A"], ["B"], ["C"], ["D"], ["E"], ["F"]]
     assert seen == [["a"], ["b", "c", "d", "e"], ["f"]]  # up to 4 tokens a batch, in arrival order
+
+
+# ----------------------------------------------------------------------------- the load benchmark's pieces
+
+def test_the_load_benchmark_cuts_texts_and_checks_its_goals():
+    sys.path.insert(0, str(ROOT / "bench"))
+    import serve_load
+
+    from conftest import RUIJIN_UNLABELED, need
+
+    row = {"answers": {"ok": 10, "503": 2, "other_5xx": 0, "other": 0, "lost": 0}, "requests_per_s": 1.0, "p95_ms": 1}
+    rows = {"bertner": [dict(row, concurrency=1, chars_per_s=100, p50_ms=10, p99_ms=20),
+                        dict(row, concurrency=32, chars_per_s=900, p50_ms=30, p99_ms=60),
+                        dict(row, concurrency=128, chars_per_s=900, p50_ms=90, p99_ms=99)],
+            "naive": [dict(row, concurrency=1, chars_per_s=50, p50_ms=20, p99_ms=40),
+                      dict(row, concurrency=32, chars_per_s=300, p50_ms=200, p99_ms=400)]}
+    assert serve_load.goals(rows) == {"chars_per_s_ratio_at_32": 3.0, "p99_at_32_over_naive_p50_at_1": 3.0,
+                                      "p99_at_32_over_own_p50_at_1": 6.0, "at_128_lost_or_5xx": 0,
+                                      "at_128_refused_503": 2}
+    need(RUIJIN_UNLABELED)
+    texts = serve_load.load_texts()
+    assert len(texts) > 100 and all(50 <= len(t) <= 2000 for t in texts)

@@ -13,21 +13,23 @@ from bertner.runs import RunDir
 from bertner.serve import require_serve_extra
 from bertner.serve.settings import API_KEY_VARIABLE, ServeSettings
 
+DEFAULT = ServeSettings(run="")  # the options' defaults are the settings' own
+
 
 @app.command(cls=Command, short_help="Serve a run over HTTP: JSON entities, a page, metrics.")
 @user_errors
 def serve(
     run: Path = typer.Argument(..., metavar="RUN", help="A run directory written by `bertner train`."),
-    host: str = typer.Option("127.0.0.1", "--host", metavar="ADDRESS", help="Address to listen on; 0.0.0.0 for every interface (then set --api-key)."),
-    port: int = typer.Option(8000, "--port", metavar="PORT", help="Port to listen on."),
-    device: str = typer.Option("auto", "--device", metavar="DEVICE", help="auto, cpu, cuda or cuda:N."),
-    workers: int = typer.Option(1, "--workers", metavar="N", help="Processes, each with its own copy of the model and its own batches."),
-    threads: int = typer.Option(0, "--threads", metavar="N", help="Torch threads per worker; 0: the machine's cores shared among the workers."),
-    batch_size: int = typer.Option(32, "--batch-size", "-b", metavar="N", help="Windows per forward pass, as in predict."),
-    max_batch_tokens: int = typer.Option(8192, "--max-batch-tokens", metavar="N", help="A batch starts as soon as the waiting texts hold this many tokens (characters)."),
-    max_wait_ms: float = typer.Option(5.0, "--max-wait-ms", metavar="MS", help="Or this long after its first request arrived, whichever comes first."),
-    max_queue: int = typer.Option(1024, "--max-queue", metavar="N", help="Texts that may wait for the model; more are refused with 503 and Retry-After."),
-    max_chars: int = typer.Option(100_000, "--max-chars", metavar="N", help="Characters of text per request; more is refused with 413."),
+    host: str = typer.Option(DEFAULT.host, "--host", metavar="ADDRESS", help="Address to listen on; 0.0.0.0 for every interface (then set --api-key)."),
+    port: int = typer.Option(DEFAULT.port, "--port", metavar="PORT", help="Port to listen on."),
+    device: str = typer.Option(DEFAULT.device, "--device", metavar="DEVICE", help="auto, cpu, cuda or cuda:N."),
+    workers: int = typer.Option(DEFAULT.workers, "--workers", metavar="N", help="Processes, each with its own copy of the model and its own batches."),
+    threads: int = typer.Option(DEFAULT.threads, "--threads", metavar="N", help="Torch threads per worker; 0: the machine's cores shared among the workers."),
+    batch_size: int = typer.Option(DEFAULT.batch_size, "--batch-size", "-b", metavar="N", help="Windows per forward pass, as in predict."),
+    max_batch_tokens: int = typer.Option(DEFAULT.max_batch_tokens, "--max-batch-tokens", metavar="N", help="A batch starts as soon as the waiting texts hold this many tokens (characters)."),
+    max_wait_ms: float = typer.Option(DEFAULT.max_wait_ms, "--max-wait-ms", metavar="MS", help="Or this long after its first request arrived, whichever comes first."),
+    max_queue: int = typer.Option(DEFAULT.max_queue, "--max-queue", metavar="N", help="Texts that may wait for the model; more are refused with 503 and Retry-After."),
+    max_chars: int = typer.Option(DEFAULT.max_chars, "--max-chars", metavar="N", help="Characters of text per request; more is refused with 413."),
     api_key: Optional[str] = typer.Option(None, "--api-key", envvar=API_KEY_VARIABLE, metavar="KEY", show_envvar=True, help="Require Authorization: Bearer KEY on every route but /health."),
     cors_origin: list[str] = typer.Option([], "--cors-origin", metavar="ORIGIN", help="Let pages from this origin call the API (repeatable; * for any). Off by default."),
     access_log: bool = typer.Option(False, "--access-log", help="Log every request (uvicorn's access log)."),

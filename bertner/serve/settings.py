@@ -35,7 +35,7 @@ class ServeSettings:
     workers: int = limited(1, Limit(low=1, high=64))
     threads: int = limited(0, Limit(low=0, high=1024, note="0: the machine's cores shared among the workers"))
     max_batch_tokens: int = limited(8192, Limit(low=1))
-    max_wait_ms: float = limited(5.0, Limit(low=0, high=10_000))
+    max_wait_ms: float = limited(2.0, Limit(low=0, high=10_000))
     max_queue: int = limited(1024, Limit(low=1))
     max_chars: int = limited(100_000, Limit(low=1))
     api_key: str | None = limited(None, Limit(pattern=r"[!-~]+", form="printable ASCII without spaces"))
