@@ -51,13 +51,14 @@ def prepare_run(work: Path, encoder: str, quick: bool) -> tuple[Path, Path]:
     from bertner.config import TrainConfig
     from bertner.engine.trainer import train
 
-    run_dir, export_dir = work / f"run-{encoder}", work / f"export-{encoder}"
+    steps = 40 if quick else 150
+    run_dir, export_dir = work / f"run-{encoder}-{steps}", work / f"export-{encoder}-{steps}"
     if not (run_dir / "summary.json").exists():
         train_w, dev_w = common.window_slice(240 if quick else 480, 100)
         data_dir = common.write_data_dir(work / "data", train_w, dev_w)
         model = {"tiny": "tiny", "albert-tiny": str(common.ALBERT_TINY)}[encoder]
         train(TrainConfig(data=str(data_dir), output=str(run_dir), model=model, epochs=100,
-                          max_steps=40 if quick else 150, batch_size=16, log_every=50, device="cpu"), force=True)
+                          max_steps=steps, batch_size=16, log_every=50, device="cpu"), force=True)
     if not (export_dir / "config.json").exists():
         subprocess.run([sys.executable, "-m", "bertner", "export", str(run_dir), str(export_dir), "--force"],
                        check=True, cwd=str(common.ROOT), stdout=subprocess.DEVNULL)

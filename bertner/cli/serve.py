@@ -24,7 +24,7 @@ def serve(
     port: int = typer.Option(DEFAULT.port, "--port", metavar="PORT", help="Port to listen on."),
     device: str = typer.Option(DEFAULT.device, "--device", metavar="DEVICE", help="auto, cpu, cuda or cuda:N."),
     workers: int = typer.Option(DEFAULT.workers, "--workers", metavar="N", help="Processes, each with its own copy of the model and its own batches."),
-    threads: int = typer.Option(DEFAULT.threads, "--threads", metavar="N", help="Torch threads per worker; 0: the machine's cores shared among the workers."),
+    threads: int = typer.Option(DEFAULT.threads, "--threads", metavar="N", help="Torch threads per worker; 0: the cores it may use (taskset) shared among the workers."),
     batch_size: int = typer.Option(DEFAULT.batch_size, "--batch-size", "-b", metavar="N", help="Windows per forward pass, as in predict."),
     max_batch_tokens: int = typer.Option(DEFAULT.max_batch_tokens, "--max-batch-tokens", metavar="N", help="A batch starts as soon as the waiting texts hold this many tokens (characters)."),
     max_wait_ms: float = typer.Option(DEFAULT.max_wait_ms, "--max-wait-ms", metavar="MS", help="Or this long after its first request arrived, whichever comes first."),

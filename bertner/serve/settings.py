@@ -33,7 +33,7 @@ class ServeSettings:
     device: str = "auto"
     batch_size: int = 32  # windows per forward pass, as predict's --batch-size
     workers: int = limited(1, Limit(low=1, high=64))
-    threads: int = limited(0, Limit(low=0, high=1024, note="0: the machine's cores shared among the workers"))
+    threads: int = limited(0, Limit(low=0, high=1024, note="0: the cores it may use, shared among the workers"))
     max_batch_tokens: int = limited(8192, Limit(low=1))
     max_wait_ms: float = limited(2.0, Limit(low=0, high=10_000))
     max_queue: int = limited(1024, Limit(low=1))
@@ -59,7 +59,8 @@ class ServeSettings:
 
     def torch_threads(self) -> int:
         """Threads each worker's model uses: --threads, or the cores shared evenly."""
-        return self.threads or max(1, (os.cpu_count() or 1) // self.workers)
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1  # taskset
+        return self.threads or max(1, cores // self.workers)
 
     def to_json(self) -> str:
         return json.dumps(asdict(self))
