@@ -31,12 +31,16 @@ FORMATS = ("pretty", "jsonl", "brat", "conll", "html")
 BRAT_RECORD = "bertner_predict.json"
 
 
-def jsonl_line(prediction: Prediction) -> str:
-    entities = [
+def entity_records(prediction: Prediction) -> list[dict]:
+    """The entities as `predict --format jsonl` and `bertner serve` give them: start, end, label, text, score."""
+    return [
         {"start": e.start, "end": e.end, "label": e.label, "text": e.text, "score": round(e.score, 4)}
         for e in prediction.entities()
     ]
-    return json.dumps({"doc": prediction.doc, "entities": entities}, ensure_ascii=False) + "\n"
+
+
+def jsonl_line(prediction: Prediction) -> str:
+    return json.dumps({"doc": prediction.doc, "entities": entity_records(prediction)}, ensure_ascii=False) + "\n"
 
 
 def brat_fragments(text: str, span: Span) -> list[tuple[int, int]]:
