@@ -77,3 +77,24 @@ def test_baseline_crf_sees_only_the_text_tokens():
     assert head.predict(None, attention_mask) == [[0, 1, 2, 0], [0, 2, 0]]
     total = -head.crf(logits[:, 1:-1], labels[:, 1:-1].clamp(min=0), attention_mask[:, 2:].bool(), reduction="sum")
     assert loss.item() == pytest.approx(total.item() / 5)  # the mean per text token
+
+
+def test_classical_crf_gets_the_lexicon_as_attributes():
+    """The fair baseline: the same dictionaries as `--lexicon`, as begins/inside/ends/single marks at -1..+1."""
+    import classical_crf
+    import lexicon_speed  # noqa: F401
+
+    from bertner.lexicon import Lexicon, LexiconMatcher
+
+    lexicon = Lexicon([], [], [])
+    for term, kind in (("糖尿病", "disease"), ("尿", "word")):
+        lexicon.add(term, kind, 1.0)
+    matcher = LexiconMatcher(lexicon)
+    plain, marked = classical_crf.features("患糖尿病", None), classical_crf.features("患糖尿病", matcher)
+    extra = [sorted(set(m) - set(p)) for p, m in zip(plain, marked)]
+    assert extra == [
+        ["lx1=B:disease"],
+        ["lx0=B:disease", "lx1=M:disease", "lx1=S:word"],
+        ["lx-1=B:disease", "lx0=M:disease", "lx0=S:word", "lx1=E:disease"],
+        ["lx-1=M:disease", "lx-1=S:word", "lx0=E:disease"],
+    ]
