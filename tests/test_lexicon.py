@@ -128,8 +128,10 @@ def tiny_data(tmp_path_factory):
     folder = tmp_path_factory.mktemp("lexdata")
     rng = random.Random(0)
     pairs = lambda chars: [a + b for a in chars for b in chars if a != b]  # noqa: E731
-    train_drugs, train_foods = pairs("甲乙丙丁"), pairs("戊己庚辛")
-    unseen = pairs("壬癸子丑寅卯")
+    # 90 names of each kind, each used a few times: like real text, most are rare, so training also
+    # shows the model terms without a word vector of their own (shared with terms it never saw)
+    train_drugs, train_foods = pairs("甲乙丙丁戊己庚辛壬癸"), pairs("金木水火土风雷山石田")
+    unseen = pairs("子丑寅卯辰巳")
     dev_drugs, dev_foods = unseen[::2], unseen[1::2]
     filler = list("患者今日复诊自述良好无不适建议继续观察控制运动每周")
 
@@ -145,7 +147,7 @@ def tiny_data(tmp_path_factory):
                 text += rng.choice(foods)
         return Window(f"{prefix}{i}#0", f"{prefix}{i}", 0, text + "。", spans)
 
-    write_windows(folder / "train.jsonl", [window(i, "t", train_drugs, train_foods) for i in range(300)])
+    write_windows(folder / "train.jsonl", [window(i, "t", train_drugs, train_foods) for i in range(200)])
     write_windows(folder / "dev.jsonl", [window(i, "d", dev_drugs, dev_foods) for i in range(60)])
     write_json(folder / "labels.json", {"labels": ["Drug"]})
     (folder / "drugs.txt").write_text("\n".join(train_drugs + dev_drugs) + "\n", encoding="utf-8")
@@ -196,7 +198,7 @@ def test_subword_alignment_is_refused(tiny_data, tmp_path):
 
 def test_a_term_only_dev_holds_still_reaches_the_features(tiny_data):
     lexicon = read_lexicon([str(tiny_data / "drugs.txt"), str(tiny_data / "foods.txt")])
-    lexicon.fit(["服甲乙"] * 10)  # training text: 甲乙 matched often; 壬子 never
+    lexicon.fit(["服甲乙"] * 10)  # training text: 甲乙 matched often; 子丑 never
     matcher = LexiconMatcher(lexicon)
     embedding = LexiconEmbedding(lexicon, 8).eval()
 
@@ -204,19 +206,19 @@ def test_a_term_only_dev_holds_still_reaches_the_features(tiny_data):
         ids, sets = m.token_features(text, [(i, i + 1) for i in range(len(text))])
         return embedding(ids.unsqueeze(0), sets.unsqueeze(0))[0]
 
-    seen, unseen = vectors("服甲乙", matcher), vectors("服壬子", matcher)
-    assert lexicon.words[lexicon.terms.index("壬子")] == 0 and lexicon.words[lexicon.terms.index("甲乙")] > 0
+    seen, unseen = vectors("服甲乙", matcher), vectors("服子丑", matcher)
+    assert lexicon.words[lexicon.terms.index("子丑")] == 0 and lexicon.words[lexicon.terms.index("甲乙")] > 0
     assert unseen[1:].abs().sum() > 0  # the unseen term's characters have features
-    assert unseen[0].abs().sum() == 0  # 服 is in no term
+    assert torch.equal(unseen[0], embedding.project.bias)  # 服 is in no term: nothing pooled, only the bias
     without = lexicon_of({"甲乙": "drugs"})
     without.fit(["服甲乙"] * 10)
-    assert LexiconMatcher(without).char_features("服壬子") == [[], [], []]
+    assert LexiconMatcher(without).char_features("服子丑") == [[], [], []]
     assert not torch.equal(seen[1:], unseen[1:])  # its own word vector against the shared unseen one
 
 
 def lexicon_config(data, output, **overrides) -> TrainConfig:
     values = dict(data=str(data), output=str(output), model="bilstm", crf=True, epochs=8, batch_size=8,
-                  rnn_hidden=32, char_dim=16, lexicon_dim=8, seed=1, num_threads=1, log_every=50)
+                  rnn_hidden=32, char_dim=16, lexicon_dim=16, seed=1, num_threads=1, log_every=50)
     values.update(overrides)
     return TrainConfig(**values)
 
@@ -234,16 +236,15 @@ def test_lexicon_finds_entities_training_never_showed(tiny_data, lexicon_run, tm
     """Dev's drug and food names are unseen characters: only their lexicon type can tell them apart."""
     _, _, with_lexicon = lexicon_run
     without = train(lexicon_config(tiny_data, tmp_path / "plain"))
-    print("with", with_lexicon.best_f1, "without", without.best_f1)
-    assert with_lexicon.best_f1 > 0.8
-    assert without.best_f1 < with_lexicon.best_f1 - 0.25
+    assert with_lexicon.best_f1 > 0.9
+    assert without.best_f1 < 0.5
 
 
 def test_a_lexicon_run_predicts_the_same_after_its_source_is_gone(lexicon_run, tmp_path):
     run, terms, summary = lexicon_run
-    text = "患者服壬丑，复诊用卯子，加甲丙。"  # an unseen drug, an unseen food, a trained drug
+    text = "患者服子丑，复诊用子寅，加甲丙。"  # an unseen drug, an unseen food, a trained drug
     before = Predictor.from_run(run, device="cpu").predict_text(text)
-    assert [text[s.start:s.end] for s in before] == ["壬丑", "甲丙"]
+    assert [text[s.start:s.end] for s in before] == ["子丑", "甲丙"]
     moved = tmp_path / "elsewhere"
     shutil.copytree(run, moved)
     terms.unlink()
@@ -267,7 +268,7 @@ def test_a_run_without_its_lexicon_file_is_refused(lexicon_run, tmp_path):
     shutil.copytree(run, copy)
     (copy / "lexicon.tsv.gz").unlink()
     note = tmp_path / "note.txt"
-    note.write_text("患者服壬丑。", encoding="utf-8")
+    note.write_text("患者服子丑。", encoding="utf-8")
     result = invoke("predict", copy, note, "--format", "jsonl")
     assert_one_line_error(result, "lexicon.tsv.gz is missing")
 
