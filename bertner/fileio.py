@@ -118,7 +118,7 @@ def parse_json(text: str) -> Any:
     try:
         value = json.loads(text)
     except RecursionError:
-        raise ValueError(f"nested more than {MAX_NESTING} levels deep") from None
+        raise ValueError(f"nested too deeply (more than {MAX_NESTING} levels)") from None
     check_nesting(value)
     return value
 
@@ -146,7 +146,7 @@ def parse_yaml(text: str) -> Any:
         _check_expanded_size(node)
         value = loader.construct_document(node)
     except RecursionError:  # PyYAML composes nested values recursively
-        raise ValueError(f"nested more than {MAX_NESTING} levels deep") from None
+        raise ValueError(f"nested too deeply (more than {MAX_NESTING} levels)") from None
     finally:
         loader.dispose()
     check_nesting(value)
@@ -190,7 +190,7 @@ def _check_expanded_size(root: yaml.Node) -> None:
 
 def check_nesting(value: Any) -> None:
     if nesting_depth(value) > MAX_NESTING:
-        raise ValueError(f"nested more than {MAX_NESTING} levels deep")
+        raise ValueError(f"nested too deeply (more than {MAX_NESTING} levels)")
 
 
 def nesting_depth(value: Any) -> float:
@@ -498,6 +498,13 @@ def atomic_dir(target: str | os.PathLike) -> Iterator[Path]:
                 os.replace(tmp, target)  # a new folder: one rename, so all of it or nothing appears
             else:
                 move_files_into(tmp, target)
+    except OutputError as error:
+        # A file written inside the temporary folder failed: name the output the user asked for, not our temporary.
+        inner = f"cannot write {tmp}"
+        if not str(error).startswith(inner):
+            raise
+        reason = str(error)[len(inner):].split(": ", 1)[-1]
+        raise OutputError(f"cannot write {target}: {reason}") from None
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 

@@ -226,7 +226,7 @@ def test_plot_tells_seeds_apart_starts_bars_at_zero_and_says_where_it_went(runs,
     ("config.yaml", "dropout", -1),
 ])
 def test_run_files_with_fields_of_the_wrong_type_are_skipped_with_a_warning(runs, file, field, value):
-    bad = fake_run(runs / "bad", f1=0.99)
+    bad = fake_run(runs / "bad", f1=0.94)  # per-type scores f1 +- 0.05 stay in [0, 1]
     if file == "summary.json":
         summary = json.loads((bad / file).read_text())
         (bad / file).write_text(json.dumps({**summary, field: value}))

@@ -88,7 +88,7 @@ def test_in_a_pipe_the_last_progress_line_is_whole():
     result = run_in_a_pipe("-c", code)
     assert result.returncode == 0, result.stderr
     last = result.stderr.strip().splitlines()[-1]
-    assert "120000/123456" in last and "12,345 tok/s" in last and "eta" in last and "…" not in last, result.stderr
+    assert "120,000/123,456" in last and "12,345 tok/s" in last and "eta" in last and "…" not in last, result.stderr
 
 
 def test_error_examples_mark_entities_with_brackets_the_text_does_not_hold_and_colour_them(monkeypatch):

@@ -142,7 +142,7 @@ def test_output_into_the_preprocessed_data_folder_is_refused(data, tmp_path):
     before = snapshot(folder)
     for extra in ([], ["--force"]):
         result = invoke("train", folder, "-o", folder, *SETTINGS, *extra)
-        one_line_error(result, f"{folder} holds preprocessed data (train.jsonl, dev.jsonl)", "choose another --output")
+        one_line_error(result, f"cannot write {folder}: it is the input", "choose another output")
     assert snapshot(folder) == before  # the data's labels.json is untouched
 
 
