@@ -109,7 +109,8 @@ def _comparison_section(comparison: Comparison, significance: BaselineComparison
             body.append(f"<tr><td class=name>{escape(g.name)}</td><td>{g.count}</td><td>{_f1(g.mean_f1)}</td>"
                         f"<td>{_f1(g.std_f1)}</td><td>{_f1(g.min_f1)}-{_f1(g.max_f1)}</td>{cells}"
                         f'<td class="name {verdict if verdict in ("better", "worse") else ""}">{verdict}</td></tr>')
-        against = f"baseline <b>{escape(base)}</b>" if base else "one group or no baseline group: nothing is tested"
+        against = (f"baseline <b>{escape(base)}</b>" if base else "one group: nothing to test" if len(body) == 1 else
+                   "no baseline group: nothing is tested")
         parts.append(f"<h3>{escape(data)}: {against}</h3>" if several else f'<p class="muted">Data {escape(data)}; {against}.</p>')
         parts.append(f"<table>{head}{''.join(body)}</table>")
         sentences = [d for d in (significance.differences if significance else []) if d.data == data]

@@ -22,7 +22,7 @@ from bertner.runs import check_output_place
 def report(
     runs_dir: Path = typer.Argument(Path("runs"), metavar="RUNS_DIR", help="Folder holding run directories (searched recursively)."),
     output: Path = typer.Option(Path("report.html"), "--output", "-o", metavar="FILE.html", help="The page to write."),
-    baseline: Optional[str] = typer.Option(None, "--baseline", metavar="GROUP", help="The group the others are tested against (default: the softmax group without GRU if there is one, else the weakest)."),
+    baseline: Optional[str] = typer.Option(None, "--baseline", metavar="GROUP", help="The group the others of its data set are tested against, or the start of its name (default, in each data set: the softmax group without GRU if there is one, else the weakest)."),
     documents: int = typer.Option(4, "--documents", metavar="N", help="Dev documents shown with gold and predicted entities side by side (0 to 1,000)."),
     resamples: int = typer.Option(10_000, "--resamples", metavar="N", help="Bootstrap resamples (100 to 100,000)."),
     force: bool = typer.Option(False, "--force", help="Replace FILE.html if it exists."),
