@@ -274,7 +274,7 @@ def test_jsonl_cr_only_line_ends(tmp_path):
 
 @pytest.mark.parametrize("line, message", [
     ('{"text": "abc", "offset": ' + "9" * 5000 + "}", "Exceeds the limit"),
-    ("[" * 100_000 + "]" * 100_000, "maximum recursion depth"),
+    ("[" * 100_000 + "]" * 100_000, "nested more than 100 levels deep"),
 ])
 def test_jsonl_that_python_cannot_hold_is_one_error(tmp_path, line, message):
     path = tmp_path / "w.jsonl"
