@@ -369,19 +369,33 @@ def write_failure(error: BaseException) -> str | None:
     return None
 
 
+class WriteFailed(OutputError):
+    """A write the operating system refused (`write_errors`), naming the output the user asked for."""
+
+    def __init__(self, target: str | os.PathLike, reason: str, outcome: str):
+        super().__init__(f"cannot write {target}: {reason}; {outcome}")
+        self.reason = reason
+
+
 @contextmanager
 def write_errors(target: str | os.PathLike, outcome: str = "nothing was written") -> Iterator[None]:
     """A failed write inside (`write_failure`, or any OSError but a name too long) as one line:
-    `cannot write TARGET: reason; outcome`. Only around code that writes and reads nothing."""
+    `cannot write TARGET: reason; outcome`. Only around code that writes and reads nothing.
+
+    Nested (a file written atomically inside a folder written atomically), the outermost names it:
+    the user asked for that output, not for a temporary file inside it.
+    """
     try:
         yield
+    except WriteFailed as failed:
+        raise WriteFailed(target, failed.reason, outcome) from None
     except Exception as error:
         reason = write_failure(error)
         if reason is None and isinstance(error, OSError) and error.errno != errno.ENAMETOOLONG:
             reason = error.strerror or str(error)
         if reason is None:
             raise
-        raise OutputError(f"cannot write {target}: {reason}; {outcome}") from None
+        raise WriteFailed(target, reason, outcome) from None
 
 
 @contextmanager

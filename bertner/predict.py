@@ -68,7 +68,10 @@ def read_text(path: Path, warn_bom: bool = False) -> str:
 
 def read_stdin() -> str:
     """Standard input, checked exactly as a file is (UTF-8, not binary, a BOM dropped with a warning)."""
-    return without_bom(decode_utf8_bytes(sys.stdin.buffer.read(), STDIN), STDIN, warn_bom=True)
+    stream = sys.stdin
+    # Its bytes, not text a locale decoded; a text-only stream (a caller's StringIO) is taken as it is.
+    data = stream.buffer.read() if hasattr(stream, "buffer") else stream.read().encode("utf-8", "surrogateescape")
+    return without_bom(decode_utf8_bytes(data, STDIN), STDIN, warn_bom=True)
 
 
 def without_bom(text: str, source: object, warn_bom: bool) -> str:

@@ -26,7 +26,7 @@ def fake_run(folder, crf=False, gru=False, crf_lr_mult=1.0, seed=1, f1=0.5, step
                        epochs=2, lr=None, output=str(folder), log_every=20), **config}
     (folder / "config.yaml").write_text(yaml.safe_dump(settings))
     variant = "bert" + ("+gru" if gru else "") + ("+crf" if crf else "+softmax")
-    per_type = per_type or {"Disease": f1 + 0.05, "Drug": f1 - 0.05}
+    per_type = per_type or {"Disease": min(1.0, f1 + 0.05), "Drug": max(0.0, f1 - 0.05)}  # scores stay in [0, 1]
     summary = dict(
         format=1, variant=variant, encoder="tiny", alignment="char", crf=crf, gru=gru, crf_lr_mult=crf_lr_mult,
         head_lr_mult=1.0, lr=settings["lr"] or 1e-3, seed=seed, epochs=settings["epochs"], steps=steps[-1], best_f1=f1, best_step=steps[-1],
