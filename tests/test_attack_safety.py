@@ -105,6 +105,7 @@ OUTPUT_ON_INPUT = {
     "preprocess-into-a-run": (["preprocess", "data", "-o", "run", "--force"], None),
     "preprocess-into-its-input": (["preprocess", "gold", "-o", "gold/processed"], None),
     "train-into-its-data": (["train", "data", "-o", "data/run", *TINY], None),
+    "train-onto-its-data-through-a-link": (["train", "data", "-o", "datalink", "--force", *TINY], _link("data", "datalink")),
     "train-into-a-run": (["train", "data", "-o", "run/encoder", "--force", *TINY], None),
     "train-onto-a-folder-of-runs": (["train", "data", "-o", "runs", "--force", *TINY], None),
     "train-onto-its-config": (["train", "data", "--config", "c.yaml", "-o", ".", "--force", *TINY],

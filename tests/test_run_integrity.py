@@ -141,8 +141,10 @@ def test_output_into_the_preprocessed_data_folder_is_refused(data, tmp_path):
     shutil.copytree(data, folder)
     before = snapshot(folder)
     for extra in ([], ["--force"]):
-        result = invoke("train", folder, "-o", folder, *SETTINGS, *extra)
-        one_line_error(result, f"cannot write {folder}: it is the input", "choose another output")
+        result = invoke("train", data, "-o", folder, *SETTINGS, *extra)  # another data folder
+        one_line_error(result, f"{folder} holds preprocessed data (train.jsonl, dev.jsonl)", "choose another --output")
+        result = invoke("train", folder, "-o", folder, *SETTINGS, *extra)  # its own input (check_output_place)
+        one_line_error(result, f"cannot write {folder}: it is the input {folder}")
     assert snapshot(folder) == before  # the data's labels.json is untouched
 
 
