@@ -229,6 +229,7 @@ def test_compare_baseline_refuses_to_test_runs_scored_on_different_gold(tmp_path
     result = invoke("compare", tmp_path, "--baseline", "bert+softmax", "--resamples", "200")
     assert result.exit_code == 0, result.output
     assert "not comparable" in result.stdout and "better" not in result.stdout
+    assert "warning: bert+crf vs bert+softmax: not tested" in result.stderr
 
 
 @pytest.mark.parametrize("field,value", [("best_f1", 5.0), ("best_f1", -0.1), ("best_precision", 1.5), ("best_recall", 1.01)])

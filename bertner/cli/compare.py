@@ -111,6 +111,9 @@ def render_comparison(comparison: Comparison, per_type: bool = False, as_json: b
 def render_baseline_comparison(comparison: Comparison, result: BaselineComparison, per_type: bool = False,
                                as_json: bool = False) -> None:
     """The usual compare tables, then the differences to the baseline; with as_json one object holding both."""
+    for row in result.differences:
+        if row.not_comparable:  # on stderr too: a verdict missing from a script's JSON must not go unseen
+            warn(f"{row.group} vs {row.baseline}: {row.not_comparable}")
     if as_json:
         for skipped in comparison.incomplete:
             warn(f"skipped {skipped.name}: {skipped.reason}")
