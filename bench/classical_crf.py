@@ -112,8 +112,8 @@ def run_corpus(name: str, iterations: int, lexicon: list[str], log=print) -> dic
     matcher = None
     if lexicon:
         words = read_lexicon(lexicon)
-        words.fit(w.text for w in windows)  # the same entries, ranked as bertner ranks them
         matcher = LexiconMatcher(words)
+        words.fit((w.text for w in windows), matcher)  # the same entries, ranked as bertner ranks them
     label = "+".join(Path(source).name for source in lexicon)
     model = common.scratch_dir("classical_crf") / f"{name}{'-' + label if label else ''}.crfsuite"
     started = time.perf_counter()

@@ -72,9 +72,12 @@ class Lexicon:
         """Rows of the word vector table: 0 (rare or unseen words) and one per word training matched often."""
         return max(self.words, default=0) + 1 if self.words is not None else 1
 
-    def fit(self, texts: Iterable[str]) -> None:
-        """Weights and word ids from the training text: how often each entry's term occurs there."""
-        matcher = LexiconMatcher(self)
+    def fit(self, texts: Iterable[str], matcher: "LexiconMatcher | None" = None) -> None:
+        """Weights and word ids from the training text: how often each entry's term occurs there.
+
+        `matcher`: this lexicon's, when the caller has one already (building the automaton takes seconds).
+        """
+        matcher = matcher or LexiconMatcher(self)
         counts: Counter[int] = Counter()
         for text in texts:
             for _, _, entries in matcher.matches(text):
@@ -269,8 +272,6 @@ class LexiconMatcher:
             self.automaton.add_word(term, tuple(entries))
         self.automaton.make_automaton()
         self.lexicon = lexicon
-        # Which entries to keep when a character has more than MAX_SLOTS: the most frequent in training.
-        self.rank = [0.0, *(lexicon.weights or lexicon.frequencies)]
 
     def matches(self, text: str) -> list[tuple[int, int, tuple[int, ...]]]:
         """(start, end, feature ids) of every term occurrence, ends exclusive."""
@@ -295,10 +296,11 @@ class LexiconMatcher:
                 per_char[end - 1].append((entry, 2))
                 for i in range(start + 1, end - 1):
                     per_char[i].append((entry, 1))
-        rank = self.rank
         for i, slots in enumerate(per_char):
             if len(slots) > MAX_SLOTS:
-                per_char[i] = sorted(slots, key=lambda slot: -rank[slot[0]])[:MAX_SLOTS]
+                # Keep the entries training matched most (before fitting: the source's frequencies).
+                rank = self.lexicon.weights or self.lexicon.frequencies
+                per_char[i] = sorted(slots, key=lambda slot: -rank[slot[0] - 1])[:MAX_SLOTS]
         return per_char
 
     def token_features(self, text: str, offsets: Sequence[tuple[int, int]]) -> tuple[Tensor, Tensor]:

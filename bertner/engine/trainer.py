@@ -262,21 +262,20 @@ class Trainer:
         self.data = data
         self.tags = label_set_to_tags(data.labels, c.scheme)
         self.tag_to_id = {t: i for i, t in enumerate(self.tags)}
+        self.lexicon = self.run.load_lexicon(c) if self.resume else lexicon
+        self.matcher = LexiconMatcher(self.lexicon) if self.lexicon is not None else None
         if self.resume:
             # The run's own encoder folder: the same vocabulary, no download; the checkpoint
             # supplies the weights. Never with the folder's own code, whatever config.yaml says.
             self.bundle = self.run.load_encoder()
-            self.lexicon = self.run.load_lexicon(c)
         else:
-            if lexicon is not None:
-                lexicon.fit(w.text for w in data.train)
-            self.lexicon = lexicon
-            self.bundle = build_encoder(c, data.train, c.lexicon_dim if lexicon else 0)
+            if self.lexicon is not None:
+                self.lexicon.fit((w.text for w in data.train), self.matcher)
+            self.bundle = build_encoder(c, data.train, c.lexicon_dim if self.lexicon else 0)
         self.aligner = self.bundle.aligner
         if self.lexicon is not None and self.aligner.mode != "char":
             raise BertnerError(f"--lexicon needs char alignment (one character, one token); {self.bundle.name} "
                                "has a vocabulary that is not Chinese, so it aligns by subwords")
-        self.matcher = LexiconMatcher(self.lexicon) if self.lexicon is not None else None
         c.resolve(self.bundle.hidden_size)  # the family's recipe for what was left out; saved resolved
         max_length = min(c.max_length, self.bundle.max_positions)
         self.train_set = encode_windows(data.train, self.aligner, max_length, self.tag_to_id, c.scheme, lexicon=self.matcher)
