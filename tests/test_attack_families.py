@@ -26,24 +26,18 @@ from study_runs import dev_windows, hits_per_document, study_run
 from synthetic import write_synthetic
 from test_compare import fake_run
 
-from cli_helpers import assert_nothing_written, assert_one_line_error, invoke, runner
+from cli_helpers import TINY_RUN as SETTINGS
+from cli_helpers import assert_nothing_written, assert_one_line_error, invoke, runner, snapshot, train_finished, train_stopped
 from bertner.cli import app
 from bertner.compare import compare_runs
 from bertner.data.formats import read_corpus
 from bertner.data.jsonl import read_windows
-from bertner.engine import tracking
 from bertner.lock import LOCK_FILE
 from bertner.significance import compare_to_baseline
-from bertner.spans import Span, Window
+from bertner.spans import Window
 from bertner.sweep import load_sweep
 
-SETTINGS = ["--model", "tiny", "--epochs", "1", "--batch-size", "16", "--tiny-layers", "1", "--tiny-hidden", "32",
-            "--tiny-heads", "2", "--lr", "5e-3", "--seed", "1", "--num-threads", "1", "--device", "cpu", "--log-every", "1"]
 NOTE = "患者有高血压，服用二甲双胍。"
-
-
-def snapshot(folder: Path) -> dict[str, bytes]:
-    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
 
 
 @pytest.fixture(scope="module")
@@ -53,30 +47,13 @@ def data(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def finished(data, tmp_path_factory) -> Path:
-    run = tmp_path_factory.mktemp("finished") / "run"
-    result = invoke("train", data, "-o", run, *SETTINGS, "--max-steps", "2")
-    assert result.exit_code == 0, result.output
-    return run
+    return train_finished(data, tmp_path_factory.mktemp("finished") / "run")
 
 
 @pytest.fixture(scope="module")
 def stopped(data, tmp_path_factory) -> Path:
     """A run stopped by SIGTERM after step 1: a checkpoint to resume from, no summary yet."""
-    run = tmp_path_factory.mktemp("stopped") / "run"
-    original = tracking.Tracker.step
-
-    def step_and_stop(self, step, epoch):
-        original(self, step, epoch)
-        if step == 1:
-            signal.raise_signal(signal.SIGTERM)
-
-    tracking.Tracker.step = step_and_stop
-    try:
-        result = invoke("train", data, "-o", run, *SETTINGS)
-    finally:
-        tracking.Tracker.step = original
-    assert result.exit_code == 1 and (run / "checkpoint" / "trainer_state.pt").exists(), result.output
-    return run
+    return train_stopped(data, tmp_path_factory.mktemp("stopped") / "run", 1)
 
 
 def copy_of(folder: Path, target: Path) -> Path:

@@ -12,7 +12,6 @@ import json
 import os
 import re
 import shutil
-import signal
 import time
 from pathlib import Path
 
@@ -23,7 +22,7 @@ from synthetic import write_synthetic
 from bertner.config import TrainConfig
 from bertner.engine import tracking
 from bertner.engine.trainer import train
-from cli_helpers import assert_one_line_error, invoke
+from cli_helpers import assert_one_line_error, invoke, signalling_step
 
 TINY_MODEL = ["--tiny-layers", "1", "--tiny-hidden", "32", "--tiny-heads", "2", "--num-threads", "1", "--device", "cpu"]
 TINY = [*TINY_MODEL, "--max-steps", "1"]
@@ -170,15 +169,8 @@ def trusting_config(run: Path) -> None:
 def interrupted_run(trained, tmp_path, monkeypatch):
     """A run stopped after its first step, with a checkpoint to resume."""
     run = tmp_path / "stopped"
-    original = tracking.Tracker.step
-
-    def step_then_stop(self, step, epoch):
-        original(self, step, epoch)
-        if step == 1:
-            signal.raise_signal(signal.SIGTERM)
-
     with monkeypatch.context() as m:
-        m.setattr(tracking.Tracker, "step", step_then_stop)
+        m.setattr(tracking.Tracker, "step", signalling_step(1))
         stopped = invoke("train", trained[1], "-o", run, *TINY_MODEL, "--max-steps", "3")
     assert stopped.exit_code == 1 and (run / "checkpoint").is_dir(), stopped.output
     return run

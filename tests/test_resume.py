@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 import torch
 from safetensors.torch import load_file
+from cli_helpers import signalling_step
 from synthetic import write_synthetic
 from typer.testing import CliRunner
 
@@ -75,14 +76,7 @@ def reference_runs(data_dir, tmp_path_factory):
 
 def stop_at(monkeypatch, step: int, sig: int = signal.SIGTERM) -> None:
     """Make the trainer receive `sig` right after optimiser step `step`."""
-    original = tracking.Tracker.step
-
-    def step_and_maybe_signal(self, s, epoch):
-        original(self, s, epoch)
-        if s == step:
-            signal.raise_signal(sig)
-
-    monkeypatch.setattr(tracking.Tracker, "step", step_and_maybe_signal)
+    monkeypatch.setattr(tracking.Tracker, "step", signalling_step(step, sig))
 
 
 def f1s(run: Path) -> list[tuple[int, float]]:
@@ -181,15 +175,7 @@ def test_sigint_stops_the_same_way(data_dir, reference_runs, tmp_path, monkeypat
 def test_a_second_signal_stops_at_once(data_dir, tmp_path, monkeypatch):
     """A step can take minutes (compiling): the first signal says it is waiting, a second does not wait."""
     run = tmp_path / "run"
-    original = tracking.Tracker.step
-
-    def step_and_signal_twice(self, s, epoch):
-        original(self, s, epoch)
-        if s == 2:
-            signal.raise_signal(signal.SIGTERM)
-            signal.raise_signal(signal.SIGTERM)
-
-    monkeypatch.setattr(tracking.Tracker, "step", step_and_signal_twice)
+    monkeypatch.setattr(tracking.Tracker, "step", signalling_step(2, times=2))
     stopped = runner.invoke(app, cli_args(data_dir, run))
     assert stopped.exit_code == 1 and "Traceback" not in stopped.output
     assert "SIGTERM: stopping after the step in flight" in stopped.output

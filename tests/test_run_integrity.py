@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -20,20 +19,10 @@ import torch
 from synthetic import write_synthetic
 from torch import nn
 
-from cli_helpers import assert_one_line_error as one_line_error, invoke
-from bertner.engine import tracking
+from cli_helpers import TINY_RUN as SETTINGS
+from cli_helpers import assert_one_line_error as one_line_error, invoke, snapshot, train_finished, train_stopped
 from bertner.lock import LOCK_FILE, FolderLock
 
-SETTINGS = ["--model", "tiny", "--epochs", "1", "--batch-size", "16", "--tiny-layers", "1", "--tiny-hidden", "32",
-            "--tiny-heads", "2", "--lr", "5e-3", "--seed", "1", "--num-threads", "1", "--device", "cpu", "--log-every", "1"]
-
-
-
-
-
-
-def snapshot(folder: Path) -> dict[str, bytes]:
-    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
 
 
 @pytest.fixture(scope="module")
@@ -43,30 +32,13 @@ def data(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def finished(data, tmp_path_factory) -> Path:
-    run = tmp_path_factory.mktemp("finished") / "run"
-    result = invoke("train", data, "-o", run, *SETTINGS, "--max-steps", "2")
-    assert result.exit_code == 0, result.output
-    return run
+    return train_finished(data, tmp_path_factory.mktemp("finished") / "run")
 
 
 @pytest.fixture(scope="module")
 def stopped(data, tmp_path_factory) -> Path:
     """A run stopped by SIGTERM after step 2: a checkpoint to resume from, no summary yet."""
-    run = tmp_path_factory.mktemp("stopped") / "run"
-    original = tracking.Tracker.step
-
-    def step_and_stop(self, step, epoch):
-        original(self, step, epoch)
-        if step == 2:
-            signal.raise_signal(signal.SIGTERM)
-
-    tracking.Tracker.step = step_and_stop
-    try:
-        result = invoke("train", data, "-o", run, *SETTINGS)
-    finally:
-        tracking.Tracker.step = original
-    assert result.exit_code == 1 and (run / "checkpoint" / "trainer_state.pt").exists(), result.output
-    return run
+    return train_stopped(data, tmp_path_factory.mktemp("stopped") / "run", 2)
 
 
 def copy_of(run: Path, tmp_path: Path) -> Path:
