@@ -1,13 +1,10 @@
-"""What more than one command prints the same way: tables of scores, wide output in a pipe."""
+"""What more than one command prints the same way: tables of scores."""
 
 from __future__ import annotations
 
 from typing import Any, Iterable
 
-from rich.console import Console
 from rich.table import Table
-
-from bertner.cli._console import escaping, out
 
 
 def scores_table(title: str, per_type: dict[str, dict[str, Any]], totals: Iterable[tuple[str, dict[str, Any]]]) -> Table:
@@ -21,8 +18,3 @@ def scores_table(title: str, per_type: dict[str, dict[str, Any]], totals: Iterab
         table.add_row(f"[bold]{name}[/bold]", f"{s['precision']:.4f}", f"{s['recall']:.4f}",
                       f"[bold]{s['f1']:.4f}[/bold]", str(s["support"]))
     return table
-
-
-def results_console() -> Console:
-    """stdout; piped to a file or a script, full rows that are never squeezed to 80 columns."""
-    return out if out.is_terminal else escaping(Console(file=out.file, width=1000, highlight=False))

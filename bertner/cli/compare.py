@@ -11,8 +11,7 @@ import typer
 from rich.table import Table
 
 from bertner.cli._app import Command, app, user_errors
-from bertner.cli._console import info, warn
-from bertner.cli._render import results_console
+from bertner.cli._console import info, out, warn
 from bertner.config import check_options
 from bertner.compare import (
     Comparison,
@@ -65,11 +64,10 @@ def render_comparison(comparison: Comparison, per_type: bool = False, as_json: b
     for skipped in comparison.incomplete:
         warn(f"skipped {skipped.name}: {skipped.reason}")
     if as_json:
-        results_console().print(json.dumps(comparison.to_dict(), ensure_ascii=False, indent=2), markup=False, highlight=False,
+        out.print(json.dumps(comparison.to_dict(), ensure_ascii=False, indent=2), markup=False, highlight=False,
                   soft_wrap=True)
         return
     labels = comparison.labels if per_type else []
-    console = results_console()
 
     table = Table(title=f"runs in {comparison.runs_dir}, by data set, best dev F1 first", title_justify="left")
     table.add_column("data", overflow="fold")
@@ -88,7 +86,7 @@ def render_comparison(comparison: Comparison, per_type: bool = False, as_json: b
             format_seconds(run.train_seconds), "-" if tps is None else f"{tps:,.0f}",
             *[format_f1(run.per_type_f1.get(label)) for label in labels],
         )
-    console.print(table)
+    out.print(table)
 
     grouped = any(g.count > 1 for g in comparison.groups)
     if not (grouped or not comparison.by_default):
@@ -105,7 +103,7 @@ def render_comparison(comparison: Comparison, per_type: bool = False, as_json: b
             g.data, g.name, str(g.count), format_f1(g.mean_f1),
             format_f1(g.std_f1), format_f1(g.min_f1), format_f1(g.max_f1), *[format_f1(g.per_type_mean_f1.get(label)) for label in labels],
         )
-    console.print(table)
+    out.print(table)
 
 
 def render_baseline_comparison(comparison: Comparison, result: BaselineComparison, per_type: bool = False,
@@ -118,11 +116,10 @@ def render_baseline_comparison(comparison: Comparison, result: BaselineCompariso
         for skipped in comparison.incomplete:
             warn(f"skipped {skipped.name}: {skipped.reason}")
         data = {**comparison.to_dict(), "significance": result.to_dict()}
-        results_console().print(json.dumps(data, ensure_ascii=False, indent=2), markup=False, highlight=False,
+        out.print(json.dumps(data, ensure_ascii=False, indent=2), markup=False, highlight=False,
                                 soft_wrap=True)
         return
     render_comparison(comparison, per_type=per_type)
-    console = results_console()
     level = f"{100 * result.confidence:g}%"
     several = len(comparison.data_sets) > 1
     within = ", within each data set" if several else ""
@@ -137,7 +134,7 @@ def render_baseline_comparison(comparison: Comparison, result: BaselineCompariso
     table.add_column("verdict")
     for row in result.differences:
         table.add_row(row.data, row.group, str(row.runs), *_test_cells(row.documents), *_test_cells(row.seeds), row.verdict())
-    console.print(table)
+    out.print(table)
     lines = [f"{row.data}: {row.sentence()}" if several else row.sentence() for row in result.differences]
     lines += [f"{data}: no group {result.baseline!r} to test against, so its groups are not tested"
               for data in result.without_baseline]
@@ -147,7 +144,7 @@ def render_baseline_comparison(comparison: Comparison, result: BaselineCompariso
     lines.append(f"documents: paired bootstrap over dev documents, {result.resamples:,} resamples, pooled over seed "
                  "pairs; seeds: t test over the runs' best dev F1 (paired by seed when the seeds match, else Welch)")
     for line in lines:
-        console.print(line, markup=False, highlight=False, soft_wrap=True)
+        out.print(line, markup=False, highlight=False, soft_wrap=True)
 
 
 def _test_cells(test: TestResult | None) -> list[str]:
