@@ -398,18 +398,6 @@ def write_errors(target: str | os.PathLike, outcome: str = "nothing was written"
         raise WriteFailed(target, reason, outcome) from None
 
 
-@contextmanager
-def output_errors(target: str | os.PathLike) -> Iterator[None]:
-    """Turn an OS error while writing `target` (no permission, disk full) into one line naming it.
-
-    Use around atomic writes only: they leave nothing behind, so the message can say so.
-    """
-    try:
-        yield
-    except OSError as e:
-        raise OutputError(f"cannot write {target}: {e.strerror or e}; nothing was written") from None
-
-
 def temporary_beside(target: Path, folder: bool) -> Path:
     """A fresh hidden temporary file (or folder) in `target`'s folder, made if needed.
 

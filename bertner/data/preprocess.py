@@ -23,7 +23,6 @@ from bertner.errors import BertnerError, DataError, OutputExistsError
 from bertner.fileio import (
     atomic_dir,
     check_writable,
-    output_errors,
     write_json,
     write_jsonl,
 )
@@ -173,7 +172,7 @@ def preprocess(options: PreprocessOptions) -> PreprocessResult:
         split_stats.pop("test")
     labels = sorted({label for s in split_stats.values() for label in s.entities})
     stats_json = build_stats(corpus.read, changes, windowing, split_stats, group, policy)
-    with output_errors(output), atomic_dir(output) as tmp:
+    with atomic_dir(output) as tmp:
         for name in SPLITS:
             if name in split_stats:
                 write_jsonl(tmp / f"{name}.jsonl", rows[name])
