@@ -500,13 +500,6 @@ def atomic_dir(target: str | os.PathLike) -> Iterator[Path]:
                 os.replace(tmp, target)  # a new folder: one rename, so all of it or nothing appears
             else:
                 move_files_into(tmp, target)
-    except OutputError as error:
-        # A file written inside the temporary folder failed: name the output the user asked for, not our temporary.
-        inner = f"cannot write {tmp}"
-        if not str(error).startswith(inner):
-            raise
-        reason = str(error)[len(inner):].split(": ", 1)[-1]
-        raise OutputError(f"cannot write {target}: {reason}") from None
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
