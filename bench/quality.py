@@ -48,6 +48,9 @@ ROWS: dict[str, tuple[str, list[str]]] = {
     "bilstm-crf-lac": ("bilstm + CRF, --init-embeddings jieba-lac", ["--model", "bilstm", "--crf", "--init-embeddings", "jieba-lac"]),
     "bilstm-crf-jieba-lac": ("bilstm + CRF, --lexicon jieba --init-embeddings jieba-lac",
                              ["--model", "bilstm", "--crf", "--lexicon", "jieba", "--init-embeddings", "jieba-lac"]),
+    "bilstm-crf-jieba-lac-wide": ("bilstm + CRF, --lexicon jieba --init-embeddings jieba-lac --lexicon-dim 264",
+                                  ["--model", "bilstm", "--crf", "--lexicon", "jieba", "--init-embeddings", "jieba-lac",
+                                   "--lexicon-dim", "264"]),
     "bilstm-crf-jieba-huatuo-lac": ("bilstm + CRF, --lexicon jieba --lexicon huatuo --init-embeddings jieba-lac",
                                     ["--model", "bilstm", "--crf", "--lexicon", "jieba", "--lexicon", HUATUO,
                                      "--init-embeddings", "jieba-lac"]),
@@ -135,10 +138,21 @@ def collect(corpora: list[str]) -> dict:
                 minutes = statistics.mean(r["summary"]["budget_seconds_used"] or 0 for r in runs) / 60
                 rows.append({"corpus": corpus, "row": row, "name": name, "runs": runs, "minutes": round(minutes, 1)})
     previous = common.RESULTS / "quality.json"
-    if previous.exists():  # rows whose runs are not in this machine's cache stay as they were measured
-        found = {(r["corpus"], r["row"]) for r in rows}
-        rows += [r for r in json.loads(previous.read_text(encoding="utf-8"))["rows"]
-                 if (r["corpus"], r["row"]) not in found and r["corpus"] in corpora]
+    if previous.exists():  # runs (rows, or seeds of a row) not in this machine's cache stay as they were measured
+        found = {(r["corpus"], r["row"]): r for r in rows}
+        for old in json.loads(previous.read_text(encoding="utf-8"))["rows"]:
+            if old["corpus"] not in corpora:
+                continue
+            row = found.get((old["corpus"], old["row"]))
+            if row is None:
+                rows.append(old)
+                continue
+            seeds = {run.get("seed") for run in row["runs"]}
+            kept = [run for run in old["runs"] if run.get("seed") not in seeds]
+            if kept and not old["row"].startswith("classical-crf"):
+                row["runs"] = sorted(row["runs"] + kept, key=lambda run: str(run.get("seed")))
+                minutes = [r["summary"]["budget_seconds_used"] or 0 for r in row["runs"] if "summary" in r]
+                row["minutes"] = round(statistics.mean(minutes) / 60, 1) if minutes else old["minutes"]
     return {"name": "quality", "machine": common.machine_info(), "rows": rows}
 
 
