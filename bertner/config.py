@@ -254,6 +254,9 @@ class TrainConfig:
     grad_accum: int = setting(1, "Batches per optimiser step.", Limit(low=1))
     max_length: int = setting(512, "Tokens per model input incl. [CLS]/[SEP]; longer windows are cut with overlap.",
                               Limit(low=8))
+    swa: float = setting(0, "Stochastic weight averaging: average the weights over the last SHARE of training (by steps, "
+                         "or by time with --time-budget) and keep the average if it scores better on dev than the best "
+                         "checkpoint (0: off).", Limit(low=0, below=1, note="0: off"), metavar="SHARE")
     # evaluation and stopping
     eval_every: int = setting(0, "Also evaluate on the whole dev set every N steps (0: each epoch end only).",
                               Limit(low=0, note="0: at the end of each epoch only"))

@@ -105,7 +105,7 @@ def _yaml_one_line(error: Exception) -> str:
 # ----------------------------------------------------------------------------- the summary
 
 KIND_NAMES = {int: "a whole number", float: "a number", str: "text", bool: "true or false", dict: "a mapping"}
-FRACTIONS = ("best_f1", "best_precision", "best_recall")  # summary fields that are shares, in [0, 1]
+FRACTIONS = ("best_f1", "best_precision", "best_recall", "averaged_f1")  # summary fields that are shares, in [0, 1]
 
 
 @dataclass
@@ -129,6 +129,9 @@ class Summary:
     budget_seconds_used: float | None = None
     stopped_by: str | None = None
     best_f1: float | None = None  # None: no dev set
+    averaged_steps: int | None = None  # --swa: steps whose weights were averaged
+    averaged_f1: float | None = None  # --swa: the average's dev F1
+    averaged_kept: bool | None = None  # --swa: whether the average beat the best checkpoint (and is the run's weights)
     best_step: int | None = None
     best_precision: float | None = None
     best_recall: float | None = None

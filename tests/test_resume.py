@@ -137,6 +137,7 @@ CASES = {
     "max-steps-mid-epoch": (4, dict(max_steps=9)),
     "crf-gru": (3, dict(crf=True, gru=True, crf_lr_mult=10.0)),
     "save-every": (3, dict(save_every=1)),
+    "swa": (8, dict(swa=0.6)),  # the running mean (steps 5..12) is in the checkpoint and goes on after the resume
 }
 # Stops at an --eval-every step and at the very last step: two bugs of the old loop, fixed and kept
 # tested. The signal is consumed after the step's evaluation and after the limits
@@ -156,6 +157,9 @@ def test_stop_and_resume_edge_cases(data_dir, reference_runs, tmp_path, monkeypa
     run = interrupt_and_resume(data_dir, tmp_path, monkeypatch, step, **overrides)
     assert f1s(run) == f1s(reference)
     assert_same_weights(reference, run)
+    summary, ref_summary = (json.loads((r / "summary.json").read_text()) for r in (run, reference))
+    for key in ("best_f1", "averaged_steps", "averaged_f1", "averaged_kept"):
+        assert summary[key] == ref_summary[key], key
 
 
 @pytest.mark.parametrize("case", sorted(EVALUATION_AND_LAST_STEP))

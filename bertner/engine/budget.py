@@ -19,8 +19,9 @@ import time
 class TimeBudget:
     """The wall-clock budget of `--time-budget`: time used, and the steps it still allows."""
 
-    def __init__(self, minutes: float):
+    def __init__(self, minutes: float, final_evaluations: int = 1):
         self.seconds = minutes * 60.0
+        self.final_evaluations = final_evaluations  # 2 with --swa: the last weights' and the average's
         self.started: float | None = None  # the clock runs from `start`, at the first step
         self.evaluation_seconds: float | None = None  # how long the last evaluation took
         self.evaluation_estimate = 0.0  # until one has run: set by the trainer from its speed
@@ -33,8 +34,9 @@ class TimeBudget:
         return 0.0 if self.started is None else time.perf_counter() - self.started
 
     def reserve(self) -> float:
-        """Time kept for the final evaluation."""
-        return self.evaluation_seconds if self.evaluation_seconds is not None else self.evaluation_estimate
+        """Time kept for the final evaluations."""
+        one = self.evaluation_seconds if self.evaluation_seconds is not None else self.evaluation_estimate
+        return one * self.final_evaluations
 
     def usable(self) -> float:
         return max(1e-9, self.seconds - self.reserve())

@@ -31,6 +31,7 @@ from bertner.engine.batching import (
     iterate_batches,
     length_grouped_batches,
 )
+from bertner.engine.averaging import WeightAverage
 from bertner.engine.budget import TimeBudget
 from bertner.engine.device import autocast_for, pick_device, pick_precision
 from bertner.engine.distributed import close_distributed, init_distributed
@@ -320,7 +321,8 @@ class Trainer:
         self.total_steps = self.steps_per_epoch * self.epoch_limit
         if c.max_steps:
             self.total_steps = min(c.max_steps, self.total_steps)
-        self.budget = TimeBudget(c.time_budget) if c.time_budget else None
+        self.budget = TimeBudget(c.time_budget, final_evaluations=2 if c.swa else 1) if c.time_budget else None
+        self.average = WeightAverage(self.model) if c.swa else None
         self.scheduler = linear_schedule(
             self.optimizer, self.total_steps, c.warmup_ratio, self.budget.progress if self.budget else None
         )
@@ -396,6 +398,8 @@ class Trainer:
         state = self.run.load_checkpoint(self.model)
         self.run.restore_checkpoint(state, self.optimizer, self.scheduler, self.scaler)
         self.state = {**self.state, **state["loop"]}  # keys added since the checkpoint was written keep their start values
+        if self.average is not None and "weight_average" in state:
+            self.average.load_state(state["weight_average"])
         log.info(f"resuming {self.run_dir} at step {self.state['step']} (epoch {self.state['epoch'] + 1})")
 
     # -- evaluation ---------------------------------------------------------------------------
@@ -434,6 +438,7 @@ class Trainer:
                 "scheduler": self.scheduler.state_dict(),
                 "scaler": self.scaler.state_dict(),
                 "loop": dict(self.state),
+                **({"weight_average": self.average.state()} if self.average is not None else {}),
             },
         )
 
@@ -603,6 +608,8 @@ class Trainer:
         """Train until a consumer stops it. `evaluate=False` (benchmarks): no dev evaluation, no weights kept."""
         self.tracker = tracker
         consumers: list[Callable[[Step], None]] = [self.show_progress, self.check_finite, self.log_train]
+        if self.average is not None:
+            consumers.append(self.average_weights)
         if evaluate:
             consumers.append(self.evaluate_if_due)
         consumers += [self.checkpoint_if_due, self.stop_at_limits, self.stop_on_signal]
@@ -611,6 +618,8 @@ class Trainer:
                 consume(step)
                 if step.stop:
                     break
+        if evaluate and self.average is not None:
+            self._evaluate_average()
 
     def show_progress(self, step: Step) -> None:
         if not step.epoch_end:
@@ -642,6 +651,39 @@ class Trainer:
         self.tracker.log_train(step.step, (w.loss_sum / max(1, w.batches)).item() * self.config.grad_accum, lrs,
                           speed, self._mfu(speed))
         w.reset()
+
+    def average_weights(self, step: Step) -> None:
+        """--swa: after each step in the last SHARE of training, add the weights to the running mean."""
+        if step.epoch_end:
+            return
+        done = self.budget.progress() if self.budget else step.step / max(1, self.total_steps)
+        if done > 1.0 - self.config.swa:
+            self.average.update()
+
+    def _evaluate_average(self) -> None:
+        """Score the averaged weights on dev; keep them as the run's weights where they beat the best checkpoint."""
+        s, count = self.state, self.average.count
+        if count < 2 or not self.data.dev:
+            log.info(f"--swa: {count} step(s) averaged{'' if self.data.dev else ' and no dev set'}; the average is not used")
+            return
+        started = time.perf_counter()
+        with self.average.swapped_in():
+            with self.tracker.evaluating(len(self.dev_set.examples)) as on_batch:
+                record = self.evaluate(on_batch)
+            f1 = record["micro"]["f1"]
+            kept = f1 > s["best_f1"]
+            if kept and self.dist.main:
+                self.run.save_best_weights(self.model)
+                self.run.write_dev_predictions(self.data.dev, self.dev_predicted)
+        s["averaged"] = {"steps": count, "f1": f1, "kept": kept, "best_checkpoint_f1": s["best_f1"]}
+        if kept:
+            s.update(best_f1=f1, best_step=s["step"],
+                     best_record={"step": s["step"], "epoch": self.epochs_done(), **record})
+        if self.budget:
+            s["budget_seconds"] = self.budget.elapsed()
+        log.info(f"--swa: the mean of the last {count} steps' weights scores dev F1 {f1:.4f} against the best "
+                 f"checkpoint's {s['averaged']['best_checkpoint_f1']:.4f}: " + ("kept" if kept else "not kept")
+                 + f" ({time.perf_counter() - started:.0f} s)")
 
     def evaluate_if_due(self, step: Step) -> None:
         """Every --eval-every steps and at each epoch's end (unless that step just had one): keep the best, stop early."""
@@ -742,6 +784,9 @@ class Trainer:
             budget_seconds_used=round(s["budget_seconds"], 1) if self.budget else None,
             stopped_by=s["stopped_by"] or "epochs",
             best_f1=max(s["best_f1"], 0.0) if self.data.dev else None,
+            averaged_steps=s.get("averaged", {}).get("steps"),
+            averaged_f1=s.get("averaged", {}).get("f1"),
+            averaged_kept=s.get("averaged", {}).get("kept"),
             best_step=s["best_step"],
             best_precision=best.get("micro", {}).get("precision"),
             best_recall=best.get("micro", {}).get("recall"),
