@@ -364,11 +364,13 @@ def run_sweep(config_file: str | Path, output: str | Path | None = None, dry_run
     result = SweepResult(sweep)
     if dry_run:
         return result
-    for combination in sweep.searches[:1]:  # they share the data folder's setting unless the grid varies it
-        _check_dev_data(sweep, combination)
+    searched_data = {str(combination.settings["data"]) for combination in sweep.searches}
+    for data in sorted(searched_data):
+        _check_dev_data(sweep, Path(data))
 
     # The runs' folders go inside the sweep's; each run's Trainer checks its own against its inputs.
-    check_output_place(sweep.output, [sweep.source, *{r.config.data for r in sweep.runs}], may_hold_runs=True)
+    check_output_place(sweep.output, [sweep.source, *{r.config.data for r in sweep.runs}, *searched_data],
+                       may_hold_runs=True)
     # One sweep at a time per folder: two would train the same runs into the same directories.
     if sweep.output.exists() and not sweep.output.is_dir():
         raise BertnerError(f"{sweep.output} exists and is not a folder; the sweep's runs need a folder")
@@ -417,8 +419,7 @@ def _train_runs(sweep: Sweep, result: SweepResult, on_start: Callable[[Trainer],
         log.info(f"[{index}/{total}] {run.name}: best dev F1 {f1:.4f}" if f1 is not None else f"[{index}/{total}] {run.name}: done")
 
 
-def _check_dev_data(sweep: Sweep, combination: SearchedCombination) -> None:
-    data = Path(str(combination.settings["data"]))
+def _check_dev_data(sweep: Sweep, data: Path) -> None:
     if data.is_dir() and not (data / "dev.jsonl").exists():
         raise BertnerError(f"{sweep.source}: a search maximises dev F1, but {data} has no dev.jsonl; preprocess with "
                            "a dev split (--dev-ratio)")

@@ -134,6 +134,18 @@ def test_a_search_needs_a_number_of_trials(tmp_path, args, message):
     assert_one_line_error(invoke("sweep", spec, "--dry-run", *args), message)
 
 
+def test_a_search_checks_its_data_before_training(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    write_synthetic(tmp_path / "data", n_train=8, n_dev=2)
+    search = {"lr": {"low": 1e-4, "high": 1e-2}}
+    inside = write_sweep(tmp_path / "inside.yaml", data="data", output="data/runs", search=search)
+    assert_one_line_error(invoke("sweep", inside, "--trials", "1"), "it lies inside the input data")
+    (tmp_path / "data" / "dev.jsonl").unlink()
+    no_dev = write_sweep(tmp_path / "no-dev.yaml", data="data", output="out", search=search)
+    assert_one_line_error(invoke("sweep", no_dev, "--trials", "1"), "a search maximises dev F1, but data has no dev.jsonl")
+    assert not (tmp_path / "out").exists() and not (tmp_path / "data" / "runs").exists()
+
+
 # -- sampling: the same seed, the same trials --------------------------------------------------------
 SPACE = parse_search("s.yaml", {"lr": {"low": 1e-5, "high": 1e-2, "log": True}}, fixed=set())
 

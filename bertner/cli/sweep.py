@@ -20,7 +20,7 @@ from bertner.sweep import DONE, RESTART, TODO, Sweep, run_sweep, search_progress
 @app.command(cls=Command, short_help="Train every combination of a grid, then compare.")
 @user_errors
 def sweep(
-    config_file: Path = typer.Argument(..., metavar="GRID.yaml", help="YAML grid: base settings plus lists of values to try (see examples/quickstart.yaml)."),
+    config_file: Path = typer.Argument(..., metavar="GRID.yaml", help="YAML: base settings plus a grid of values to try (see examples/quickstart.yaml) or a search of ranges (examples/quickstart-search.yaml)."),
     output: Optional[Path] = typer.Option(None, "--output", "-o", metavar="DIR", help="Folder for the runs (default: the file's `output`, else runs/<file name>)."),
     dry_run: bool = typer.Option(False, "--dry-run", help="List the runs without training."),
     trials: Optional[int] = typer.Option(None, "--trials", metavar="N", help="With a `search:` section: runs to sample per grid combination (Optuna's TPE; those already in the folder's study.db count)."),
@@ -28,7 +28,7 @@ def sweep(
 ) -> None:
     """Train every combination of a grid one after another, skip finished runs, then compare.
 
-    With a `search:` section of ranges, --trials N samples N runs instead (see examples/quickstart-search.yaml).
+    With a `search:` section of ranges, --trials N samples N runs per grid combination instead.
     """
     result = run_sweep(config_file, output=output, dry_run=dry_run, on_start=render_train_plan,
                        on_compared=render_comparison, view=TrainProgress(), trials=trials, prune=prune)
