@@ -13,6 +13,10 @@ data sets. Within a data set, by default runs are grouped by every setting excep
 (output folder, device, threads, logging). `by` picks the grouping columns instead; any training setting or summary
 field (variant, encoder, ...) is allowed. A group is named by its variant plus only the settings that tell it apart
 from the other groups of its data set (`tiny+crf, crf_lr_mult=x10`), the name `--baseline` takes.
+
+Pruned runs (a search's `--prune` stopped them early: `pruned` in summary.json) are listed, marked, but belong to no
+group: their best F1 is that of an unfinished run, so they are left out of every mean, std and `--baseline` test;
+each group counts those with its settings in `pruned`.
 """
 
 from __future__ import annotations
@@ -57,6 +61,7 @@ class RunResult:
     per_type_f1: dict[str, float]
     curve: list[tuple[int, float]]  # (step, dev micro F1) of every evaluation, from metrics.jsonl
     epochs_done: float | None = None  # epochs actually trained (fractional when a time budget stopped it)
+    pruned: bool = False  # a search's pruner stopped it early: in no group
 
     @property
     def variant(self) -> str:
@@ -82,6 +87,7 @@ class GroupResult:
     min_f1: float | None
     max_f1: float | None
     per_type_mean_f1: dict[str, float]
+    pruned: list[str] = field(default_factory=list)  # runs with these settings that were pruned: not in the numbers
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -164,7 +170,7 @@ def read_run(run: RunDir, root: Path) -> tuple[RunResult, tuple[str, str]]:
         name=_name(run.path, root), path=str(run.path), data=identity[1], settings=settings, best_f1=summary.best_f1,
         best_step=summary.best_step, steps=summary.steps, train_seconds=summary.train_seconds,
         tokens_per_second=summary.tokens_per_second, per_type_f1=per_type, curve=run.read_curve(),
-        epochs_done=summary.epochs_done,
+        epochs_done=summary.epochs_done, pruned=bool(summary.pruned),
     )
     return result, identity
 
@@ -246,13 +252,17 @@ def setting(run: RunResult, column: str) -> Any:
 
 
 def group_runs(runs: list[RunResult], by: list[str]) -> list[GroupResult]:
-    """Runs with the same data and the same values of `by` as one group, named within its data set."""
+    """Runs with the same data and the same values of `by` as one group, named within its data set; pruned runs
+    are in no group (settings whose runs were all pruned make none)."""
     buckets: dict[tuple, list[RunResult]] = {}
     for run in runs:  # runs are sorted best first, so each group's run list is too
         key = (run.data, *(_hashable(setting(run, column)) for column in by))
         buckets.setdefault(key, []).append(run)
     groups = []
-    for members in buckets.values():
+    for bucket in buckets.values():
+        members = [r for r in bucket if not r.pruned]
+        if not members:
+            continue
         scores = [r.best_f1 for r in members if r.best_f1 is not None]
         labels = sorted({label for r in members for label in r.per_type_f1})
         groups.append(GroupResult(
@@ -267,6 +277,7 @@ def group_runs(runs: list[RunResult], by: list[str]) -> list[GroupResult]:
             max_f1=max(scores) if scores else None,
             per_type_mean_f1={label: _mean([r.per_type_f1[label] for r in members if label in r.per_type_f1])
                               for label in labels},
+            pruned=[r.name for r in bucket if r.pruned],
         ))
     groups.sort(key=lambda g: (g.data, g.mean_f1 is None, -(g.mean_f1 or 0.0)))
     for data in sorted({g.data for g in groups}):
@@ -422,9 +433,10 @@ def draw_comparison(comparison: Comparison, curves: Any, bars: Any, cmap: Any, n
     for run in comparison.runs:
         if run.curve:
             steps, f1 = zip(*run.curve)
-            colour, line, marker = style.get(run.name, (None, "-", "o"))
+            colour, line, marker = style.get(run.name, ("0.55", ":", "x"))  # in no group: a pruned run, in grey
+            label = run.name + (" (pruned)" if run.pruned else "")
             curves.plot(steps, f1, marker=marker, markersize=3, linewidth=1.2, color=colour, linestyle=line,
-                        label=run.name if labelled else None)
+                        label=label if labelled else None)
     curves.set_xlabel("step")
     curves.set_ylabel("dev micro F1")
     curves.set_title("dev F1 during training")

@@ -377,6 +377,7 @@ OPTION_LIMITS: dict[str, Limit] = {
     "resamples": Limit(low=100, high=100_000, note="bootstrap resamples; 10,000 is plenty"),
     "documents": Limit(low=0, high=1_000),
     "errors": Limit(low=0, high=len(ERROR_KINDS), note=f"there are {len(ERROR_KINDS)} kinds of error"),
+    "trials": Limit(low=1, high=10_000, note="runs per searched combination"),
 }
 
 

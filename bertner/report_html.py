@@ -66,6 +66,8 @@ def build_report(comparison: Comparison, baseline: str | None = None, documents:
 def _header(comparison: Comparison) -> str:
     stamp = datetime.now().strftime("%Y-%m-%d %H:%M")
     skipped = f", {len(comparison.incomplete)} incomplete skipped" if comparison.incomplete else ""
+    pruned = sum(run.pruned for run in comparison.runs)
+    skipped += f", {pruned} pruned (in no group)" if pruned else ""
     data = comparison.data_sets
     trained = (f"trained on {escape(data[0])}" if len(data) == 1 else
                f"trained on {len(data)} different data sets ({escape(', '.join(data))}), each compared on its own")
@@ -170,7 +172,7 @@ def _run_errors(rows: list[DevPrediction]) -> list[dict]:
 
 def _best_run(comparison: Comparison, predictions: dict[str, list[DevPrediction] | None]) -> RunResult | None:
     """The run with dev predictions and the best dev F1 (runs are listed data set by data set, so not the first)."""
-    kept = [r for r in comparison.runs if predictions.get(r.name)]
+    kept = [r for r in comparison.runs if predictions.get(r.name) and not r.pruned]
     return max(kept, key=lambda r: r.best_f1 if r.best_f1 is not None else -1.0) if kept else None
 
 

@@ -127,7 +127,8 @@ class Summary:
     epochs_done: float | None = None
     time_budget_minutes: float | None = None
     budget_seconds_used: float | None = None
-    stopped_by: str | None = None
+    stopped_by: str | None = None  # epochs, max_steps, time_budget, patience or pruned
+    pruned: bool | None = None  # a search's pruner stopped it early (`stopped_by` pruned, at `steps`); None in older runs
     best_f1: float | None = None  # None: no dev set
     averaged_steps: int | None = None  # --swa: steps whose weights were averaged
     averaged_f1: float | None = None  # --swa: the average's dev F1

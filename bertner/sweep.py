@@ -31,6 +31,8 @@ Rules:
 - A run that stops on a training error (e.g. the loss became NaN at a large crf_lr_mult) is reported and the sweep
   goes on; the command then exits non-zero. Any other error stops the sweep.
 - At the end the compare table of the output folder is printed (`bertner compare OUTPUT` shows it again).
+- A `search:` section samples ranges instead of listing values (`--trials N`, `--prune`): see bertner/search.py for
+  its rules. With a search, `grid:` is optional; each grid combination is searched on its own.
 """
 
 from __future__ import annotations
@@ -49,6 +51,7 @@ from bertner.compare import Comparison, compare_runs
 from bertner.config import (
     TrainConfig,
     build_config,
+    check_options,
     coerce_setting,
     config_keys,
     encoder_type,
@@ -60,11 +63,32 @@ from bertner.engine.trainer import Trainer
 from bertner.errors import BertnerError, TrainingError, shown
 from bertner.fileio import check_writable, path_name_problem
 from bertner.lock import FolderLock
-from bertner.runs import RunDir, check_output_place
+from bertner.runs import RunDir, check_output_place, find_runs
+from bertner.search import (
+    RUN_ATTR,
+    SearchOutcome,
+    SearchSpace,
+    abandon,
+    check_space,
+    done_trials,
+    next_trial,
+    open_study,
+    parse_sampler_seed,
+    parse_search,
+    pruner,
+    pruning_callback,
+    requeue_interrupted,
+    sampler,
+    search_outcome,
+    study_storage,
+    tell_failure,
+    tell_summary,
+    trials_done,
+)
 
 log = logging.getLogger(__name__)
 
-SWEEP_KEYS = {"grid", "output"}
+SWEEP_KEYS = {"grid", "output", "search", "sampler_seed"}
 DEFAULTS = TrainConfig()
 # setting -> (when it has an effect, why it is dropped otherwise), from each field's `only_with`.
 CONDITIONAL: dict[str, tuple[Any, str]] = {
@@ -106,16 +130,29 @@ class SweepRun:
 
 
 @dataclass
+class SearchedCombination:
+    """A grid combination whose runs a search samples: one study, named as the combination's run would be."""
+
+    name: str  # the study's name and its runs' prefix (`tiny-crf`, `tiny-crf-seed2`)
+    settings: dict[str, Any]  # every setting of the combination but `output` (defaults, base, grid values)
+    space: SearchSpace  # the searched settings that can have an effect here
+
+
+@dataclass
 class Sweep:
-    """A sweep file read and expanded: the base settings, the grid and the runs it makes."""
+    """A sweep file read and expanded: the base settings, the grid and the runs it makes (and, with a search,
+    the combinations it searches)."""
 
     source: Path
     output: Path
     base: dict[str, Any]
     grid: dict[str, list[Any]]
-    runs: list[SweepRun]
+    runs: list[SweepRun]  # the grid's runs (with a search: the combinations where nothing searched has an effect)
     collapsed: int = 0  # grid combinations dropped because a setting had no effect in them
     collapse_reasons: list[str] = field(default_factory=list)
+    space: SearchSpace | None = None  # the file's `search:` section
+    searches: list[SearchedCombination] = field(default_factory=list)
+    sampler_seed: int = 0
 
 
 @dataclass
@@ -126,6 +163,8 @@ class SweepResult:
     trained: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)  # already finished
     failed: dict[str, str] = field(default_factory=dict)  # name -> error message
+    pruned: list[str] = field(default_factory=list)  # trained runs a search's pruner stopped early
+    searches: list[SearchOutcome] = field(default_factory=list)  # each searched combination's trials and best run
     comparison: Comparison | None = None  # of the output folder, when any run is finished
 
 
@@ -163,6 +202,12 @@ def run_name(values: dict[str, Any], grid_keys: list[str]) -> str:
             continue
         parts.append(_format_part(key, values[key]))
     return "-".join(parts)
+
+
+def trial_run_name(combination: str, number: int, sampled: dict[str, Any]) -> str:
+    """`tiny-crf-trial003-lr0.000321-x10`: the combination, the trial's number, each sampled value (3 digits) in file order."""
+    parts = [_format_part(key, float(f"{value:.3g}") if isinstance(value, float) else value) for key, value in sampled.items()]
+    return "-".join([combination, f"trial{number:03d}", *parts])
 
 
 def legacy_run_name(name: str, model: str) -> str | None:
@@ -229,12 +274,17 @@ def load_sweep(config_file: str | Path, output: str | Path | None = None) -> Swe
     known = config_keys()
     unknown = sorted(set(values) - known - SWEEP_KEYS)
     if unknown:
-        raise BertnerError(f"{source}: unknown setting(s): {', '.join(unknown)} (valid: grid, output and the "
+        raise BertnerError(f"{source}: unknown setting(s): {', '.join(unknown)} (valid: grid, search, sampler_seed, output and the "
                            f"`bertner train` settings: {', '.join(sorted(known - {'output'}))})")
     grid_raw = values.pop("grid", None)
-    if not isinstance(grid_raw, dict) or not grid_raw:
-        raise BertnerError(f"{source}: needs a `grid:` mapping of setting -> list of values, e.g. `seed: [1, 2, 3]`")
-    grid_raw = {str(k).replace("-", "_"): v for k, v in grid_raw.items()}
+    search_raw = values.pop("search", None)
+    if "sampler_seed" in values and search_raw is None:
+        raise BertnerError(f"{source}: sampler_seed is the seed of a search; there is no `search:` section")
+    sampler_seed = parse_sampler_seed(source, values.pop("sampler_seed", None))
+    if (grid_raw is not None or search_raw is None) and (not isinstance(grid_raw, dict) or not grid_raw):
+        raise BertnerError(f"{source}: needs a `grid:` mapping of setting -> list of values, e.g. `seed: [1, 2, 3]` "
+                           "(or a `search:` of ranges)")
+    grid_raw = {str(k).replace("-", "_"): v for k, v in (grid_raw or {}).items()}
     unknown = sorted(set(grid_raw) - known)
     if unknown:
         raise BertnerError(f"{source}: unknown setting(s) in grid: {', '.join(unknown)}")
@@ -260,27 +310,67 @@ def load_sweep(config_file: str | Path, output: str | Path | None = None) -> Swe
         if len(set(map(repr, checked))) != len(checked):
             raise BertnerError(f"{source}: grid.{key} lists a value twice")
         grid[key] = checked
+    space = parse_search(source, search_raw, set(base) | set(grid)) if search_raw is not None else None
     out_dir = Path(output) if output is not None else Path(file_output) if file_output else Path("runs") / source.stem
     runs, collapsed, reasons = expand_grid(base, grid, out_dir, str(source))
-    return Sweep(source, out_dir, base, grid, runs, collapsed, reasons)
+    searches: list[SearchedCombination] = []
+    if space is not None:  # each combination where a searched setting can matter is searched; the rest are grid runs
+        plain = []
+        for run in runs:
+            settings = {k: v for k, v in run.config.to_dict().items() if k != "output"}
+            part = space.for_settings(settings)
+            if part:
+                searches.append(SearchedCombination(run.name, settings, part))
+            else:
+                plain.append(run)
+        runs = plain
+    return Sweep(source, out_dir, base, grid, runs, collapsed, reasons, space, searches, sampler_seed)
+
+
+def check_search_options(sweep: Sweep, trials: int | None, prune: bool) -> None:
+    """--trials goes with a `search:` section and a search needs it; --prune is for searches."""
+    if sweep.space is None:
+        if trials is not None or prune:
+            flag = "--trials" if trials is not None else "--prune"
+            raise BertnerError(f"{flag} is for a sweep with a `search:` section; {sweep.source} has only a grid")
+        return
+    if trials is None:
+        raise BertnerError(f"{sweep.source} has a `search:` section: say how many trials to run with --trials N")
+    check_options(trials=trials)
+    total = len(sweep.runs) + len(sweep.searches) * trials
+    if total > MAX_RUNS:
+        raise BertnerError(f"{sweep.source}: {len(sweep.searches):,} searched combinations x {trials:,} trials make "
+                           f"{total:,} runs; a sweep trains at most {MAX_RUNS:,}: use fewer trials or a smaller grid")
+
+
+def search_progress(sweep: Sweep) -> list[tuple[SearchedCombination, int]]:
+    """Each searched combination and how many of its trials study.db holds as done (nothing is created)."""
+    return [(combination, trials_done(sweep.output, combination.name)) for combination in sweep.searches]
 
 
 # -- running -------------------------------------------------------------------------------------
 def run_sweep(config_file: str | Path, output: str | Path | None = None, dry_run: bool = False,
               on_start: Callable[[Trainer], None] | None = None,
-              on_compared: Callable[[Comparison], None] | None = None, view: TrainView | None = None) -> SweepResult:
+              on_compared: Callable[[Comparison], None] | None = None, view: TrainView | None = None,
+              trials: int | None = None, prune: bool = False) -> SweepResult:
     """Train the sweep's runs one after another (finished ones skipped), then compare them.
 
     `dry_run`: only the plan (`result.sweep`), nothing trained. `on_start` and `view` go to each Trainer;
-    `on_compared(comparison)` is told the comparison before a failed run raises TrainingError.
+    `on_compared(comparison)` is told the comparison before a failed run raises TrainingError. With a `search:`
+    section, `trials` runs per searched combination (the study's total) and `prune` (bertner.search).
     """
     sweep = load_sweep(config_file, output)
+    check_search_options(sweep, trials, prune)
     result = SweepResult(sweep)
     if dry_run:
         return result
+    searched_data = {str(combination.settings["data"]) for combination in sweep.searches}
+    for data in sorted(searched_data):
+        _check_dev_data(sweep, Path(data))
 
     # The runs' folders go inside the sweep's; each run's Trainer checks its own against its inputs.
-    check_output_place(sweep.output, [sweep.source, *{r.config.data for r in sweep.runs}], may_hold_runs=True)
+    check_output_place(sweep.output, [sweep.source, *{r.config.data for r in sweep.runs}, *searched_data],
+                       may_hold_runs=True)
     # One sweep at a time per folder: two would train the same runs into the same directories.
     if sweep.output.exists() and not sweep.output.is_dir():
         raise BertnerError(f"{sweep.output} exists and is not a folder; the sweep's runs need a folder")
@@ -288,6 +378,8 @@ def run_sweep(config_file: str | Path, output: str | Path | None = None, dry_run
     sweep.output.mkdir(parents=True, exist_ok=True)
     with FolderLock.acquire(sweep.output, "running a sweep"):
         _train_runs(sweep, result, on_start, view)
+        if sweep.searches:
+            _search_runs(sweep, result, trials or 0, prune, on_start, view)
         _compare(sweep, result, on_compared)
     return result
 
@@ -327,12 +419,88 @@ def _train_runs(sweep: Sweep, result: SweepResult, on_start: Callable[[Trainer],
         log.info(f"[{index}/{total}] {run.name}: best dev F1 {f1:.4f}" if f1 is not None else f"[{index}/{total}] {run.name}: done")
 
 
+def _check_dev_data(sweep: Sweep, data: Path) -> None:
+    if data.is_dir() and not (data / "dev.jsonl").exists():
+        raise BertnerError(f"{sweep.source}: a search maximises dev F1, but {data} has no dev.jsonl; preprocess with "
+                           "a dev split (--dev-ratio)")
+
+
+def _search_runs(sweep: Sweep, result: SweepResult, trials: int, prune: bool,
+                 on_start: Callable[[Trainer], None] | None, view: TrainView | None) -> None:
+    """Each searched combination's study, one trial after another until `trials` are done (study.db's count)."""
+    storage = study_storage(sweep.output)
+    for combination in sweep.searches:
+        study = open_study(storage, combination.name, sampler(sweep.sampler_seed), pruner(prune))
+        check_space(study, combination.space, sweep.source)
+        requeue_interrupted(study)  # this process holds the folder's lock: a trial still "running" was cut off
+        while (done := len(done_trials(study))) < trials:
+            trial = next_trial(study, sweep.sampler_seed)
+            try:
+                _run_trial(sweep, combination, study, trial, f"[{done + 1}/{trials}]", result, on_start, view)
+            except BaseException:
+                abandon(study, trial)  # no result: tried again next time
+                raise
+        outcome = search_outcome(study)
+        result.searches.append(outcome)
+        if outcome.best_run is not None:
+            values = ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={shown(v)}"
+                               for k, v in (outcome.best_values or {}).items())
+            log.info(f"search {combination.name}: best {outcome.best_run}, dev F1 {outcome.best_f1:.4f} ({values}); "
+                     f"{outcome.complete} complete, {outcome.pruned} pruned, {outcome.failed} failed")
+
+
+def _run_trial(sweep: Sweep, combination: SearchedCombination, study: Any, trial: Any, counter: str,
+               result: SweepResult, on_start: Callable[[Trainer], None] | None, view: TrainView | None) -> None:
+    """One trial: its values sampled, its run trained (or a finished one read back), the result told to the study."""
+    sampled = combination.space.suggest(trial)
+    name = trial.user_attrs.get(RUN_ATTR) or trial_run_name(combination.name, trial.number, sampled)
+    trial.set_user_attr(RUN_ATTR, name)
+    run_dir = sweep.output / name
+    problem = path_name_problem(run_dir)
+    if problem is not None:
+        raise BertnerError(f"{sweep.source}: a trial's folder would be too long to create ({problem}); search fewer settings")
+    config = build_config({**combination.settings, **sampled, "output": str(run_dir)}, {}, str(sweep.source))
+    run = SweepRun(name, run_dir, config, sampled)
+    status = run.status()
+    if status == DONE:  # trained before its trial's result was recorded (or in a study.db since deleted)
+        changed = run.settings_changed()
+        if changed:
+            diff = ", ".join(f"{k}: {shown(a)} -> {shown(b)}" for k, (a, b) in changed.items())
+            log.warning(f"{name} is finished but was trained with other settings ({diff}); kept as it is")
+        for step, f1 in RunDir(run_dir).read_curve():
+            trial.report(f1, step)
+        tell_summary(study, trial, RunDir(run_dir).read_summary())
+        log.info(f"{counter} {name}: already finished, skipped")
+        result.skipped.append(name)
+        return
+    verb = "training again from scratch" if status == RESTART else "training"
+    log.info(f"{counter} {name}: {verb}")
+    trainer = Trainer(config, force=status == RESTART, on_start=on_start, view=view, on_evaluation=pruning_callback(trial))
+    try:
+        summary = trainer.fit()
+    except TrainingError as e:
+        if trainer.stop_signal:
+            raise TrainingError(f"sweep stopped during {name}; run the same command again to go on: finished runs "
+                                f"are skipped, {name} starts again") from None
+        log.warning(f"{name} failed: {e}")
+        tell_failure(study, trial, str(e))
+        result.failed[name] = str(e)
+        return
+    tell_summary(study, trial, summary)
+    result.trained.append(name)
+    if summary.pruned:
+        result.pruned.append(name)
+        log.info(f"{counter} {name}: pruned at step {summary.steps}, best dev F1 {summary.best_f1:.4f}")
+    elif summary.best_f1 is not None:
+        log.info(f"{counter} {name}: best dev F1 {summary.best_f1:.4f}")
+
+
 def _compare(sweep: Sweep, result: SweepResult, on_compared: Callable[[Comparison], None] | None) -> None:
-    if any(r.status() == DONE for r in sweep.runs):
+    if find_runs(sweep.output)[0]:
         result.comparison = compare_runs(sweep.output)
         if on_compared is not None:
             on_compared(result.comparison)
-    total = len(sweep.runs)
+    total = len(result.trained) + len(result.skipped) + len(result.failed)  # the grid's runs and this search's trials
     if result.failed:
         raise TrainingError(
             f"{len(result.failed)} of {total} runs failed: {', '.join(result.failed)}; the rest are in {sweep.output}"

@@ -11,7 +11,7 @@ import typer
 from rich.table import Table
 
 from bertner.cli._app import Command, app, user_errors
-from bertner.cli._console import info, out, warn
+from bertner.cli._console import info, out, plural, warn
 from bertner.config import check_options
 from bertner.compare import (
     Comparison,
@@ -82,11 +82,16 @@ def render_comparison(comparison: Comparison, per_type: bool = False, as_json: b
         tps = run.tokens_per_second
         table.add_row(
             run.data, run.name, run.variant, str(s.get("encoder", s.get("model", "-"))), crf_mult, format_value("seed", s.get("seed")),
-            format_value("epochs", run.epochs_done if run.epochs_done is not None else s.get("epochs")), format_f1(run.best_f1), format_value("step", run.best_step),
+            format_value("epochs", run.epochs_done if run.epochs_done is not None else s.get("epochs")),
+            format_f1(run.best_f1) + (" pruned" if run.pruned else ""), format_value("step", run.best_step),
             format_seconds(run.train_seconds), "-" if tps is None else f"{tps:,.0f}",
             *[format_f1(run.per_type_f1.get(label)) for label in labels],
         )
     out.print(table)
+    pruned = sum(run.pruned for run in comparison.runs)
+    if pruned:
+        out.print(f"{plural(pruned, 'run')} pruned (stopped early by a search's --prune): in no group, mean or --baseline "
+                  "test", markup=False, highlight=False, soft_wrap=True)
 
     grouped = any(g.count > 1 for g in comparison.groups)
     if not (grouped or not comparison.by_default):
@@ -100,7 +105,7 @@ def render_comparison(comparison: Comparison, per_type: bool = False, as_json: b
         table.add_column(label, justify="right")
     for g in comparison.groups:
         table.add_row(
-            g.data, g.name, str(g.count), format_f1(g.mean_f1),
+            g.data, g.name, str(g.count) + (f" (+{len(g.pruned)} pruned)" if g.pruned else ""), format_f1(g.mean_f1),
             format_f1(g.std_f1), format_f1(g.min_f1), format_f1(g.max_f1), *[format_f1(g.per_type_mean_f1.get(label)) for label in labels],
         )
     out.print(table)

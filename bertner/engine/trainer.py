@@ -71,7 +71,7 @@ class Step:
     evaluation: dict[str, Any] | None = None  # the dev record, when this step was evaluated
     is_best: bool = False
     untimed: bool = False  # a consumer did slow work here (evaluation, checkpoint): not training time
-    stop: str | None = None  # why training ends here: patience, max_steps, epochs, time_budget
+    stop: str | None = None  # why training ends here: patience, pruned, max_steps, epochs, time_budget
 
 
 @dataclass
@@ -202,14 +202,19 @@ class Trainer:
     `train(config)` is the usual entry point; a Trainer is for callers that need the pieces (sweeps, tests).
     """
     def __init__(self, config: TrainConfig, resume: bool = False, force: bool = False,
-                 on_start: Callable[[Trainer], None] | None = None, view: TrainView | None = None):
+                 on_start: Callable[[Trainer], None] | None = None, view: TrainView | None = None,
+                 on_evaluation: Callable[[int, float], bool] | None = None):
         """`on_start(trainer)`: told once set-up is done, before the first step (the CLI shows the plan);
-        `view`: shows progress (the CLI's bar or log lines); without one, training shows nothing."""
+        `view`: shows progress (the CLI's bar or log lines); without one, training shows nothing;
+        `on_evaluation(step, dev_f1)`: told after each dev evaluation (in the main process); True stops the run
+        there as pruned (a search's pruner: `bertner.search.pruning_callback`): the best checkpoint is kept and
+        the run is finished, with `pruned: true` in its summary."""
         config.validate()
         self.config = config
         self.resume = resume
         self.on_start = on_start
         self.view = view
+        self.on_evaluation = on_evaluation
         self.run_dir = Path(config.output or default_run_name(config))
         config.output = str(self.run_dir)
         self.run = RunDir(self.run_dir)
@@ -545,7 +550,7 @@ class Trainer:
                 stop = step.stop
                 if stop:
                     break
-            if stop == "patience":
+            if stop in ("patience", "pruned"):  # stopped by an evaluation: no further one at the epoch's end
                 return
             if s["batch_in_epoch"] >= len(batches):
                 # Mark the epoch done before its evaluation saves a checkpoint, so a resume from it
@@ -723,6 +728,15 @@ class Trainer:
         if self.config.patience and s["evals_without_gain"] >= self.config.patience:
             s["stopped_by"] = step.stop = "patience"
             log.info(f"early stopping: no better dev F1 in {self.config.patience} evaluations")
+        elif self._pruned(s["step"], f1):
+            s["stopped_by"] = step.stop = "pruned"
+            log.info(f"pruned at step {s['step']} (dev F1 {f1:.4f}): stopped early, the best checkpoint is kept")
+
+    def _pruned(self, step: int, f1: float) -> bool:
+        """Whether `on_evaluation` stops the run here; asked in the main process and told to all, so they stop together."""
+        if self.on_evaluation is None:
+            return False
+        return self.dist.any(self.dist.main and bool(self.on_evaluation(step, f1)), self.device)
 
     def epochs_done(self) -> float:
         """Epochs trained so far, fractional: what an evaluation and the summary report (a budget stops mid-epoch)."""
@@ -783,6 +797,7 @@ class Trainer:
             time_budget_minutes=c.time_budget or None,
             budget_seconds_used=round(s["budget_seconds"], 1) if self.budget else None,
             stopped_by=s["stopped_by"] or "epochs",
+            pruned=s["stopped_by"] == "pruned",
             best_f1=max(s["best_f1"], 0.0) if self.data.dev else None,
             averaged_steps=s.get("averaged", {}).get("steps"),
             averaged_f1=s.get("averaged", {}).get("f1"),
