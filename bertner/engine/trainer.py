@@ -623,7 +623,7 @@ class Trainer:
                 consume(step)
                 if step.stop:
                     break
-        if evaluate and self.average is not None:
+        if evaluate and self.average is not None and self.state["stopped_by"] != "pruned":  # a pruned run is given up
             self._evaluate_average()
 
     def show_progress(self, step: Step) -> None:
