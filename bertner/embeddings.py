@@ -201,8 +201,10 @@ def train_vectors(
     kinds: dict[str, Callable[[str], list[str]]] = {"characters": character_tokens, "bigrams": bigram_tokens}
     if lexicon:
         kinds["words"] = WordTokens(LexiconMatcher(read_lexicon(lexicon)))
-    log.info(f"training {', '.join(kinds)} vectors on {sum(map(len, texts)):,} characters of text from {files:,} "
-             f"files: word2vec skip-gram, {settings.dim} wide, {settings.epochs} epochs, {settings.threads} workers")
+    names = [{"characters": "character", "bigrams": "bigram", "words": "lexicon-word"}[kind] for kind in kinds]
+    log.info(f"training {', '.join(names[:-1])} and {names[-1]} vectors on {sum(map(len, texts)):,} characters of text "
+             f"from {files:,} file{'s' * (files != 1)}: word2vec skip-gram, {settings.dim} wide, {settings.epochs} epochs, "
+             f"{settings.threads} worker{'s' * (settings.threads != 1)}")
     vectors: dict[str, tuple[list[str], object]] = {}
     for kind, tokens in kinds.items():
         model = Word2Vec(

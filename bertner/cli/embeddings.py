@@ -27,15 +27,15 @@ def embeddings(
     force: bool = typer.Option(False, "--force", help="Replace VECTORS if it exists."),
 ) -> None:
     """Train word2vec vectors of the characters, character bigrams and (with --lexicon) dictionary
-    words of raw text, into one file that train --init-embeddings reads.
+    words of raw text, into one word2vec file for train --init-embeddings.
 
     Give the training text and any unlabeled text of the same kind; never dev or test text.
 
     Examples:
 
     \b
-      bertner embeddings ../shared/data/ruijin/unlabeled data/ruijin/train.jsonl -o vectors/ruijin.txt
-      bertner train data/ruijin --model bilstm --crf --init-embeddings vectors/ruijin.txt
+      bertner embeddings data/processed/train.jsonl notes/ -o vectors.txt
+      bertner train --model bilstm --crf --init-embeddings vectors.txt
     """
     settings = VectorSettings(dim=dim, epochs=epochs, min_count=min_count, workers=workers, seed=seed)
     kinds = 3 if lexicon else 2
@@ -44,4 +44,4 @@ def embeddings(
                                on_epoch=lambda kind, epoch: progress.advance("epochs", 1))
     counts = ", ".join(f"{n:,} {kind}" for kind, n in report.counts.items())
     info(f"wrote {output}: {counts}, {report.dim} wide ({report.bytes / 2**20:,.1f} MiB) from {report.characters:,} "
-         f"characters of {report.files:,} files in {clock(report.seconds)}")
+         f"characters of text in {clock(report.seconds)}")
