@@ -20,7 +20,6 @@ are words.
 from __future__ import annotations
 
 import logging
-import math
 import os
 import time
 from dataclasses import dataclass, field
@@ -50,7 +49,7 @@ class VectorSettings:
     """`bertner embeddings` options. `dim` 128 is the bilstm's character width (`RecurrentConfig.char_dim`)."""
 
     dim: int = 128
-    epochs: int = 10
+    epochs: int = 5  # gensim's default; skip-gram passes are the slow part (Ruijin with jieba + huatuo: see README)
     min_count: int = 5  # as the lexicon's WORD_MIN_COUNT: rarer tokens get no vector (it would hardly train)
     workers: int | None = None  # None: every core this process may use
     seed: int = 42
@@ -294,51 +293,71 @@ def read_vectors(path: Path, words: set[str] | None = None) -> PretrainedVectors
     """
     from bertner.lexicon import fold
 
-    found: dict[str, tuple[dict[str, int], list[list[float]]]] = {kind: ({}, []) for kind in KINDS}
-    plain_words: tuple[dict[str, int], list[list[float]]] = ({}, [])  # tokens of a file without [word] entries
-    width = None
+    # Per kind: key -> row, and each row's numbers as text and line number (parsed together at the end: fast).
+    found: dict[str, tuple[dict[str, int], list[str], list[int]]] = {kind: ({}, [], []) for kind in KINDS}
+    plain_words: tuple[dict[str, int], list[str], list[int]] = ({}, [], [])  # all tokens, for a file without [word] entries
     has_words = False  # a [word] entry seen: the file's other tokens are not words
     for number, line in enumerate(split_lines(decode_utf8(path)), start=1):
-        token, _, rest = line.rstrip(" ").partition(" ")
+        token, _, rest = line.strip(" ").partition(" ")
         if not line.strip() or (number == 1 and rest.isdigit() and token.isdigit()):
             continue
-        try:
-            vector = [float(v) for v in rest.split(" ")]
-        except ValueError:
-            raise DataError("not a word2vec text line (a token, then numbers separated by spaces)", path, number) from None
-        if width is None:
-            width = len(vector)
-        if len(vector) != width:
-            raise DataError(f"a vector of {len(vector)} numbers where the file's first has {width}", path, number)
-        if not all(map(math.isfinite, vector)):
-            raise DataError(f"the vector of {token[:40]!r} holds a number that is not finite (nan or inf)", path, number)
         if token.startswith(BIGRAM_PREFIX) and len(token) == len(BIGRAM_PREFIX) + 2:
-            kind, key = "bigrams", token[len(BIGRAM_PREFIX):]
+            _add(found["bigrams"], token[len(BIGRAM_PREFIX):], rest, number)
         elif token.startswith(WORD_PREFIX) and len(token) > len(WORD_PREFIX):
-            kind, key, has_words = "words", fold(token[len(WORD_PREFIX):]), True
+            has_words = True
+            if words is None or fold(token[len(WORD_PREFIX):]) in words:
+                _add(found["words"], fold(token[len(WORD_PREFIX):]), rest, number)
         else:
             if len(token) == 1:
-                _add(found["characters"], token, vector)
-            key = fold(token)
-            if words is None or key in words:
-                _add(plain_words, key, vector)
-            continue
-        if kind == "bigrams" or words is None or key in words:
-            _add(found[kind], key, vector)
+                _add(found["characters"], token, rest, number)
+            if words is None or fold(token) in words:
+                _add(plain_words, fold(token), rest, number)
     if not has_words:
         found["words"] = plain_words
     if not found["characters"][0]:
         raise DataError("holds no single-character vectors (word2vec text: `token v1 .. vd` per line)", path)
-    tables = {kind: VectorTable(index, torch.tensor(rows, dtype=torch.float32) if rows else torch.zeros(0, width or 0))
-              for kind, (index, rows) in found.items()}
+    width = len(found["characters"][1][0].split())
+    tables = {kind: VectorTable(index, _parse_rows(rows, lines, width, path)) for kind, (index, rows, lines) in found.items()}
     return PretrainedVectors(str(path), tables["characters"], tables["bigrams"], tables["words"])
 
 
-def _add(table: tuple[dict[str, int], list[list[float]]], key: str, vector: list[float]) -> None:
-    index, rows = table
+def _add(table: tuple[dict[str, int], list[str], list[int]], key: str, numbers: str, line: int) -> None:
+    index, rows, lines = table
     if key not in index:  # the first vector of a key wins, as gensim's reader keeps it
         index[key] = len(rows)
-        rows.append(vector)
+        rows.append(numbers)
+        lines.append(line)
+
+
+def _parse_rows(rows: list[str], lines: list[int], width: int, path: Path) -> Tensor:
+    """`[len(rows), width]` floats from each row's numbers as text; DataError naming the first bad line."""
+    import warnings
+
+    import numpy as np
+
+    if not rows:
+        return torch.zeros(0, width)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)  # older numpy's note that it stopped at text that is not a number
+            values = np.fromstring(" ".join(rows), dtype=np.float32, sep=" ")
+    except ValueError:  # numpy 2: text that is not a number
+        values = np.zeros(0, dtype=np.float32)
+    if values.size != len(rows) * width:  # a row of another width, or text that is not a number: find the line
+        for numbers, line in zip(rows, lines):
+            parts = numbers.split()
+            try:
+                [float(v) for v in parts]
+            except ValueError:
+                raise DataError("not a word2vec text line (a token, then numbers separated by spaces)", path, line) from None
+            if len(parts) != width:
+                raise DataError(f"a vector of {len(parts)} numbers where the file's others have {width}", path, line)
+        raise DataError("not word2vec text (numbers that do not parse)", path)
+    table = values.reshape(len(rows), width)
+    finite = np.isfinite(table).all(axis=1)
+    if not finite.all():
+        raise DataError("a vector holds a number that is not finite (nan or inf)", path, lines[int(np.argmin(finite))])
+    return torch.from_numpy(table)
 
 
 def narrowed(vectors: Tensor, width: int, what: str) -> Tensor:

@@ -188,3 +188,17 @@ def test_without_gensim_the_command_says_how_to_install_it(tmp_path):
     assert result.stderr.strip().splitlines() == ['error: bertner embeddings needs gensim: pip install -e ".[embeddings]" '
                                                   '(or pip install "bertner[embeddings]")']
     assert not (tmp_path / "v.txt").exists()
+
+
+@pytest.mark.parametrize("body,line,expected", [
+    ("糖 1 2\n尿 1 x\n", 3, "not a word2vec text line"),
+    ("糖 1 2\n尿 1 2 3\n", 3, "a vector of 3 numbers where the file's others have 2"),
+    ("糖 1 2\n尿 nan 2\n", 3, "not finite"),
+])
+def test_a_damaged_vector_file_is_named_with_its_line(tmp_path, body, line, expected):
+    from bertner.errors import DataError
+
+    damaged = tmp_path / "damaged.vec"
+    damaged.write_text("2 2\n" + body, encoding="utf-8")
+    with pytest.raises(DataError, match=f"{damaged}:{line}: .*{expected}"):
+        read_vectors(damaged)
