@@ -219,14 +219,14 @@ def train_vectors(
             log.warning(f"no {kind[:-1]} occurs {settings.min_count} times (--min-count): the file holds no {kind}")
             continue
         model.train(sentences, total_examples=model.corpus_count, epochs=settings.epochs,
-                    callbacks=[EpochEnd(kind, on_epoch)] if on_epoch else ())
+                    callbacks=[epoch_callback(kind, on_epoch)] if on_epoch else ())
         vectors[kind] = (list(model.wv.index_to_key), model.wv.vectors)
     size = write_vectors(output, vectors)
     return VectorReport(output, files, len(texts), sum(map(len, texts)), {k: len(v[0]) for k, v in vectors.items()},
                         settings.dim, time.monotonic() - started, size)
 
 
-def EpochEnd(kind: str, on_epoch: Callable[[str, int], None]):
+def epoch_callback(kind: str, on_epoch: Callable[[str, int], None]) -> object:
     """A gensim callback that tells `on_epoch` each finished epoch (gensim's callbacks must subclass its own)."""
     from gensim.models.callbacks import CallbackAny2Vec
 

@@ -13,7 +13,8 @@ import torch
 
 from bertner.config import TrainConfig
 from bertner.embeddings import BIGRAM_PREFIX, WORD_PREFIX, VectorSettings, read_vectors, train_vectors
-from bertner.engine.trainer import Trainer
+from bertner.engine.trainer import Trainer, train
+from bertner.predict import Predictor
 from cli_helpers import assert_one_line_error, invoke
 from conftest import ROOT
 from synthetic import LEXICON, write_synthetic
@@ -74,45 +75,55 @@ def test_the_file_holds_characters_bigrams_and_words_apart(trained):
 def test_init_embeddings_starts_characters_bigrams_and_lexicon_words_from_the_file(trained, tmp_path):
     data, terms, vectors, _ = trained
     found = file_vectors(vectors)
-    config = TrainConfig(data=str(data), output=str(tmp_path / "run"), model="bilstm", bigram_dim=50,
-                         lexicon=[str(terms)], init_embeddings=str(vectors), max_steps=1, num_threads=1, device="cpu")
-    trainer = Trainer(config)
-    trainer.setup()
-    encoder, lexicon = trainer.model.encoder, trainer.model.lexicon
-    vocab = trainer.bundle.tokenizer.get_vocab()
-    assert encoder.config.char_dim == 50  # the file's width
-    for char in "糖尿病血压":
-        assert torch.equal(encoder.chars.weight[vocab[char]], torch.tensor(found[char])), char
-    keys = encoder.bigram_table.tolist()
-    for pair in ("血压", "尿病"):
-        row = keys.index(vocab[pair[0]] * encoder.config.vocab_size + vocab[pair[1]]) + 1
-        assert torch.equal(encoder.bigrams.weight[row], torch.tensor(found[BIGRAM_PREFIX + pair])), pair
-    word_ids = dict(zip(trainer.lexicon.terms, trainer.lexicon.words))
-    for term in ("血压", "糖尿病", "病"):
-        assert word_ids[term] > 0, term
-        assert torch.equal(lexicon.words.weight[word_ids[term]], torch.tensor(found[WORD_PREFIX + term])), term
-    # a term the text never holds has no vector in the file and keeps the shared "rare or unseen" row
-    trainer.lock.release()
+    checked = []
+
+    def check_start(trainer: Trainer) -> None:  # after set-up, before the first step
+        encoder, lexicon = trainer.model.encoder, trainer.model.lexicon
+        vocab = trainer.bundle.tokenizer.get_vocab()
+        assert encoder.config.char_dim == 50  # the file's width
+        for char in "糖尿病血压":
+            assert torch.equal(encoder.chars.weight[vocab[char]], torch.tensor(found[char])), char
+        keys = encoder.bigram_table.tolist()
+        for pair in ("血压", "尿病"):
+            row = keys.index(vocab[pair[0]] * encoder.config.vocab_size + vocab[pair[1]]) + 1
+            assert torch.equal(encoder.bigrams.weight[row], torch.tensor(found[BIGRAM_PREFIX + pair])), pair
+        word_ids = dict(zip(trainer.lexicon.terms, trainer.lexicon.words))
+        for term in ("血压", "糖尿病", "病"):
+            assert word_ids[term] > 0, term
+            assert torch.equal(lexicon.words.weight[word_ids[term]], torch.tensor(found[WORD_PREFIX + term])), term
+        checked.append(True)
+
+    run = tmp_path / "run"
+    config = TrainConfig(data=str(data), output=str(run), model="bilstm", bigram_dim=50, lexicon=[str(terms)],
+                         init_embeddings=str(vectors), max_steps=2, num_threads=1, device="cpu")
+    train(config, on_start=check_start)
+    assert checked
+    # the run, its table of joined bigrams and its lexicon's word ids, loads and tags like any other
+    entities = Predictor.from_run(run, device="cpu").predict_text("患者有高血压，服用二甲双胍。")
+    assert all("患者有高血压，服用二甲双胍。"[e.start:e.end] == e.text for e in entities)
 
 
 def test_narrower_tables_take_the_principal_components(trained, tmp_path):
     data, terms, vectors, _ = trained
-    config = TrainConfig(data=str(data), output=str(tmp_path / "run"), model="bilstm", char_dim=8, bigram_dim=4,
-                         lexicon=[str(terms)], init_embeddings=str(vectors), max_steps=1, num_threads=1, device="cpu")
-    trainer = Trainer(config)
-    trainer.setup()
-    encoder = trainer.model.encoder
-    assert encoder.chars.weight.shape[1] == 8 and encoder.bigrams.weight.shape[1] == 4
-    pretrained = read_vectors(vectors)
-    chars = pretrained.characters
+    chars = read_vectors(vectors).characters
     centred = chars.vectors - chars.vectors.mean(0)
     first = torch.linalg.svd(centred.double(), full_matrices=False)[2][0].float()
-    vocab = trainer.bundle.tokenizer.get_vocab()
-    # column 0 is each character's coordinate on the first principal axis (up to its sign)
-    expected = torch.stack([centred[chars.index[c]] @ first for c in "糖尿病血压"])
-    got = torch.stack([encoder.chars.weight[vocab[c], 0] for c in "糖尿病血压"])
-    assert torch.allclose(got.abs(), expected.abs(), atol=1e-4)
-    trainer.lock.release()
+    checked = []
+
+    def check_start(trainer: Trainer) -> None:
+        encoder = trainer.model.encoder
+        assert encoder.chars.weight.shape[1] == 8 and encoder.bigrams.weight.shape[1] == 4
+        vocab = trainer.bundle.tokenizer.get_vocab()
+        # column 0 is each character's coordinate on the first principal axis (up to its sign)
+        expected = torch.stack([centred[chars.index[c]] @ first for c in "糖尿病血压"])
+        got = torch.stack([encoder.chars.weight[vocab[c], 0] for c in "糖尿病血压"]).detach()
+        assert torch.allclose(got.abs(), expected.abs(), atol=1e-4)
+        checked.append(True)
+
+    config = TrainConfig(data=str(data), output=str(tmp_path / "run"), model="bilstm", char_dim=8, bigram_dim=4,
+                         lexicon=[str(terms)], init_embeddings=str(vectors), max_steps=1, num_threads=1, device="cpu")
+    train(config, on_start=check_start)
+    assert checked
 
 
 def test_characters_seen_in_the_same_contexts_end_up_nearer(tmp_path):
