@@ -227,7 +227,8 @@ class TrainConfig:
     bigram_dim: int = setting(0, "--model bilstm: bigram vector size (0: characters only).",
                               Limit(low=0, note="0: characters only"), only_with=BILSTM_ONLY)
     init_embeddings: str | None = setting(None, "--model bilstm: start the character vectors from a pretrained "
-                                          "model folder's input embeddings (e.g. ALBERT-tiny's), a word2vec text file, or "
+                                          "model folder's input embeddings (e.g. ALBERT-tiny's), a word2vec text file (one "
+                                          "`bertner embeddings` wrote also starts the bigram and lexicon-word vectors), or "
                                           "jieba-lac (Baidu LAC's character table inside jieba).", metavar="SOURCE", only_with=BILSTM_ONLY)
     # lexicon features (any encoder with char alignment)
     lexicon: list[str] | None = setting(

@@ -22,7 +22,7 @@ import unicodedata
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Container, Iterable, Sequence
 
 import torch
 from torch import Tensor
@@ -72,10 +72,12 @@ class Lexicon:
         """Rows of the word vector table: 0 (rare or unseen words) and one per word training matched often."""
         return max(self.words, default=0) + 1 if self.words is not None else 1
 
-    def fit(self, texts: Iterable[str], matcher: "LexiconMatcher | None" = None) -> None:
+    def fit(self, texts: Iterable[str], matcher: "LexiconMatcher | None" = None, pretrained: Container[str] = ()) -> None:
         """Weights and word ids from the training text: how often each entry's term occurs there.
 
         `matcher`: this lexicon's, when the caller has one already (building the automaton takes seconds).
+        `pretrained`: terms with a pretrained vector (`--init-embeddings`); each gets a word vector of its
+        own however rarely training matched it, as pretrained characters join the vocabulary.
         """
         matcher = matcher or LexiconMatcher(self)
         counts: Counter[int] = Counter()
@@ -86,7 +88,7 @@ class Lexicon:
         word_ids: dict[str, int] = {}
         self.words = []
         for i, term in enumerate(self.terms):
-            if counts[i + 1] >= WORD_MIN_COUNT:
+            if counts[i + 1] >= WORD_MIN_COUNT or term in pretrained:
                 self.words.append(word_ids.setdefault(term, len(word_ids) + 1))
             else:
                 self.words.append(0)

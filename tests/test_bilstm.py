@@ -113,9 +113,9 @@ def test_init_embeddings_copies_the_rows_of_shared_characters():
     folder = need(ALBERT_TINY)
     from bertner.models.encoder import pretrained_embeddings
 
-    pretrained_vocab, table = pretrained_embeddings(str(folder))
-    bundle = build_bilstm_encoder(["患者有2型糖尿病", "口服二甲双胍"], RecurrentShape(bigram_dim=4, hidden=4),
-                                  init_embeddings=str(folder))
+    pretrained = pretrained_embeddings(str(folder))
+    pretrained_vocab, table = pretrained.characters.index, pretrained.characters.vectors
+    bundle = build_bilstm_encoder(["患者有2型糖尿病", "口服二甲双胍"], RecurrentShape(bigram_dim=4, hidden=4), pretrained)
     vocab = bundle.tokenizer.get_vocab()
     weights = bundle.model.chars.weight
     assert weights.shape[1] == table.shape[1]  # the char width follows the pretrained table
@@ -123,8 +123,11 @@ def test_init_embeddings_copies_the_rows_of_shared_characters():
         assert torch.equal(weights[vocab[char]], table[pretrained_vocab[char]]), char
     # characters never seen in training still get their pretrained vector: the vocabulary grew
     assert "鲨" in vocab and torch.equal(weights[vocab["鲨"]], table[pretrained_vocab["鲨"]])
-    with pytest.raises(ModelError, match="--char-dim 64 differs"):
-        build_bilstm_encoder(["糖"], RecurrentShape(char_dim=64), init_embeddings=str(folder))
+    # a narrower table takes the vectors' principal components; a wider one is refused
+    narrow = build_bilstm_encoder(["糖"], RecurrentShape(char_dim=64), pretrained)
+    assert narrow.model.chars.weight.shape[1] == 64
+    with pytest.raises(BertnerError, match="--char-dim is 256 wide, wider than the 128-wide vectors"):
+        build_bilstm_encoder(["糖"], RecurrentShape(char_dim=256), pretrained)
 
 
 def test_bilstm_options_are_checked():

@@ -5,7 +5,7 @@ The only package that prints results; the library returns values and raises.
 
 try:
     # Imported in the order `bertner --help` lists the commands: each import registers its command.
-    from bertner.cli import preprocess, train, evaluate, predict, serve, export, compare, report, sweep  # noqa: F401,I001
+    from bertner.cli import preprocess, embeddings, train, evaluate, predict, serve, export, compare, report, sweep  # noqa: F401,I001
     from bertner.cli._app import app
 except KeyboardInterrupt:
     # Ctrl-C while torch and transformers load (seconds), before any command can catch it: one line too.

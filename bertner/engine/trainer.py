@@ -47,9 +47,11 @@ from bertner.models.encoder import (
     build_bilstm_encoder,
     build_tiny_encoder,
     load_encoder,
+    pretrained_embeddings,
 )
+from bertner.embeddings import PretrainedVectors
 from bertner.lexicon import LexiconMatcher, read_lexicon
-from bertner.models.lexicon import LexiconEmbedding
+from bertner.models.lexicon import WORD_DIM, LexiconEmbedding
 from bertner.models.tagger import Tagger, head_spec
 from bertner.predict import char_tags, tag_windows
 from bertner.runs import FINGERPRINT_FILE, RunDir, Summary, check_output_place, data_fingerprint, data_info_problem, read_json
@@ -162,15 +164,16 @@ def _read_data_json(path: Path) -> dict[str, Any]:
         raise DataError(str(e)) from None
 
 
-def build_encoder(config: TrainConfig, train: list[Window], extra_dim: int = 0):
-    """The encoder `config.model` names; `extra_dim`: features the bilstm reads beside each character (the lexicon's)."""
+def build_encoder(config: TrainConfig, train: list[Window], extra_dim: int = 0, pretrained: PretrainedVectors | None = None):
+    """The encoder `config.model` names; `extra_dim`: features the bilstm reads beside each character (the lexicon's);
+    `pretrained`: the bilstm's starting vectors (`--init-embeddings`, read by `pretrained_embeddings`)."""
     if config.model == "bilstm":
         shape = RecurrentShape(
             char_dim=config.char_dim, bigram_dim=config.bigram_dim, hidden=config.rnn_hidden,
             layers=config.rnn_layers, cell=config.rnn_cell, dropout=config.rnn_dropout,
         )
         return build_bilstm_encoder(
-            (w.text for w in train), shape, config.init_embeddings, whitespace_tokens=config.whitespace_tokens,
+            (w.text for w in train), shape, pretrained, whitespace_tokens=config.whitespace_tokens,
             extra_dim=extra_dim,
         )
     if config.model == "tiny":
@@ -261,6 +264,9 @@ class Trainer:
         data = load_datasets(Path(c.data))
         # Read before the run folder exists, so that a bad lexicon file leaves nothing behind.
         lexicon = read_lexicon(c.lexicon) if c.lexicon and not self.resume else None
+        # Only the vectors of the lexicon's terms are kept: a general word2vec file can hold millions of words.
+        self.pretrained = (pretrained_embeddings(c.init_embeddings, set(lexicon.terms) if lexicon else set())
+                           if c.init_embeddings and not self.resume else None)
         if self.dist.main:
             self._created_run_dir = not self.run_dir.exists()
             self.lock = self.run.prepare(force=self.force, resume=self.resume)
@@ -276,8 +282,10 @@ class Trainer:
             self.bundle = self.run.load_encoder()
         else:
             if self.lexicon is not None:
-                self.lexicon.fit((w.text for w in data.train), self.matcher)
-            self.bundle = build_encoder(c, data.train, c.lexicon_dim if self.lexicon else 0)
+                words = self.pretrained.words if self.pretrained else None
+                pretrained_words = words.index if words is not None and words.vectors.shape[1] >= WORD_DIM else ()
+                self.lexicon.fit((w.text for w in data.train), self.matcher, pretrained_words)
+            self.bundle = build_encoder(c, data.train, c.lexicon_dim if self.lexicon else 0, self.pretrained)
         self.aligner = self.bundle.aligner
         if self.lexicon is not None and self.aligner.mode != "char":
             raise BertnerError(f"--lexicon needs char alignment (one character, one token); {self.bundle.name} "
@@ -297,6 +305,8 @@ class Trainer:
     def _setup_model(self) -> None:
         c = self.config
         lexicon = LexiconEmbedding(self.lexicon, c.lexicon_dim) if self.lexicon is not None else None
+        if lexicon is not None and self.pretrained is not None and len(self.pretrained.words):
+            self._init_lexicon_words(lexicon)
         self.model = Tagger(self.bundle.model, self.bundle.hidden_size, head_spec(c, self.tags, c.scheme), lexicon).to(self.device)
         if self.device.type == "cpu":
             use_cpu_dropout(self.model)  # PyTorch's CPU dropout masks cost ~10% of a step
@@ -314,6 +324,16 @@ class Trainer:
             # positions would most likely be unrolled and recompiled for every batch length (BERT-base + CRF
             # logged no step in 150 s on an H200 with the whole tagger compiled).
             self.model.encoder.compile(dynamic=True)
+
+    def _init_lexicon_words(self, lexicon: LexiconEmbedding) -> None:
+        words = self.pretrained.words
+        copied = lexicon.init_words(self.lexicon, words)
+        if not copied and words.vectors.shape[1] < WORD_DIM:
+            log.warning(f"--init-embeddings {self.pretrained.source}: its word vectors are {words.vectors.shape[1]} wide, "
+                        f"narrower than the lexicon's {WORD_DIM}; the word vectors start at random")
+            return
+        log.info(f"--init-embeddings {self.pretrained.source}: {copied:,} of the lexicon's {self.lexicon.word_count - 1:,} "
+                 f"word vectors start from it ({len(words):,} of its terms have vectors there)")
 
     def _setup_optimizer(self) -> None:
         """Optimiser groups, the step plan (epochs, --max-steps or a time budget), the schedule and the scaler."""

@@ -19,7 +19,10 @@ from pathlib import Path
 from typing import Any, Iterable, Iterator
 from urllib.parse import urlparse
 
+import torch
+
 from bertner.align import make_aligner
+from bertner.embeddings import PretrainedVectors, VectorTable, narrowed, read_vectors
 from bertner.errors import ModelError, one_line, shown
 from bertner.fileio import parse_json
 from bertner.models.bilstm import MODEL_TYPE as BILSTM_TYPE
@@ -30,6 +33,8 @@ from bertner.models.bilstm import (
     count_bigrams,
 )
 from bertner.models.charvocab import CHAR_SPECIALS, char_tokenizer, char_vocabulary
+
+log = logging.getLogger(__name__)
 
 ENCODER_META = "bertner_encoder.json"
 WEIGHT_FILES = (
@@ -385,46 +390,20 @@ class RecurrentShape:
 JIEBA_LAC = "jieba-lac"  # the character table of Baidu LAC's small tagger, shipped inside jieba
 
 
-def pretrained_embeddings(path: str) -> tuple[dict[str, int], Any]:
-    """A vocabulary and its vector table: a model folder's input embeddings (ALBERT-tiny: 21k x 128),
-    a word2vec text file (its single-character entries), or `jieba-lac`."""
+def pretrained_embeddings(path: str, words: set[str] | None = None) -> PretrainedVectors:
+    """Character vectors (and, from a word2vec file, bigram and word vectors): a model folder's input
+    embeddings (ALBERT-tiny: 21k x 128), a word2vec text file (`bertner embeddings` writes one), or `jieba-lac`.
+
+    `words`: the lexicon terms whose vectors to keep from a word2vec file (None: all).
+    """
     if path == JIEBA_LAC:
-        return lac_embeddings()
-    if Path(path).expanduser().is_file():
-        return word2vec_characters(Path(path).expanduser())
-    bundle = load_encoder(path, alignment="char")
-    table = bundle.model.get_input_embeddings().weight.detach().clone()
-    return bundle.tokenizer.get_vocab(), table
-
-
-def word2vec_characters(path: Path) -> tuple[dict[str, int], Any]:
-    """The single-character entries of a word2vec text file (`[count dim]` header, then `token v1 .. vd`)."""
-    import torch
-
-    from bertner.errors import DataError
-    from bertner.fileio import decode_utf8, split_lines
-
-    vocab: dict[str, int] = {}
-    rows: list[list[float]] = []
-    width = None
-    for number, line in enumerate(split_lines(decode_utf8(path)), start=1):
-        parts = line.rstrip().split(" ")
-        if not line.strip() or (number == 1 and len(parts) == 2 and all(p.isdigit() for p in parts)):
-            continue
-        try:
-            vector = [float(v) for v in parts[1:]]
-        except ValueError:
-            raise DataError("not a word2vec text line (a token, then numbers separated by spaces)", path, number) from None
-        if width is None:
-            width = len(vector)
-        if len(vector) != width or not width:
-            raise DataError(f"a vector of {len(vector)} numbers where the file's first has {width}", path, number)
-        if len(parts[0]) == 1 and parts[0] not in vocab:
-            vocab[parts[0]] = len(rows)
-            rows.append(vector)
-    if not rows:
-        raise DataError("holds no single-character vectors (word2vec text: `token v1 .. vd` per line)", path)
-    return vocab, torch.tensor(rows, dtype=torch.float32)
+        vocab, table = lac_embeddings()
+    elif Path(path).expanduser().is_file():
+        return read_vectors(Path(path).expanduser(), words)
+    else:
+        bundle = load_encoder(path, alignment="char")
+        vocab, table = bundle.tokenizer.get_vocab(), bundle.model.get_input_embeddings().weight.detach().clone()
+    return PretrainedVectors(path, VectorTable(vocab, table))
 
 
 def lac_embeddings() -> tuple[dict[str, int], Any]:
@@ -451,7 +430,7 @@ def lac_embeddings() -> tuple[dict[str, int], Any]:
 def build_bilstm_encoder(
     texts: Iterable[str],
     shape: RecurrentShape = RecurrentShape(),
-    init_embeddings: str | None = None,
+    pretrained: PretrainedVectors | None = None,
     whitespace_tokens: bool = True,
     max_positions: int = 512,
     extra_dim: int = 0,
@@ -460,36 +439,63 @@ def build_bilstm_encoder(
 
     `extra_dim`: features per character that the tagger joins to the embeddings (the lexicon's).
 
-    With `init_embeddings` (a model folder or hub name), the vocabulary also takes every single
-    character of that model's vocabulary, and each character both know starts from its vector.
+    With `pretrained` (`pretrained_embeddings`), the vocabulary also takes every character it has
+    a vector for, and each character starts from its vector; with bigrams (`shape.bigram_dim`) the
+    same holds for its bigrams. The character width is the vectors' unless `shape.char_dim` says
+    otherwise (narrower: their principal components, `narrowed`).
     """
     texts = list(texts)
-    pretrained_vocab, table = pretrained_embeddings(init_embeddings) if init_embeddings else ({}, None)
-    char_dim = shape.char_dim
-    if table is not None:
-        if char_dim is not None and char_dim != table.shape[1]:
-            raise ModelError(
-                f"--char-dim {char_dim} differs from the {table.shape[1]}-wide embeddings of {init_embeddings}; "
-                "leave --char-dim out to take theirs"
-            )
-        char_dim = table.shape[1]
-    vocab = char_vocabulary(texts, extra=sorted(pretrained_vocab, key=pretrained_vocab.__getitem__))
+    chars = pretrained.characters if pretrained else None
+    char_dim = shape.char_dim or (chars.vectors.shape[1] if chars else RecurrentConfig.char_dim)
+    char_vectors = narrowed(chars.vectors, char_dim, "--char-dim") if chars else None
+    vocab = char_vocabulary(texts, extra=sorted(chars.index, key=chars.index.__getitem__) if chars else ())
     if len(vocab) == len(CHAR_SPECIALS):
         raise ModelError("cannot build a bilstm encoder: the training texts have no characters")
     tokenizer = char_tokenizer(vocab, max_positions)
     aligner = make_aligner("char", tokenizer, whitespace_tokens)
-    bigrams = count_bigrams((aligner.encode(t).ids for t in texts), aligner.cls_id, aligner.sep_id, len(vocab))
+    trained_keys = count_bigrams((aligner.encode(t).ids for t in texts), aligner.cls_id, aligner.sep_id, len(vocab))
+    bigram_rows: dict[int, int] = {}  # bigram key -> row of the pretrained bigram table
+    if pretrained is not None and len(pretrained.bigrams) and shape.bigram_dim:
+        bigram_rows = pretrained_bigram_keys(pretrained.bigrams, aligner, len(vocab))
+    elif pretrained is not None and len(pretrained.bigrams):
+        log.info(f"{pretrained.source} holds {len(pretrained.bigrams):,} bigram vectors; the model has no bigrams "
+                 "(--bigram-dim N gives it N-wide ones, started from them)")
+    keys = sorted(set(trained_keys) | set(bigram_rows)) if shape.bigram_dim else []
     config = RecurrentConfig(
-        vocab_size=len(vocab), bigram_count=len(bigrams) if shape.bigram_dim else 0,
-        char_dim=char_dim or RecurrentConfig.char_dim, bigram_dim=shape.bigram_dim, hidden=shape.hidden, layers=shape.layers,
+        vocab_size=len(vocab), bigram_count=len(keys),
+        char_dim=char_dim, bigram_dim=shape.bigram_dim, hidden=shape.hidden, layers=shape.layers,
         cell=shape.cell, dropout=shape.dropout, pad_id=aligner.pad_id, max_positions=max_positions, extra_dim=extra_dim,
     )
     model = RecurrentEncoder(config)
     if shape.bigram_dim:
-        model.set_bigrams(bigrams)
-    if table is not None:
-        copy_pretrained_rows(model.chars, vocab, pretrained_vocab, table)
+        model.set_bigrams(keys)
+    if chars is not None:
+        copied = copy_pretrained_rows(model.chars, vocab, chars.index, char_vectors)
+        trained_chars = {c for text in texts for c in set(text) if not c.isspace()}
+        found = sum(1 for c in trained_chars if c in chars.index or c.lower() in chars.index)
+        note = (f"--init-embeddings {pretrained.source}: {found:,} of the {len(trained_chars):,} training characters "
+                f"have a vector there ({copied:,} of the model's {len(vocab) - len(CHAR_SPECIALS):,} characters start from one)")
+        if bigram_rows:
+            bigram_vectors = narrowed(pretrained.bigrams.vectors, shape.bigram_dim, "--bigram-dim")
+            with torch.no_grad():
+                for position, key in enumerate(keys):
+                    if key in bigram_rows:
+                        model.bigrams.weight[position + 1] = bigram_vectors[bigram_rows[key]]
+            trained = set(trained_keys)
+            note += (f"; {len(trained & set(bigram_rows)):,} of the {len(trained):,} training bigrams have one, "
+                     f"{len(set(bigram_rows) - trained):,} more bigrams join from it")
+        log.info(note)
     return EncoderBundle(model, tokenizer, aligner, "bilstm", config.hidden_size, max_positions)
+
+
+def pretrained_bigram_keys(bigrams: VectorTable, aligner: Any, vocab_size: int) -> dict[int, int]:
+    """The model's key (`bigram_keys`) of each pretrained bigram whose two characters it knows -> its row."""
+    rows: dict[int, int] = {}
+    for pair, row in bigrams.index.items():
+        first, second = aligner.token_id(pair[0]), aligner.token_id(pair[1])
+        if aligner.unk_id not in (first, second) and aligner.space_id not in (first, second):
+            rows.setdefault(first * vocab_size + second, row)
+    return rows
 
 
 # ---------------------------------------------------------------------------------------------

@@ -18,6 +18,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from bertner.embeddings import VectorTable, narrowed
 from bertner.lexicon import SETS, Lexicon
 
 WORD_DIM = 50  # SoftLexicon's word vectors
@@ -39,6 +40,21 @@ class LexiconEmbedding(nn.Module):
         self.register_buffer("entry_word", words, persistent=False)
         self.register_buffer("entry_type", types, persistent=False)
         self.register_buffer("entry_weight", weights, persistent=False)
+
+    def init_words(self, lexicon: Lexicon, vectors: VectorTable) -> int:
+        """Start each word vector whose term `vectors` has from it (narrowed to WORD_DIM); how many did.
+
+        Vectors narrower than WORD_DIM start none (a table is never widened)."""
+        if not len(vectors) or vectors.vectors.shape[1] < WORD_DIM:
+            return 0
+        table = narrowed(vectors.vectors, WORD_DIM, "the lexicon's word vector width")
+        copied: set[int] = set()
+        with torch.no_grad():
+            for term, word in zip(lexicon.terms, lexicon.words or ()):
+                if word and word not in copied and term in vectors:
+                    self.words.weight[word] = table[vectors.index[term]]
+                    copied.add(word)
+        return len(copied)
 
     @property
     def out_dim(self) -> int:
