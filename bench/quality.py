@@ -58,6 +58,12 @@ ROWS: dict[str, tuple[str, list[str]]] = {
                                       ["--model", "bilstm", "--crf", "--lexicon", "jieba", "--init-embeddings", "jieba-lac",
                                        "--lexicon-dim", "264", "--swa", "0.25"]),
     "bilstm-crf-swa": ("bilstm + CRF, --swa 0.25", ["--model", "bilstm", "--crf", "--swa", "0.25"]),
+    # issue 21 item 2: `bertner embeddings` vectors of the corpus's own training text (+ Ruijin's unlabeled text)
+    "bilstm-crf-w2v": ("bilstm + CRF, bertner embeddings vectors, bigrams 128",
+                       ["--model", "bilstm", "--crf", "--init-embeddings", "{vectors}", "--bigram-dim", "128"]),
+    "bilstm-crf-jieba-w2v": ("bilstm + CRF, --lexicon jieba, bertner embeddings vectors (words, bigrams 128)",
+                                 ["--model", "bilstm", "--crf", "--lexicon", "jieba", "--init-embeddings", "{vectors}",
+                                  "--bigram-dim", "128"]),
     "bilstm-crf-jieba-huatuo-lac": ("bilstm + CRF, --lexicon jieba --lexicon huatuo --init-embeddings jieba-lac",
                                     ["--model", "bilstm", "--crf", "--lexicon", "jieba", "--lexicon", HUATUO,
                                      "--init-embeddings", "jieba-lac"]),
@@ -70,11 +76,27 @@ def data_dir(corpus: str, max_chars: int | None = None) -> Path:
     return study_data.ruijin(max_chars) if corpus == "ruijin" else study_data.msra(max_chars)
 
 
+def vectors(corpus: str, log=print) -> Path:
+    """`bertner embeddings` of the corpus's training text (Ruijin: + its unlabeled text), with its rows' dictionaries."""
+    out = common.CACHE / f"vectors-{corpus}.txt"
+    if not out.exists():
+        raw = [str(data_dir(corpus) / "train.jsonl")]
+        lexicons = ["--lexicon", "jieba"]
+        if corpus == "ruijin":
+            raw.append(str(common.SHARED / "data" / "ruijin" / "unlabeled"))
+            lexicons += ["--lexicon", HUATUO]
+        cmd = [sys.executable, "-m", "bertner", "embeddings", *raw, *lexicons, "--workers", "1", "-o", str(out)]
+        log(f"{corpus} vectors: {' '.join(cmd[3:])}")
+        subprocess.run(cmd, check=True, cwd=str(common.ROOT))
+    return out
+
+
 def train_run(corpus: str, row: str, seed: int, minutes: float, threads: int, log=print) -> Path:
     run = OUT / corpus / f"{row}-seed{seed}"
     if (run / "summary.json").exists():
         return run
-    cmd = [sys.executable, "-m", "bertner", "train", str(data_dir(corpus, WINDOW_CHARS.get(row))), *ROWS[row][1],
+    flags = [str(vectors(corpus, log)) if flag == "{vectors}" else flag for flag in ROWS[row][1]]
+    cmd = [sys.executable, "-m", "bertner", "train", str(data_dir(corpus, WINDOW_CHARS.get(row))), *flags,
            "--time-budget", str(minutes), "--seed", str(seed), "-o", str(run), "--force"]
     if threads:
         cmd += ["--num-threads", str(threads)]
