@@ -85,7 +85,7 @@ def vectors(corpus: str, log=print) -> Path:
         if corpus == "ruijin":
             raw.append(str(common.SHARED / "data" / "ruijin" / "unlabeled"))
             lexicons += ["--lexicon", HUATUO]
-        cmd = [sys.executable, "-m", "bertner", "embeddings", *raw, *lexicons, "--workers", "1", "-o", str(out)]
+        cmd = [sys.executable, "-m", "bertner", "embeddings", *raw, *lexicons, "--workers", "1", "--seed", "1", "-o", str(out)]
         log(f"{corpus} vectors: {' '.join(cmd[3:])}")
         subprocess.run(cmd, check=True, cwd=str(common.ROOT))
     return out
