@@ -161,9 +161,11 @@ def test_two_workers_train_every_run_once_in_at_most_065_of_the_sequential_time(
     assert two_workers <= 0.65 * one_worker, (one_worker, two_workers)
 
 
-# ----------------------------------------------------------------------------- kill -9 of a worker mid-run
+# ----------------------------------------------------------------------------- a worker killed or stopped mid-run
 
-def kill_a_worker_mid_run(tmp_path: Path, data: Path, storage: list[str]) -> None:
+def stop_a_worker_mid_run(tmp_path: Path, data: Path, storage: list[str], sig: signal.Signals) -> None:
+    """`--workers 2` on a 4-run grid; once a run is past a checkpoint, its worker gets `sig`: the other worker
+    goes on with that run from its checkpoint and finishes the grid, every other run trained once."""
     write_grid(tmp_path, data, max_steps=60, eval_every=30, save_every=5)
     out = tmp_path / "out"
     url = storage[1] if storage else default_storage_url(out)
@@ -179,17 +181,25 @@ def kill_a_worker_mid_run(tmp_path: Path, data: Path, storage: list[str]) -> Non
         return None
 
     victim = wait_for(a_run_past_its_checkpoint)
-    os.kill(victim.worker["pid"], signal.SIGKILL)
+    number, pid = victim.worker["number"], victim.worker["pid"]
+    os.kill(pid, sig)
     code, stdout, stderr = finish(sweep)
-    assert code == 0, stderr
-    assert f"worker {victim.worker['number']} (PID {victim.worker['pid']}) was killed by SIGKILL" in stderr
-
+    assert code == 0, stderr  # the grid is done, by the other worker
     runs = trials_by_run(url, out)
     assert sorted(runs) == sorted(NAMES)
-    killed = runs.pop(victim.name)
-    assert [t.state.name for t in killed] == ["FAIL", "COMPLETE"], killed  # lost, then done by the other worker
-    assert killed[1].user_attrs["outcome"] == "resumed" and killed[1].user_attrs["resumed_from"] >= 10
-    assert killed[1].user_attrs["worker"]["number"] != victim.worker["number"]
+    stopped = runs.pop(victim.name)
+    if sig == signal.SIGKILL:
+        assert f"worker {number} (PID {pid}) was killed by SIGKILL" in stderr
+        assert [t.state.name for t in stopped] == ["FAIL", "COMPLETE"], stopped  # lost, then done by the other
+    else:  # handed back: the same trial, waiting again, then done by the other worker; nothing new started
+        assert f"worker {number}: [" in stderr and "stopped by SIGTERM and handed back" in stderr
+        assert f"worker {number}: error: stopped by SIGTERM during [" in stderr
+        assert [t.state.name for t in stopped] == ["COMPLETE"], stopped
+        assert not [t for trials in runs.values() for t in trials if t.user_attrs["worker"]["number"] == number
+                    and t.datetime_start > stopped[0].datetime_start]
+    done = stopped[-1]
+    assert done.user_attrs["outcome"] == "resumed" and done.user_attrs["resumed_from"] >= 10
+    assert done.user_attrs["worker"]["number"] != number
     assert all(trainings(trials) == ["trained"] for trials in runs.values()), runs  # the others: once each
     assert all((out / name / "summary.json").exists() for name in NAMES)
     status = invoke("sweep", tmp_path / "grid.yaml", "-o", out, "--status", *storage)
@@ -200,12 +210,17 @@ def kill_a_worker_mid_run(tmp_path: Path, data: Path, storage: list[str]) -> Non
 
 def test_a_killed_worker_s_run_is_resumed_by_the_other_on_sqlite(tmp_path, data, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    kill_a_worker_mid_run(tmp_path, data, [])
+    stop_a_worker_mid_run(tmp_path, data, [], signal.SIGKILL)
 
 
 def test_a_killed_worker_s_run_is_resumed_by_the_other_on_postgresql(tmp_path, data, postgres_url, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    kill_a_worker_mid_run(tmp_path, data, ["--storage", postgres_url])
+    stop_a_worker_mid_run(tmp_path, data, ["--storage", postgres_url], signal.SIGKILL)
+
+
+def test_a_worker_stopped_by_sigterm_hands_its_run_back_and_starts_nothing(tmp_path, data, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    stop_a_worker_mid_run(tmp_path, data, [], signal.SIGTERM)
 
 
 # ----------------------------------------------------------------------------- the study's own guarantees

@@ -48,7 +48,7 @@ def sweep(
     \b
       bertner sweep examples/quickstart.yaml
       bertner sweep examples/quickstart.yaml --workers 2
-      bertner sweep examples/ruijin-study.yaml --workers 4 --storage postgresql://bertner@db-host/sweeps
+      bertner sweep examples/ruijin-study.yaml --storage postgresql://me@db/sweeps
       bertner sweep examples/quickstart.yaml --status
     """
     if sum([dry_run, status, worker is not None]) > 1:
