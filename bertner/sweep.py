@@ -490,7 +490,7 @@ def _train_in_processes(sweep: Sweep, store: SweepStorage, result: SweepResult, 
         uses_gpus = all(run.config.device in ("auto", "cuda") for run in sweep.runs)
         on_line = view.line if view is not None else (lambda number, text: log.info(f"worker {number}: {text}"))
         processes = start_worker_processes(worker_command(sweep.source, sweep.output, heartbeat),
-                                           min(workers, waiting), store.full_url, uses_gpus, on_line)
+                                           min(workers, waiting), store.url, uses_gpus, on_line)
         stop = watch_worker_processes(processes, store, names, view)
     result.status = status = store.status(names)
     here = os.getpid()

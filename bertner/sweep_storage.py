@@ -222,9 +222,9 @@ class Claim:
 class SweepStorage:
     """One sweep's study in its storage: prepare it, claim runs, record heartbeats, finish or hand runs back."""
 
-    def __init__(self, url: sqlalchemy.engine.URL, study_name: str, heartbeat: int, storage: optuna.storages.RDBStorage,
+    def __init__(self, url: str, study_name: str, heartbeat: int, storage: optuna.storages.RDBStorage,
                  lock: _FileLock | _AdvisoryLock, shown: str):
-        self.url = url
+        self.url = url  # as given, password included: for the worker processes this command starts (never shown)
         self.shown = shown  # the URL as given, without its password
         self.study_name = study_name
         self.heartbeat = heartbeat
@@ -263,12 +263,7 @@ class SweepStorage:
                 )
             except RuntimeError as e:  # a schema written by another Optuna version
                 raise BertnerError(f"cannot use the sweep's storage {shown}: {one_line(e)}") from None
-        return cls(parsed, study_name, heartbeat, storage, lock, shown)
-
-    @property
-    def full_url(self) -> str:
-        """The URL with its password, for the worker processes this command starts (never shown)."""
-        return self.url.render_as_string(hide_password=False)
+        return cls(url, study_name, heartbeat, storage, lock, shown)
 
     # -- the study ---------------------------------------------------------------------------
     @property

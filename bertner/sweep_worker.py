@@ -34,7 +34,7 @@ from bertner.errors import BertnerError, LockedError, OutputError, RunError, Tra
 from bertner.lock import FolderLock
 from bertner.runs import RunDir, Summary
 from bertner.sweep import DONE, RESTART, RESUME, SweepRun
-from bertner.sweep_storage import Claim, StudyStatus, SweepStorage, machine_id
+from bertner.sweep_storage import GRACE_HEARTBEATS, Claim, StudyStatus, SweepStorage, machine_id
 
 log = logging.getLogger(__name__)
 
@@ -174,7 +174,7 @@ class Worker:
                         return
                     if not waiting_said:
                         log.info("no run to start here: waiting for the runs in progress (one whose worker stops "
-                                 f"answering for {3 * self.storage.heartbeat} s is queued again)")
+                                 f"answering for {GRACE_HEARTBEATS * self.storage.heartbeat} s is queued again)")
                         waiting_said = True
                     self._later.clear()
                     self._wake.wait(self.storage.heartbeat)
