@@ -47,7 +47,7 @@ class RunError(BertnerError):
 
 
 class LockedError(BertnerError):
-    """A folder another bertner process is writing into (training a run)."""
+    """A folder another bertner process is writing into (training a run, running a sweep)."""
 
 
 class TrainingError(BertnerError):
