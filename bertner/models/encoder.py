@@ -458,7 +458,7 @@ def build_bilstm_encoder(
 ) -> EncoderBundle:
     """A character + bigram BiLSTM over the characters of `texts`, optionally with pretrained vectors.
 
-    `extra_dim`: features per character that the tagger joins to the embeddings (the lexicon's).
+    `extra_dim`: features per character that the tagger joins to the embeddings (the lexicon's and softword's).
 
     With `init_embeddings` (a model folder or hub name), the vocabulary also takes every single
     character of that model's vocabulary, and each character both know starts from its vector.
