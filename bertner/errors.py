@@ -47,7 +47,7 @@ class RunError(BertnerError):
 
 
 class LockedError(BertnerError):
-    """A folder another bertner process is writing into (training a run, running a sweep)."""
+    """A folder another bertner process is writing into (training a run)."""
 
 
 class TrainingError(BertnerError):

@@ -251,6 +251,11 @@ class RunDir:
     def is_complete(self) -> bool:
         return self.state() is RunState.COMPLETE
 
+    def is_resumable(self) -> bool:
+        """An unfinished run with a checkpoint and its settings: `train --resume` can go on with it."""
+        return (not self.is_complete() and (self.checkpoint_dir / "trainer_state.pt").is_file()
+                and self.config_file.is_file())
+
     def looks_like_run(self) -> bool:
         """A folder `train` wrote, complete or not (so an incomplete run is reported, not read as input)."""
         if not self.path.is_dir():
@@ -268,12 +273,23 @@ class RunDir:
         return "no config.yaml"
 
     # -- the lock and the folder before training ---------------------------------------------
-    def prepare(self, force: bool, resume: bool) -> FolderLock:
+    def prepare(self, force: bool, resume: bool, lock: FolderLock | None = None) -> FolderLock:
         """Create the folder and lock it for this trainer, refusing to mix a new run into another one.
 
         The lock is taken before anything in the folder is looked at or removed, so a second trainer
         on the same folder stops with one line naming the first one's PID and changes nothing.
+        `lock`: the folder's lock, already taken by the caller (a sweep worker decides under it whether
+        the run is new, to resume or already finished); it is returned as the trainer's.
         """
+        if lock is not None:
+            if not (lock.held and lock.folder == self.path):
+                raise ValueError(f"{lock.folder} is not a held lock on {self.path}")
+            try:
+                self._make_room(force, resume)
+            except BaseException:
+                lock.release()
+                raise
+            return lock
         path = self.path
         if path.exists() and not path.is_dir():
             raise OutputExistsError(f"{path} exists and is not a folder")

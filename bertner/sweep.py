@@ -27,9 +27,14 @@ Rules:
   named `bert-...` for any transformer encoder is found under that name and not trained again, when its
   config.yaml names the same model and head (else this run is trained under its own name).
 - A run whose folder already holds a finished run is skipped, so running the same sweep again continues where it
-  stopped. A folder with an unfinished run (crashed or interrupted) is trained again from scratch (`force`).
+  stopped. A folder with an unfinished run goes on from its checkpoint when it has one (an interrupted run, a
+  killed worker's), else it is trained again from scratch (`force`).
 - A run that stops on a training error (e.g. the loss became NaN at a large crf_lr_mult) is reported and the sweep
-  goes on; the command then exits non-zero. Any other error stops the sweep.
+  goes on; the command then exits non-zero. Any other error stops the sweep (the run goes back to the queue).
+- Which runs wait, run, are done or failed is kept in an Optuna study (`bertner.sweep_storage`): by default the
+  SQLite file `sweep.db` in the output folder, or `--storage URL` shared by several machines. `--workers N` trains
+  N runs at once (`bertner.sweep_worker`); the same command started elsewhere on the same storage and folder joins
+  in, and each run is trained once. The folder's `sweep.json` records its grid: another grid is refused there.
 - At the end the compare table of the output folder is printed (`bertner compare OUTPUT` shows it again).
 - A `search:` section samples ranges instead of listing values (`--trials N`, `--prune`): see bertner/search.py for
   its rules. With a search, `grid:` is optional; each grid combination is searched on its own.
@@ -37,15 +42,19 @@ Rules:
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import json
 import logging
 import math
+import os
 import re
+import shutil
+import signal
 from dataclasses import dataclass, field, fields
 from functools import partial
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from bertner.compare import Comparison, compare_runs
 from bertner.config import (
@@ -60,10 +69,10 @@ from bertner.config import (
 )
 from bertner.engine.tracking import TrainView
 from bertner.engine.trainer import Trainer
-from bertner.errors import BertnerError, TrainingError, shown
-from bertner.fileio import check_writable, path_name_problem
-from bertner.lock import FolderLock
-from bertner.runs import RunDir, check_output_place, find_runs
+from bertner.errors import BertnerError, OutputError, TrainingError, shown
+from bertner.fileio import check_writable, path_name_problem, temporary_beside
+from bertner.lock import LOCK_FILE, FolderLock
+from bertner.runs import RunDir, check_output_place, find_runs, read_json
 from bertner.search import (
     RUN_ATTR,
     SearchOutcome,
@@ -85,6 +94,22 @@ from bertner.search import (
     tell_summary,
     trials_done,
 )
+from bertner.sweep_storage import (
+    DEFAULT_STORAGE_FILE,
+    FAILED,
+    HEARTBEAT_SECONDS,
+    RUNNING,
+    WAITING,
+    Claim,
+    StudyStatus,
+    SweepStorage,
+    default_storage_url,
+    parse_storage_url,
+    study_name_for,
+)
+
+if TYPE_CHECKING:
+    from bertner.sweep_worker import WorkersView
 
 log = logging.getLogger(__name__)
 
@@ -94,7 +119,10 @@ DEFAULTS = TrainConfig()
 CONDITIONAL: dict[str, tuple[Any, str]] = {
     f.name: (partial(has_effect, f.name), f.metadata["only_with"][2]) for f in fields(TrainConfig) if f.metadata["only_with"]
 }
-DONE, TODO, RESTART = "done", "to train", "restart"
+DONE, TODO, RESTART, RESUME = "done", "to train", "restart", "resume"
+SWEEP_RECORD = "sweep.json"  # in the output folder: the grid it holds and the study that tracks it
+MAX_WORKERS = 256  # worker processes of one command (one machine)
+MAX_HEARTBEAT = 3600
 # More runs than anyone trains one after another (a 1-minute run each: a week); a larger grid is a typo or a
 # generated list, refused before it is expanded (500,000 combinations took a minute and 1.3 GB to list).
 MAX_RUNS = 10_000
@@ -110,9 +138,12 @@ class SweepRun:
     grid_values: dict[str, Any]  # this run's value of each grid setting that has an effect
 
     def status(self) -> str:
-        if RunDir(self.run_dir).is_complete():
+        run = RunDir(self.run_dir)
+        if run.is_complete():
             return DONE
-        if self.run_dir.is_dir() and any(self.run_dir.iterdir()):
+        if run.is_resumable():
+            return RESUME
+        if self.run_dir.is_dir() and any(p.name != LOCK_FILE for p in self.run_dir.iterdir()):
             return RESTART
         return TODO
 
@@ -154,6 +185,16 @@ class Sweep:
     searches: list[SearchedCombination] = field(default_factory=list)
     sampler_seed: int = 0
 
+    def identity(self) -> dict[str, Any]:
+        """What makes two grids the same sweep: their runs' grid values, in order (base settings may change, as
+        before: a finished run trained with others is kept, with a warning). Kept in the study and sweep.json."""
+        rows = json.dumps([sorted(run.grid_values.items()) for run in self.runs], default=str)
+        return {"fingerprint": hashlib.sha256(rows.encode()).hexdigest()[:16], "runs": len(self.runs),
+                "file": self.source.name}
+
+    def run_named(self, name: str) -> SweepRun | None:
+        return next((run for run in self.runs if run.name == name), None)
+
 
 @dataclass
 class SweepResult:
@@ -165,7 +206,9 @@ class SweepResult:
     failed: dict[str, str] = field(default_factory=dict)  # name -> error message
     pruned: list[str] = field(default_factory=list)  # trained runs a search's pruner stopped early
     searches: list[SearchOutcome] = field(default_factory=list)  # each searched combination's trials and best run
+    left: list[str] = field(default_factory=list)  # neither done nor failed: their worker processes stopped on errors
     comparison: Comparison | None = None  # of the output folder, when any run is finished
+    status: StudyStatus | None = None  # the study at the end, with worker processes
 
 
 
@@ -349,74 +392,234 @@ def search_progress(sweep: Sweep) -> list[tuple[SearchedCombination, int]]:
 
 
 # -- running -------------------------------------------------------------------------------------
+class GridPlan:
+    """The grid's trials for a worker (`bertner.sweep_worker.Plan`): each names its run."""
+
+    def __init__(self, sweep: Sweep):
+        self.sweep = sweep
+        self.positions = {run.name: index for index, run in enumerate(sweep.runs, 1)}
+
+    def run_for(self, claim: Claim) -> tuple[SweepRun, str]:
+        run = self.sweep.run_named(claim.run)
+        if run is None:  # the study was checked to hold this grid
+            raise RuntimeError(f"trial {claim.number} names {claim.run!r}, which is not a run of {self.sweep.source}")
+        return run, f"[{self.positions[run.name]}/{len(self.sweep.runs)}] {run.name}"
+
+
 def run_sweep(config_file: str | Path, output: str | Path | None = None, dry_run: bool = False,
               on_start: Callable[[Trainer], None] | None = None,
               on_compared: Callable[[Comparison], None] | None = None, view: TrainView | None = None,
-              trials: int | None = None, prune: bool = False) -> SweepResult:
-    """Train the sweep's runs one after another (finished ones skipped), then compare them.
+              trials: int | None = None, prune: bool = False,
+              workers: int = 1, storage: str | None = None, heartbeat: int = HEARTBEAT_SECONDS,
+              workers_view: WorkersView | None = None) -> SweepResult:
+    """Train the sweep's runs (finished ones skipped), `workers` at a time, then compare them.
 
-    `dry_run`: only the plan (`result.sweep`), nothing trained. `on_start` and `view` go to each Trainer;
-    `on_compared(comparison)` is told the comparison before a failed run raises TrainingError. With a `search:`
-    section, `trials` runs per searched combination (the study's total) and `prune` (bertner.search).
+    `dry_run`: only the plan (`result.sweep`), nothing trained. With one worker the runs train in this
+    process, one after another, and `on_start` and `view` go to each Trainer; with more, worker processes
+    train them and `workers_view` shows their lines and progress. `storage`: the study's URL (default: sweep.db
+    in the output folder); `heartbeat`: seconds between a worker's signs of life. `on_compared(comparison)` is
+    told the comparison before a failed run raises TrainingError. With a `search:` section, `trials` runs per
+    searched combination (the study's total) and `prune` (bertner.search), in this process.
     """
+    check_worker_settings(workers, heartbeat)
     sweep = load_sweep(config_file, output)
     check_search_options(sweep, trials, prune)
     result = SweepResult(sweep)
     if dry_run:
         return result
-    searched_data = {str(combination.settings["data"]) for combination in sweep.searches}
-    for data in sorted(searched_data):
-        _check_dev_data(sweep, Path(data))
-
-    # The runs' folders go inside the sweep's; each run's Trainer checks its own against its inputs.
-    check_output_place(sweep.output, [sweep.source, *{r.config.data for r in sweep.runs}, *searched_data],
-                       may_hold_runs=True)
-    # One sweep at a time per folder: two would train the same runs into the same directories.
-    if sweep.output.exists() and not sweep.output.is_dir():
-        raise BertnerError(f"{sweep.output} exists and is not a folder; the sweep's runs need a folder")
-    check_writable(sweep.output, folder=True)
-    sweep.output.mkdir(parents=True, exist_ok=True)
-    with FolderLock.acquire(sweep.output, "running a sweep"):
-        _train_runs(sweep, result, on_start, view)
-        if sweep.searches:
+    if sweep.searches and (workers != 1 or storage is not None):
+        raise BertnerError(f"{sweep.source}: a search: section runs in one process (its trials one after another, in "
+                           f"the folder's study.db); leave out --workers and --storage, or list the values in grid:")
+    if sweep.runs:
+        store = open_sweep(sweep, storage, heartbeat)
+        _note_finished(sweep, result)
+        if workers == 1:
+            stopped = _train_here(sweep, store, result, on_start, view)
+        else:
+            stopped = _train_in_processes(sweep, store, result, workers, heartbeat, workers_view)
+        if stopped:
+            raise TrainingError(stopped)
+    if sweep.searches:
+        searched_data = {str(combination.settings["data"]) for combination in sweep.searches}
+        for data in sorted(searched_data):
+            _check_dev_data(sweep, Path(data))
+        # The runs' folders go inside the sweep's; each run's Trainer checks its own against its inputs.
+        check_output_place(sweep.output, [sweep.source, *searched_data], may_hold_runs=True)
+        if sweep.output.exists() and not sweep.output.is_dir():
+            raise BertnerError(f"{sweep.output} exists and is not a folder; the sweep's runs need a folder")
+        check_writable(sweep.output, folder=True)
+        sweep.output.mkdir(parents=True, exist_ok=True)
+        # One search at a time per folder: two would sample the same studies into the same directories.
+        with FolderLock.acquire(sweep.output, "running a sweep's search"):
             _search_runs(sweep, result, trials or 0, prune, on_start, view)
-        _compare(sweep, result, on_compared)
+    _compare(sweep, result, on_compared)
     return result
 
 
-def _train_runs(sweep: Sweep, result: SweepResult, on_start: Callable[[Trainer], None] | None,
-                view: TrainView | None) -> None:
+def check_worker_settings(workers: int, heartbeat: int) -> None:
+    if not 1 <= workers <= MAX_WORKERS:
+        raise BertnerError(f"--workers must be from 1 to {MAX_WORKERS}, got {workers}")
+    if not 1 <= heartbeat <= MAX_HEARTBEAT:
+        raise BertnerError(f"--heartbeat must be from 1 to {MAX_HEARTBEAT} seconds, got {heartbeat}")
+
+
+def open_sweep(sweep: Sweep, storage: str | None, heartbeat: int = HEARTBEAT_SECONDS) -> SweepStorage:
+    """Check the output folder and the storage, then record the grid in both: its study holds a trial per run.
+
+    Nothing is written before the folder, its sweep.json and the storage URL are checked; a folder made here
+    goes again if the storage then fails.
+    """
+    output = sweep.output
+    # The runs' folders go inside the sweep's; each run's Trainer checks its own against its inputs.
+    check_output_place(output, [sweep.source, *{r.config.data for r in sweep.runs}], may_hold_runs=True)
+    if output.exists() and not output.is_dir():
+        raise BertnerError(f"{output} exists and is not a folder; the sweep's runs need a folder")
+    check_writable(output, folder=True)
+    identity = sweep.identity()
+    record = read_sweep_record(output)
+    _check_record(output, record, identity)
+    study = record["study"] if record else study_name_for(output)
+    url = storage if storage is not None else default_storage_url(output)
+    parse_storage_url(url)
+    finished = [(run.name, finished_f1(run.run_dir) if run.status() == DONE else None, run.grid_values)
+                for run in sweep.runs]
+    created = not output.exists()
+    if storage is not None:  # reached and prepared before the folder is made
+        store = SweepStorage.open(url, study, heartbeat)
+        store.prepare(identity, finished)
+    try:
+        output.mkdir(parents=True, exist_ok=True)
+        if storage is None:
+            store = SweepStorage.open(url, study, heartbeat)
+            store.prepare(identity, finished)
+        _write_record(output, {"format": 1, "study": study, **identity}, identity)
+    except BaseException:
+        if created:
+            shutil.rmtree(output, ignore_errors=True)
+        raise
+    return store
+
+
+def read_sweep_record(output: Path) -> dict[str, Any] | None:
+    """The output folder's sweep.json (None before a sweep has run there), checked."""
+    path = output / SWEEP_RECORD
+    if not path.exists():
+        return None
+    record = read_json(path)
+    if not all(isinstance(record.get(key), str) for key in ("study", "fingerprint")):
+        raise BertnerError(f"{path} is corrupt (no study and fingerprint); delete it to record this sweep afresh")
+    return record
+
+
+def _check_record(output: Path, record: dict[str, Any] | None, identity: dict[str, Any]) -> None:
+    if record is not None and record["fingerprint"] != identity["fingerprint"]:
+        raise BertnerError(
+            f"{output} holds the runs of another grid ({record.get('file')}, {record.get('runs')} runs; see "
+            f"{output / SWEEP_RECORD}); this one ({identity['file']}, {identity['runs']} runs) differs: sweep into "
+            f"another --output, or delete {SWEEP_RECORD} and {DEFAULT_STORAGE_FILE} there to give the folder to this "
+            "grid (its finished runs are kept)")
+
+
+def _write_record(output: Path, record: dict[str, Any], identity: dict[str, Any]) -> None:
+    """sweep.json, written once: whole or not at all, and never over another start's (which is checked instead)."""
+    target = output / SWEEP_RECORD
+    if target.exists():
+        return
+    tmp = temporary_beside(target, folder=False)
+    try:
+        tmp.write_text(json.dumps(record, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
+        os.chmod(tmp, 0o644)
+        os.link(tmp, target)
+    except FileExistsError:  # another start wrote it meanwhile
+        _check_record(output, read_sweep_record(output), identity)
+    except OSError as e:
+        raise OutputError(f"cannot write {target}: {e.strerror or e}") from None
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def finished_f1(run_dir: Path) -> float:
+    """A finished run's best dev F1 for the study (0.0 without a dev set, or with an unreadable summary)."""
+    try:
+        f1 = RunDir(run_dir).read_summary().best_f1
+    except BertnerError:
+        return 0.0
+    return f1 if f1 is not None else 0.0
+
+
+def _note_finished(sweep: Sweep, result: SweepResult) -> None:
     total = len(sweep.runs)
     for index, run in enumerate(sweep.runs, 1):
-        status = run.status()
-        if status == DONE:
-            changed = run.settings_changed()
-            if changed:
-                diff = ", ".join(f"{k}: {shown(a)} -> {shown(b)}" for k, (a, b) in changed.items())
-                log.warning(f"{run.name} is finished but was trained with other settings ({diff}); "
-                     f"kept as it is: delete {run.run_dir} to train it again")
-            log.info(f"[{index}/{total}] {run.name}: already finished, skipped")
-            result.skipped.append(run.name)
+        if run.status() != DONE:
             continue
-        if status == RESTART:
-            log.info(f"[{index}/{total}] {run.name}: {run.run_dir} holds an unfinished run; training it again from scratch")
-        else:
-            log.info(f"[{index}/{total}] {run.name}: training")
-        trainer = Trainer(run.config, force=status == RESTART, on_start=on_start, view=view)
-        try:
-            summary = trainer.fit()
-        except TrainingError as e:
-            if trainer.stop_signal:
-                raise TrainingError(
-                    f"sweep stopped during {run.name} ({index}/{total}); run the same command again to go on: "
-                    f"finished runs are skipped, {run.name} starts again"
-                ) from None
-            log.warning(f"{run.name} failed: {e}")
-            result.failed[run.name] = str(e)
-            continue
-        result.trained.append(run.name)
-        f1 = summary.best_f1
-        log.info(f"[{index}/{total}] {run.name}: best dev F1 {f1:.4f}" if f1 is not None else f"[{index}/{total}] {run.name}: done")
+        changed = run.settings_changed()
+        if changed:
+            diff = ", ".join(f"{k}: {shown(a)} -> {shown(b)}" for k, (a, b) in changed.items())
+            log.warning(f"{run.name} is finished but was trained with other settings ({diff}); "
+                        f"kept as it is: delete {run.run_dir} to train it again")
+        log.info(f"[{index}/{total}] {run.name}: already finished, skipped")
+        result.skipped.append(run.name)
+
+
+def _train_here(sweep: Sweep, store: SweepStorage, result: SweepResult, on_start: Callable[[Trainer], None] | None,
+                view: TrainView | None) -> str | None:
+    """One worker in this process; what stopped it (a signal), or None."""
+    from bertner.sweep_worker import Worker, worker_identity  # it imports this module
+
+    worker = Worker(GridPlan(sweep), store, worker_identity(1), on_start=on_start, view=view)
+    worker.run()
+    result.trained += worker.trained
+    result.skipped += worker.skipped
+    result.failed.update(worker.failed)
+    if worker.stop_signal is None:
+        return None
+    if worker.stopped_run is None:
+        return f"sweep stopped by {worker.stop_signal}; run the same command again to go on: finished runs are skipped"
+    name, where = worker.stopped_run
+    return (f"sweep stopped by {worker.stop_signal} during {where}; run the same command again to go on: "
+            f"finished runs are skipped, {name} goes on from its checkpoint")
+
+
+def _train_in_processes(sweep: Sweep, store: SweepStorage, result: SweepResult, workers: int, heartbeat: int,
+                        view: WorkersView | None) -> str | None:
+    """`workers` worker processes (fewer when fewer runs wait); what stopped them (a signal), or None."""
+    from bertner.sweep_worker import start_worker_processes, watch_worker_processes, worker_command
+
+    names = [run.name for run in sweep.runs]
+    waiting = sum(r.state in (WAITING, RUNNING) for r in store.status(names).runs)
+    processes = []
+    stop = None
+    if waiting:
+        uses_gpus = all(run.config.device in ("auto", "cuda") for run in sweep.runs)
+        on_line = view.line if view is not None else (lambda number, text: log.info(f"worker {number}: {text}"))
+        processes = start_worker_processes(worker_command(sweep.source, sweep.output, heartbeat),
+                                           min(workers, waiting), store.url, uses_gpus, on_line)
+        stop = watch_worker_processes(processes, store, names, view)
+    result.status = status = store.status(names)
+    here = os.getpid()
+    for record in status.runs:
+        if record.state == FAILED:
+            result.failed[record.name] = record.error or "failed"
+        elif record.outcome in ("trained", "resumed") and (record.worker or {}).get("parent") == here:
+            result.trained.append(record.name)
+        elif record.state in (WAITING, RUNNING):
+            result.left.append(record.name)
+    if stop is not None:
+        return (f"sweep stopped by {stop}: {len(result.left)} runs are not done; run the same command again to go "
+                "on: finished runs are skipped, stopped ones go on from their checkpoints")
+    for process in processes:
+        code = process.process.returncode
+        if code is not None and code < 0:
+            log.warning(f"worker {process.number} (PID {process.pid}) was killed by {_signal_name(-code)}; its run "
+                        "was queued again")
+    return None
+
+
+def _signal_name(number: int) -> str:
+    try:
+        return signal.Signals(number).name
+    except ValueError:
+        return f"signal {number}"
 
 
 def _check_dev_data(sweep: Sweep, data: Path) -> None:
@@ -473,9 +676,10 @@ def _run_trial(sweep: Sweep, combination: SearchedCombination, study: Any, trial
         log.info(f"{counter} {name}: already finished, skipped")
         result.skipped.append(name)
         return
-    verb = "training again from scratch" if status == RESTART else "training"
-    log.info(f"{counter} {name}: {verb}")
-    trainer = Trainer(config, force=status == RESTART, on_start=on_start, view=view, on_evaluation=pruning_callback(trial))
+    # A cut trial starts again rather than resuming: its pruner's reports went to the trial that was cut.
+    again = status in (RESTART, RESUME)
+    log.info(f"{counter} {name}: {'training again from scratch' if again else 'training'}")
+    trainer = Trainer(config, force=again, on_start=on_start, view=view, on_evaluation=pruning_callback(trial))
     try:
         summary = trainer.fit()
     except TrainingError as e:
@@ -505,4 +709,37 @@ def _compare(sweep: Sweep, result: SweepResult, on_compared: Callable[[Compariso
         raise TrainingError(
             f"{len(result.failed)} of {total} runs failed: {', '.join(result.failed)}; the rest are in {sweep.output}"
         )
+    if result.left:
+        raise BertnerError(
+            f"{len(result.left)} of {total} runs are not done ({', '.join(result.left)}): the workers stopped on "
+            "the errors above; run the same command again to go on")
 
+
+# -- a worker process and --status ---------------------------------------------------------------
+def run_worker(config_file: str | Path, output: str | Path | None, storage: str | None, heartbeat: int,
+               number: int) -> None:
+    """`bertner sweep GRID --worker K`: one worker process of a sweep its parent command prepared."""
+    from bertner.sweep_worker import Worker, worker_identity
+
+    check_worker_settings(1, heartbeat)
+    sweep = load_sweep(config_file, output)
+    check_writable(sweep.output, folder=True)  # a worker that cannot write the runs claims none
+    record = read_sweep_record(sweep.output)
+    study = record["study"] if record else study_name_for(sweep.output)
+    store = SweepStorage.open(storage if storage is not None else default_storage_url(sweep.output), study, heartbeat)
+    store.check_grid(sweep.identity())
+    worker = Worker(GridPlan(sweep), store, worker_identity(number, parent=os.getppid()), watch_parent=True)
+    worker.run()
+    if worker.stop_signal is not None:
+        where = f" during {worker.stopped_run[1]}, which went back to the queue" if worker.stopped_run else ""
+        raise TrainingError(f"stopped by {worker.stop_signal}{where}")
+
+
+def sweep_status(config_file: str | Path, output: str | Path | None = None, storage: str | None = None) -> StudyStatus:
+    """Each run of the sweep as its study has it (`bertner sweep --status`); nothing is created or changed."""
+    sweep = load_sweep(config_file, output)
+    record = read_sweep_record(sweep.output)
+    study = record["study"] if record else study_name_for(sweep.output)
+    url = storage if storage is not None else default_storage_url(sweep.output)
+    store = SweepStorage.open(url, study, create=False)
+    return store.status([run.name for run in sweep.runs])

@@ -39,6 +39,8 @@ def test_help_at_80_columns(command):
     assert usage.startswith(f"Usage: bertner {command} ") and "{" not in usage and "<" not in usage
     params = typer.main.get_command(app).commands[command].params
     for param in params:
+        if getattr(param, "hidden", False):  # internal (sweep --worker K: how a sweep starts its worker processes)
+            continue
         for name in [*param.opts, *getattr(param, "secondary_opts", [])]:
             if name.startswith("-"):
                 assert re.search(rf"(^|[\s,/]){re.escape(name)}($|[\s,])", page, re.M), f"{name} missing or cut"

@@ -22,6 +22,7 @@ from torch import nn
 from cli_helpers import TINY_RUN as SETTINGS
 from cli_helpers import assert_one_line_error as one_line_error, invoke, snapshot, train_finished, train_stopped
 from bertner.lock import LOCK_FILE, FolderLock
+from bertner.sweep import load_sweep, open_sweep
 
 
 
@@ -95,15 +96,18 @@ def test_a_stale_lock_from_a_killed_process_is_taken_over(data, tmp_path):
     assert (run / "summary.json").exists() and not (run / LOCK_FILE).exists()
 
 
-def test_a_second_sweep_of_the_same_folder_is_refused(data, tmp_path):
+def test_a_second_grid_in_the_same_sweep_folder_is_refused(data, tmp_path):
+    # Starts of one grid share the folder's queue (sweep.json, sweep.db: tests/test_sweep_workers.py); another
+    # grid there would mix its runs with the first one's.
     out = tmp_path / "sweep"
-    out.mkdir()
-    spec = tmp_path / "s.yaml"
-    spec.write_text(f"data: {data}\nmodel: tiny\ntiny_layers: 1\ntiny_hidden: 32\nmax_steps: 1\nnum_threads: 1\n"
-                    f"output: {out}\ngrid:\n  seed: [1, 2]\n", encoding="utf-8")
-    with FolderLock.acquire(out, "running a sweep"):
-        one_line_error(invoke("sweep", spec), f"{out} is locked by PID {os.getpid()} (running a sweep)")
-    assert sorted(p.name for p in out.iterdir()) == []  # no run was started
+    settings = f"data: {data}\nmodel: tiny\ntiny_layers: 1\ntiny_hidden: 32\nmax_steps: 1\nnum_threads: 1\noutput: {out}\n"
+    first, second = tmp_path / "s.yaml", tmp_path / "t.yaml"
+    first.write_text(settings + "grid:\n  seed: [1, 2]\n", encoding="utf-8")
+    second.write_text(settings + "grid:\n  seed: [1, 2, 3]\n", encoding="utf-8")
+    open_sweep(load_sweep(first), None)  # the first grid's sweep has started
+    before = snapshot(out)
+    one_line_error(invoke("sweep", second), f"{out} holds the runs of another grid (s.yaml, 2 runs")
+    assert snapshot(out) == before and not [p for p in out.iterdir() if p.is_dir()]  # no run was started
 
 
 # ----------------------------------------------------------------------------- item 8: a data folder is not a run folder

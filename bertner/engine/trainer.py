@@ -51,6 +51,7 @@ from bertner.models.encoder import (
 )
 from bertner.embeddings import PretrainedVectors
 from bertner.lexicon import LexiconMatcher, read_lexicon
+from bertner.lock import FolderLock
 from bertner.models.lexicon import WORD_DIM, LexiconEmbedding
 from bertner.models.tagger import Tagger, head_spec
 from bertner.predict import char_tags, tag_windows
@@ -206,12 +207,14 @@ class Trainer:
     """
     def __init__(self, config: TrainConfig, resume: bool = False, force: bool = False,
                  on_start: Callable[[Trainer], None] | None = None, view: TrainView | None = None,
-                 on_evaluation: Callable[[int, float], bool] | None = None):
+                 on_evaluation: Callable[[int, float], bool] | None = None, lock: FolderLock | None = None):
         """`on_start(trainer)`: told once set-up is done, before the first step (the CLI shows the plan);
         `view`: shows progress (the CLI's bar or log lines); without one, training shows nothing;
         `on_evaluation(step, dev_f1)`: told after each dev evaluation (in the main process); True stops the run
         there as pruned (a search's pruner: `bertner.search.pruning_callback`): the best checkpoint is kept and
-        the run is finished, with `pruned: true` in its summary."""
+        the run is finished, with `pruned: true` in its summary.
+        `lock`: the run directory's lock when the caller already holds it (a sweep worker); the trainer
+        releases it when it is done, as its own."""
         config.validate()
         self.config = config
         self.resume = resume
@@ -223,7 +226,7 @@ class Trainer:
         self.run = RunDir(self.run_dir)
         self.force = force
         self.stop_signal: str | None = None  # the name of the signal that stopped training, once one did
-        self.lock = None  # bertner.lock.FolderLock on the run directory, held from setup to the end of fit
+        self.lock = lock  # bertner.lock.FolderLock on the run directory, held from setup to the end of fit
         self._created_run_dir = False
 
     # -- set-up: device, data, model, optimiser ------------------------------------------------
@@ -269,7 +272,7 @@ class Trainer:
                            if c.init_embeddings and not self.resume else None)
         if self.dist.main:
             self._created_run_dir = not self.run_dir.exists()
-            self.lock = self.run.prepare(force=self.force, resume=self.resume)
+            self.lock = self.run.prepare(force=self.force, resume=self.resume, lock=self.lock)
         self.dist.barrier()
         self.data = data
         self.tags = label_set_to_tags(data.labels, c.scheme)
