@@ -40,6 +40,9 @@ log = logging.getLogger(__name__)
 
 STORAGE_VARIABLE = "BERTNER_SWEEP_STORAGE"  # how a worker process gets the URL (kept out of the process list)
 REFRESH_SECONDS = 2.0  # how often the parent reads the study for its progress lines
+# How often an idle worker looks for a run again. Not its heartbeat (10 s by default): the last run
+# finishing elsewhere would keep this worker, and the whole sweep, waiting for up to one heartbeat.
+POLL_SECONDS = 0.5
 
 
 def worker_identity(number: int, parent: int | None = None) -> dict[str, Any]:
@@ -177,7 +180,7 @@ class Worker:
                                  f"answering for {GRACE_HEARTBEATS * self.storage.heartbeat} s is queued again)")
                         waiting_said = True
                     self._later.clear()
-                    self._wake.wait(self.storage.heartbeat)
+                    self._wake.wait(min(POLL_SECONDS, self.storage.heartbeat))
                     continue
                 waiting_said = False
                 self._run(claim)
@@ -428,6 +431,12 @@ def watch_worker_processes(workers: list[WorkerProcess], storage: SweepStorage, 
                     pass
         woken.set()
 
+    def wake_when_done(worker: WorkerProcess) -> None:  # the table follows the last worker at once, not a refresh later
+        worker.process.wait()
+        woken.set()
+
+    for worker in workers:
+        threading.Thread(target=wake_when_done, args=(worker,), daemon=True).start()
     in_main = threading.current_thread() is threading.main_thread()
     previous = {sig: signal.signal(sig, forward) for sig in (signal.SIGINT, signal.SIGTERM)} if in_main else {}
     try:

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import logging
+import os
 import socket
+import sys
 import threading
 import time
 from pathlib import Path
@@ -62,7 +65,12 @@ def sweep(
         return
     if worker is not None:
         run_worker(config_file, output, storage, heartbeat, worker)
-        return
+        # Its runs are in their folders and the study by now. Skip the interpreter's teardown of torch and the
+        # models (over a second), which the sweep's table would wait for.
+        logging.shutdown()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(0)
     result = run_sweep(config_file, output=output, dry_run=dry_run, on_start=render_train_plan,
                        on_compared=render_comparison, view=TrainProgress(), workers=workers, storage=storage,
                        heartbeat=heartbeat, workers_view=WorkerLines(), trials=trials, prune=prune)
