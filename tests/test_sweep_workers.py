@@ -138,7 +138,7 @@ def postgres_url():
 def test_two_workers_train_every_run_once_in_at_most_065_of_the_sequential_time(tmp_path, data):
     if cpu_cores() < 2:
         pytest.skip("needs 2 CPU cores for 2 workers of one thread each")
-    grid = write_grid(tmp_path, data, max_steps=1100, eval_every=550, epochs=1000)  # runs of ~8 s: long beside the ~4 s a worker process takes to start
+    write_grid(tmp_path, data, max_steps=1100, eval_every=550, epochs=1000)  # runs of ~8 s: long beside the ~4 s a worker process takes to start
     started = time.monotonic()
     code, out, err = finish(sweep_process(tmp_path, "grid.yaml", "-o", "one"))
     one_worker = time.monotonic() - started
@@ -167,7 +167,7 @@ def stop_a_worker_mid_run(tmp_path: Path, data: Path, storage: list[str], sig: s
     """`--workers 2` on a 4-run grid; once a run is past a checkpoint, its worker gets `sig`: the other worker
     goes on with that run from its checkpoint and finishes the grid, every other run trained once."""
     # Runs of a few seconds: long enough for heartbeats (1 s) to report their progress before they end.
-    write_grid(tmp_path, data, max_steps=400, eval_every=200, save_every=20, epochs=1000)
+    write_grid(tmp_path, data, max_steps=200, eval_every=100, save_every=20, epochs=1000)
     out = tmp_path / "out"
     url = storage[1] if storage else default_storage_url(out)
     sweep = sweep_process(tmp_path, "grid.yaml", "-o", "out", "--workers", "2", "--heartbeat", "1", *storage)
