@@ -16,6 +16,7 @@ have been sent, per level and server; requests/s and characters/s are over the t
 documents of `../shared/data/ruijin/unlabeled` cut into pieces of 50 to 2,000 characters (uniform,
 seed 0), shuffled; every user takes the next piece. Both servers get the same torch threads
 (`--threads`, default: every core) and run one at a time, alternating which goes first per level.
+First, as a ceiling for any server, `Predictor.predict` on 96 of the texts in the script's own process.
 Reported per server and level: requests/s, characters/s (of the answered texts), p50/p95/p99
 latency of the answered requests, and the answers by kind (200, 503 from the queue limit, other
 5xx, other statuses, lost: no answer at all).
@@ -203,6 +204,8 @@ def run(quick: bool = False, rounds: int = 2, levels: tuple[int, ...] = LEVELS, 
     work = common.scratch_dir(NAME)
     run_dir, export_dir = prepare_run(work, encoder, 40 if quick else steps)
     texts = load_texts()
+    ceiling = predict_ceiling(run_dir, texts, threads)  # before the servers start: nothing beside it
+    log(f"  Predictor.predict in this process, 32 windows a batch: {ceiling['chars_per_s']:,.0f} chars/s")
     servers = {
         "bertner": Served("bertner serve", [sys.executable, "-m", "bertner", "serve", str(run_dir),
                                             "--threads", str(threads)], work / "bertner.log"),
@@ -230,9 +233,31 @@ def run(quick: bool = False, rounds: int = 2, levels: tuple[int, ...] = LEVELS, 
               "requests_per_level": f"max(24, {rounds} x concurrency)", "texts": len(texts),
               "text_characters": {"min": min(map(len, texts)), "median": statistics.median(map(len, texts)),
                                   "max": max(map(len, texts))},
-              "entities_on_20_texts": same, "rows": rows, "goals": goals(rows), "machine": common.machine_info()}
+              "entities_on_20_texts": same, "predict_in_process": ceiling, "rows": rows, "goals": goals(rows),
+              "machine": common.machine_info()}
     common.write_result(NAME + ("_smoke" if quick else ""), result, out_dir)
     return result
+
+
+def predict_ceiling(run_dir: Path, texts: list[str], threads: int, repeats: int = 3) -> dict[str, Any]:
+    """`Predictor.predict` in this process on 96 of the texts, 32 windows a batch: what the model and
+    predict's own work reach with no HTTP, JSON or client beside them (a ceiling for any server)."""
+    import torch
+
+    from bertner.predict import Document, Predictor
+
+    torch.set_num_threads(threads)
+    predictor = Predictor.from_run(run_dir, device="cpu", batch_size=32)
+    documents = [Document(f"t{i}", text) for i, text in enumerate(texts[:96])]
+    predictor.predict(documents[:8])  # warm up
+    seconds = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        predictor.predict(documents)
+        seconds.append(time.perf_counter() - started)
+    characters = sum(len(d.text) for d in documents)
+    return {"texts": len(documents), "characters": characters, "threads": threads,
+            "chars_per_s": round(characters / statistics.median(seconds), 1)}
 
 
 async def compare_answers(servers: dict[str, Served], texts: list[str]) -> dict[str, int]:
