@@ -313,7 +313,8 @@ class Predictor:
 
         `on_start(n)` is told how many model inputs there are, `on_batch(k)` each batch's size.
         """
-        encoded = encode_windows(windows, self.run.aligner, self.max_length(), lexicon=self.run.lexicon)
+        lexicon = self.run.lexicon.text_features([w.text for w in windows]) if self.run.lexicon is not None else None
+        encoded = encode_windows(windows, self.run.aligner, self.max_length(), lexicon=lexicon)
         if on_start is not None:
             on_start(len(encoded.examples))
         return tag_windows(

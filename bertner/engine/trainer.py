@@ -279,6 +279,8 @@ class Trainer:
         self.tag_to_id = {t: i for i, t in enumerate(self.tags)}
         self.lexicon = self.run.load_lexicon(c) if self.resume else lexicon
         self.matcher = LexiconMatcher(self.lexicon) if self.lexicon is not None else None
+        # Matched once: the counts fit the lexicon, then the same matches give the features.
+        train_matches = self.matcher.match([w.text for w in data.train]) if self.matcher is not None else None
         if self.resume:
             # The run's own encoder folder: the same vocabulary, no download; the checkpoint
             # supplies the weights. Never with the folder's own code, whatever config.yaml says.
@@ -287,7 +289,7 @@ class Trainer:
             if self.lexicon is not None:
                 words = self.pretrained.words if self.pretrained else None
                 pretrained_words = words.index if words is not None and words.vectors.shape[1] >= WORD_DIM else ()
-                self.lexicon.fit((w.text for w in data.train), self.matcher, pretrained_words)
+                self.lexicon.fit(self.matcher.entry_counts(train_matches), pretrained_words)
             self.bundle = build_encoder(c, data.train, c.lexicon_dim if self.lexicon else 0, self.pretrained)
         self.aligner = self.bundle.aligner
         if self.lexicon is not None and self.aligner.mode != "char":
@@ -295,10 +297,12 @@ class Trainer:
                                "has a vocabulary that is not Chinese, so it aligns by subwords")
         c.resolve(self.bundle.hidden_size)  # the family's recipe for what was left out; saved resolved
         max_length = min(c.max_length, self.bundle.max_positions)
-        self.train_set = encode_windows(data.train, self.aligner, max_length, self.tag_to_id, c.scheme, lexicon=self.matcher)
+        train_lexicon = self.matcher.features(train_matches) if self.matcher is not None else None
+        self.train_set = encode_windows(data.train, self.aligner, max_length, self.tag_to_id, c.scheme, lexicon=train_lexicon)
         # Each process evaluates its share of the dev windows; the predictions are gathered.
-        self.dev_set = encode_windows(self.dist.shard(data.dev), self.aligner, max_length, self.tag_to_id, c.scheme,
-                                      lexicon=self.matcher)
+        dev = self.dist.shard(data.dev)
+        dev_lexicon = self.matcher.text_features([w.text for w in dev]) if self.matcher is not None else None
+        self.dev_set = encode_windows(dev, self.aligner, max_length, self.tag_to_id, c.scheme, lexicon=dev_lexicon)
         if self.train_set.inexact_entities:
             log.info(
                 f"{self.train_set.inexact_entities} training entities have a boundary inside a token "

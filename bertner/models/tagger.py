@@ -107,11 +107,11 @@ class Tagger(nn.Module):
     def emissions(self, input_ids: Tensor, attention_mask: Tensor, lexicon: tuple[Tensor, Tensor] | None = None) -> Tensor:
         """Per-token tag scores for the text tokens, shifted left past [CLS]: `[B, T-1, K]`.
 
-        `lexicon`: the batch's lexicon feature ids and sets (`Batch.lexicon`), for a tagger that has one.
+        `lexicon`: the batch's lexicon slots (`Batch.lexicon`), for a tagger that has one.
         """
         if (self.lexicon is None) != (lexicon is None):
             raise ValueError("lexicon features must be given exactly when the tagger has a lexicon")
-        extra = self.lexicon(*lexicon) if self.lexicon is not None else None
+        extra = self.lexicon(*lexicon, *input_ids.shape) if self.lexicon is not None else None
         if self.lexicon_into_encoder:
             hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask, extra=extra).last_hidden_state
         else:
