@@ -6,9 +6,10 @@ part-of-speech tags read as types), a term-list file (`term[TAB type[TAB frequen
 or a folder of them (each file's name is the type of its terms).
 
 Features per character follow SoftLexicon (Ma et al., ACL 2020): the entries whose term the
-character Begins, is in the Middle of, Ends, or is as a Single-character term. `text_features`
-finds them with an Aho-Corasick automaton (pyahocorasick) once per window; the model pools each
-set into a vector (`models/lexicon.py`). Entries are numbered from 1 (0 is "no entry", padding).
+character Begins, is in the Middle of, Ends, or is as a Single-character term. `LexiconMatcher`
+finds every occurrence in many windows at once (a trie walked with numpy) and turns them into
+flat slots, once per window and run; the model pools each set into a vector (`models/lexicon.py`).
+Entries are numbered from 1 (0 is "no entry", padding).
 
 A trained run keeps its lexicon in `lexicon.tsv.gz` (entries, each with the weight and word
 vector id training gave it), so predict and evaluate never need the source again.
@@ -20,10 +21,9 @@ import gzip
 import itertools
 import math
 import unicodedata
-from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Container, Iterable, Sequence
+from typing import Container, Sequence
 
 import numpy as np
 import torch
@@ -299,10 +299,6 @@ class LexiconSlots:
     def __len__(self) -> int:
         return len(self.positions)
 
-    def select(self, keep: np.ndarray, positions: np.ndarray | None = None) -> "LexiconSlots":
-        """The slots where `keep` is true, at `positions` (new positions of the kept slots) when given."""
-        return LexiconSlots(self.positions[keep] if positions is None else positions, self.entries[keep], self.sets[keep])
-
 
 class LexiconMatcher:
     """Every occurrence of every term in some texts (overlapping and nested ones too), and the features they give.
@@ -350,9 +346,9 @@ class LexiconMatcher:
         result: list[LexiconSlots] = []
         first = 0
         while first < len(matches):
-            # As many whole texts as fit in a chunk (at least one).
-            last = max(first + 1, int(np.searchsorted(bounds, bounds[first] + MATCHES_PER_CHUNK, side="right")) - 1)
-            last = min(last, len(matches))
+            # Texts first..last-1: as many as hold at most MATCHES_PER_CHUNK matches, and at least one.
+            fitting = int(np.searchsorted(bounds, bounds[first] + MATCHES_PER_CHUNK, side="right")) - 1
+            last = min(max(first + 1, fitting), len(matches))
             a, b = bounds[first], bounds[last]
             result.extend(self._chunk_features(matches.ends[a:b], matches.groups[a:b], matches.text_starts[first:last + 1]))
             first = last
@@ -460,83 +456,3 @@ def walk_trie(depths: list[tuple[np.ndarray, np.ndarray]], chars: np.ndarray) ->
     ends, terms, lengths = np.concatenate(found_ends), np.concatenate(found_terms), np.concatenate(found_lengths)
     order = np.lexsort((-lengths, ends))
     return ends[order], terms[order]
-
-
-# ----------------------------------------------------------------------------- the first implementation (to be removed)
-
-class OldLexiconMatcher:
-    """Every occurrence of every term in a text (overlapping and nested ones too)."""
-    # pyahocorasick: imported here only
-
-    def __init__(self, lexicon: Lexicon):
-        import ahocorasick
-
-        by_term: dict[str, list[int]] = {}
-        for index, term in enumerate(lexicon.terms, start=1):
-            by_term.setdefault(term, []).append(index)
-        self.automaton = ahocorasick.Automaton()
-        for term, entries in by_term.items():
-            self.automaton.add_word(term, tuple(entries))
-        self.automaton.make_automaton()
-        self.lexicon = lexicon
-
-    def matches(self, text: str) -> list[tuple[int, int, tuple[int, ...]]]:
-        """(start, end, feature ids) of every term occurrence, ends exclusive."""
-        if not text:
-            return []
-        found = []
-        for last, entries in self.automaton.iter(fold(text)):
-            length = len(self.lexicon.terms[entries[0] - 1])
-            found.append((last + 1 - length, last + 1, entries))
-        return found
-
-    def char_features(self, text: str) -> list[list[tuple[int, int]]]:
-        """Per character, its (feature id, set) pairs: set 0 B, 1 M, 2 E, 3 S."""
-        per_char: list[list[tuple[int, int]]] = [[] for _ in text]
-        for start, end, entries in self.matches(text):
-            if end - start == 1:
-                for entry in entries:
-                    per_char[start].append((entry, 3))
-                continue
-            for entry in entries:
-                per_char[start].append((entry, 0))
-                per_char[end - 1].append((entry, 2))
-                for i in range(start + 1, end - 1):
-                    per_char[i].append((entry, 1))
-        for i, slots in enumerate(per_char):
-            if len(slots) > MAX_SLOTS:
-                # Keep the entries training matched most (before fitting: the source's frequencies).
-                rank = self.lexicon.weights or self.lexicon.frequencies
-                per_char[i] = sorted(slots, key=lambda slot: -rank[slot[0] - 1])[:MAX_SLOTS]
-        return per_char
-
-    def token_features(self, text: str, offsets: Sequence[tuple[int, int]]) -> tuple[Tensor, Tensor]:
-        """`[tokens, K]` feature ids and sets (0-padded) for tokens that are one character each (char alignment)."""
-        per_char = self.char_features(text)
-        rows = [per_char[start] for start, _ in offsets]
-        width = max((len(r) for r in rows), default=0) or 1
-        flat_ids: list[int] = []
-        flat_sets: list[int] = []
-        for slots in rows:
-            pad = width - len(slots)
-            flat_ids.extend([s[0] for s in slots] + [0] * pad)
-            flat_sets.extend([s[1] for s in slots] + [0] * pad)
-        shape = (len(rows), width)
-        return (torch.tensor(flat_ids, dtype=torch.int32).view(shape),
-                torch.tensor(flat_sets, dtype=torch.int8).view(shape))
-
-
-def old_fit(lexicon: Lexicon, texts: Iterable[str], matcher: OldLexiconMatcher) -> None:
-    counts: Counter[int] = Counter()
-    for text in texts:
-        for _, _, entries in matcher.matches(text):
-            counts.update(entries)
-    lexicon.weights = [math.log(2 + counts[i + 1]) for i in range(len(lexicon))]
-    word_ids: dict[str, int] = {}
-    lexicon.words = []
-    for i, term in enumerate(lexicon.terms):
-        if counts[i + 1] >= WORD_MIN_COUNT:
-            lexicon.words.append(word_ids.setdefault(term, len(word_ids) + 1))
-        else:
-            lexicon.words.append(0)
-
