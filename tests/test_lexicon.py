@@ -397,7 +397,7 @@ def test_lexicon_joins_a_transformer_output(tiny_data, tmp_path):
     summary = train(lexicon_config(tiny_data, tmp_path / "tiny", model="tiny", tiny_hidden=32, tiny_heads=2,
                                    lexicon=[str(tiny_data / "drugs.txt")], epochs=2))
     run = Predictor.from_run(tmp_path / "tiny", device="cpu").run
-    assert run.model.lexicon is not None and not run.model.lexicon_into_encoder
+    assert run.model.lexicon is not None and not run.model.extras_into_encoder
     assert run.model.classifier.in_features == 32 + run.model.lexicon.out_dim
     assert summary.best_f1 is not None
 

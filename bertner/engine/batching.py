@@ -27,6 +27,7 @@ class Example:
     ids: list[int]  # text token ids, no special tokens
     tags: list[int]  # one tag id per text token (empty when unlabelled)
     lexicon: LexiconSlots | None = None  # the lexicon slots of its tokens (positions: token index in `ids`)
+    softword: np.ndarray | None = None  # per text token, its segmentation tag id (int8, index into softword.TAGS)
 
     def __len__(self) -> int:
         return len(self.ids) + 2
@@ -50,10 +51,12 @@ def encode_windows(
     scheme: str = "BIO",
     stride: int | None = None,
     lexicon: Sequence[LexiconSlots] | None = None,
+    softword: Sequence[np.ndarray] | None = None,
 ) -> EncodedWindows:
     """Tokenise every window once; label it when `tag_to_id` is given; chunk long ones with overlap.
 
-    `lexicon`: each window's lexicon slots by character (`LexiconMatcher.features`), given to its tokens.
+    `lexicon`: each window's lexicon slots by character (`LexiconMatcher.features`), given to its tokens;
+    `softword`: each window's segmentation tag per character (`Segmenter.tags`), likewise.
     """
     max_tokens = max_length - 2
     stride = stride or max(1, max_tokens // 2)
@@ -76,12 +79,18 @@ def encode_windows(
         if n == 0:
             continue  # nothing to tag; callers treat a window without examples as having no spans
         slots = token_slots(lexicon[index], tokenized.offsets, len(window.text)) if lexicon is not None else None
+        tags = None
+        if softword is not None:
+            tags = softword[index]
+            if n != len(window.text):
+                tags = tags[[start for start, _ in tokenized.offsets]]
         for start, end in chunk_ranges(n, max_tokens, stride):
             chunk = None
             if slots is not None:
                 first, last = np.searchsorted(slots.positions, (start, end))
                 chunk = LexiconSlots(slots.positions[first:last] - start, slots.entries[first:last], slots.sets[first:last])
-            examples.append(Example(index, start, tokenized.ids[start:end], tag_ids[start:end], chunk))
+            examples.append(Example(index, start, tokenized.ids[start:end], tag_ids[start:end], chunk,
+                                    None if tags is None else tags[start:end]))
     return EncodedWindows(list(windows), offsets_all, examples, inexact)
 
 
@@ -135,14 +144,15 @@ class Batch:
     # The batch's lexicon slots: each one's bag (its position in the flattened `[B, T]` times 4, plus its set) and
     # feature id, in the order of their examples' slots.
     lexicon: tuple[Tensor, Tensor] | None = None
+    softword: Tensor | None = None  # `[B, T]` segmentation tag id + 1 of each token, 0 off the text
 
     def map_tensors(self, fn) -> "Batch":
-        """The same batch with `fn` applied to each tensor (labels and lexicon may be None)."""
+        """The same batch with `fn` applied to each tensor (labels, lexicon and softword may be None)."""
         apply = lambda t: None if t is None else fn(t)  # noqa: E731
         lexicon = None if self.lexicon is None else (fn(self.lexicon[0]), fn(self.lexicon[1]))
         return Batch(
             apply(self.input_ids), apply(self.attention_mask), apply(self.label_mask), apply(self.labels),
-            self.examples, self.tokens, lexicon,
+            self.examples, self.tokens, lexicon, apply(self.softword),
         )
 
     def to(self, device: torch.device) -> "Batch":
@@ -178,7 +188,12 @@ def collate(
         sets = np.concatenate([e.lexicon.sets for e in chosen])
         entries = np.concatenate([e.lexicon.entries for e in chosen], dtype=np.int64)
         lexicon = (torch.from_numpy(positions * len(SETS) + sets), torch.from_numpy(entries))
-    batch = Batch(ids, attention, label_mask, labels, list(indices), sum(len(e) for e in chosen), lexicon)
+    softword = None
+    if chosen[0].softword is not None:
+        softword = torch.zeros((len(chosen), width), dtype=torch.long)
+        for row, e in enumerate(chosen):
+            softword[row, 1 : len(e.ids) + 1] = torch.from_numpy(e.softword.astype(np.int64) + 1)
+    batch = Batch(ids, attention, label_mask, labels, list(indices), sum(len(e) for e in chosen), lexicon, softword)
     return batch.map_tensors(Tensor.pin_memory) if pin else batch
 
 
