@@ -106,7 +106,9 @@ class Lexicon:
             raise ValueError("only a fitted lexicon is saved with a run")
         lines = [FILE_HEADER, "#sources\t" + "\t".join(self.sources)]
         lines += [f"{t}\t{y}\t{w:.6g}\t{i}" for t, y, w, i in zip(self.terms, self.types, self.weights, self.words)]
-        with atomic_path(path) as temporary, gzip.open(temporary, "wt", encoding="utf-8", newline="\n") as handle:
+        # Level 1: jieba's 349k entries in 0.4-0.8 s instead of 3-4.6 at gzip's default 9; the file is 18% larger.
+        with atomic_path(path) as temporary, gzip.open(temporary, "wt", compresslevel=1, encoding="utf-8",
+                                                       newline="\n") as handle:
             handle.write("\n".join(lines) + "\n")
 
     @classmethod
@@ -237,24 +239,29 @@ def check_type(kind: str, path: Path, line: int | None, what: str) -> None:
         raise DataError(f"{what} {kind[:40]!r} is not a type name (no spaces or control characters)", path, line)
 
 
-def read_jieba() -> dict[tuple[str, str], float]:
-    """jieba's `dict.txt` (word, frequency, part of speech), its entity-like tags as types."""
+def jieba_module(purpose: str):
+    """The jieba package, or a one-line error saying what needs it (`purpose` ... needs the jieba package)."""
     try:
         import jieba
     except ImportError:
-        raise BertnerError('--lexicon jieba needs the jieba package: pip install "bertner[zh]"') from None
-    path = Path(jieba.__file__).parent / "dict.txt"
+        raise BertnerError(f'{purpose} needs the jieba package: pip install "bertner[zh]"') from None
+    return jieba
+
+
+def read_jieba() -> dict[tuple[str, str], float]:
+    """jieba's `dict.txt` (word, frequency, part of speech), its entity-like tags as types."""
+    path = Path(jieba_module("--lexicon jieba").__file__).parent / "dict.txt"
+    rows = [line.split() for line in decode_utf8(path).splitlines()]
+    words = fold("\n".join(parts[0] if parts else "" for parts in rows)).split("\n")  # one fold for all words
     entries: dict[tuple[str, str], float] = {}
-    for number, line in enumerate(decode_utf8(path).splitlines(), start=1):
-        parts = line.split()
+    for number, (parts, word) in enumerate(zip(rows, words), start=1):
         if len(parts) < 2:
             continue
         try:
             frequency = float(parts[1])
         except ValueError:
             raise DataError("not a jieba dictionary line (word, frequency, tag)", path, number) from None
-        kind = JIEBA_TYPES.get(parts[2] if len(parts) > 2 else "", "word")
-        key = (fold(parts[0]), kind)
+        key = (word, JIEBA_TYPES.get(parts[2] if len(parts) > 2 else "", "word"))
         entries[key] = max(frequency, entries.get(key, 0.0))
     return entries
 

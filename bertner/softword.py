@@ -16,18 +16,13 @@ window and run, like the lexicon's matching; jieba must be installed wherever su
 
 from __future__ import annotations
 
-import logging
 import math
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 
-from bertner.errors import BertnerError
-from bertner.fileio import parse_json, write_json
-from bertner.lexicon import SEPARATOR, build_trie, codepoints, walk_trie
-
-log = logging.getLogger("bertner")
+from bertner.lexicon import SEPARATOR, build_trie, codepoints, jieba_module, walk_trie
 
 TAGS = ("B", "M", "E", "S")  # tag id = index: begins, middle of, ends a word, or is a one-character word
 FILE_NAME = "softword.json"
@@ -37,15 +32,6 @@ HAN_FIRST, HAN_LAST = 0x4E00, 0x9FD5
 HAN_ASCII = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789+#&._%-")
 ASCII_SPACE = " \t\n\r\x0b\x0c"
 ENGLISH = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789")  # jieba's re_eng
-
-
-def jieba_module(purpose: str):
-    """jieba, or a one-line error saying what needs it."""
-    try:
-        import jieba
-    except ImportError:
-        raise BertnerError(f'{purpose} needs the jieba package: pip install "bertner[zh]"') from None
-    return jieba
 
 
 class Segmenter:
@@ -91,7 +77,6 @@ class Segmenter:
         if not han.any():
             return starts
         # Han blocks: maximal runs of han characters; jieba segments each on its own.
-        index = np.arange(n)
         block_start = np.flatnonzero(han & ~np.r_[False, han[:-1]])
         block_end = np.flatnonzero(han & ~np.r_[han[1:], False]) + 1
         end_of = np.repeat(block_end, block_end - block_start)  # per han character, its block's end

@@ -85,8 +85,8 @@ def encode_windows(
             if n != len(window.text):
                 tags = tags[[start for start, _ in tokenized.offsets]]
         for start, end in chunk_ranges(n, max_tokens, stride):
-            chunk = None
-            if slots is not None:
+            chunk = slots
+            if slots is not None and (start, end) != (0, n):
                 first, last = np.searchsorted(slots.positions, (start, end))
                 chunk = LexiconSlots(slots.positions[first:last] - start, slots.entries[first:last], slots.sets[first:last])
             examples.append(Example(index, start, tokenized.ids[start:end], tag_ids[start:end], chunk,
