@@ -36,7 +36,7 @@ from bertner.engine.budget import TimeBudget
 from bertner.engine.device import autocast_for, pick_device, pick_precision
 from bertner.engine.distributed import close_distributed, init_distributed
 from bertner.engine.flops import device_peak_flops, flops_per_token, mfu
-from bertner.engine.optim import build_optimizer, linear_schedule
+from bertner.engine.optim import build_optimizer, clip_gradients, linear_schedule
 from bertner.engine.tracking import Tracker, TrainView
 from bertner.errors import BertnerError, DataError, OutputError, RunError, TrainingError
 from bertner.fileio import check_writable, write_failure
@@ -646,7 +646,7 @@ class Trainer:
 
     def _optimizer_step(self) -> None:
         self.scaler.unscale_(self.optimizer)
-        torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.config.max_grad_norm)
+        clip_gradients(self.model.parameters(), self.config.max_grad_norm, read_norm_free=self.device.type == "cpu")
         self.scaler.step(self.optimizer)
         self.scaler.update()
         self.optimizer.zero_grad(set_to_none=True)
