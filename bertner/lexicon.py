@@ -18,7 +18,6 @@ vector id training gave it), so predict and evaluate never need the source again
 from __future__ import annotations
 
 import gzip
-import itertools
 import math
 import unicodedata
 from dataclasses import dataclass, field
