@@ -53,7 +53,11 @@ def lexicon_marks(text: str, matcher) -> list[list[str]]:
     from bertner.lexicon import SETS
 
     types = matcher.lexicon.types
-    return [sorted({f"{SETS[kind]}:{types[entry - 1]}" for entry, kind in slots}) for slots in matcher.char_features(text)]
+    marks: list[set[str]] = [set() for _ in text]
+    slots = matcher.text_features([text])[0]
+    for position, entry, kind in zip(slots.positions.tolist(), slots.entries.tolist(), slots.sets.tolist()):
+        marks[position].add(f"{SETS[kind]}:{types[entry - 1]}")
+    return [sorted(m) for m in marks]
 
 
 def features(text: str, matcher=None) -> list[list[str]]:
@@ -113,7 +117,7 @@ def run_corpus(name: str, iterations: int, lexicon: list[str], log=print) -> dic
     if lexicon:
         words = read_lexicon(lexicon)
         matcher = LexiconMatcher(words)
-        words.fit((w.text for w in windows), matcher)  # the same entries, ranked as bertner ranks them
+        words.fit(matcher.entry_counts(matcher.match([w.text for w in windows])))  # ranked as bertner ranks them
     label = "+".join(Path(source).name for source in lexicon)
     model = common.scratch_dir("classical_crf") / f"{name}{'-' + label if label else ''}.crfsuite"
     started = time.perf_counter()

@@ -125,6 +125,14 @@ def interleaved(contenders: dict[str, Callable[[], Any]], repeats: int, warmup: 
     return times, values
 
 
+def export_revision(revision: str, folder: Path) -> Path:
+    """The bertner package of a git revision, in `folder`, to run as the baseline (PYTHONPATH=folder)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    archive = subprocess.run(["git", "archive", revision, "bertner"], cwd=ROOT, check=True, capture_output=True).stdout
+    subprocess.run(["tar", "x", "-C", str(folder)], input=archive, check=True)
+    return folder
+
+
 # ----------------------------------------------------------------------------- data
 
 def preprocessed_ruijin(max_chars: int = 256) -> Path:

@@ -75,14 +75,6 @@ def train_tiny_run(work: Path, steps: int) -> Path:
     return run_dir
 
 
-def export_revision(revision: str, folder: Path) -> Path:
-    """The bertner package of a git revision, in `folder`, to run as the baseline."""
-    folder.mkdir(parents=True, exist_ok=True)
-    archive = subprocess.run(["git", "archive", revision, "bertner"], cwd=common.ROOT, check=True, capture_output=True).stdout
-    subprocess.run(["tar", "x", "-C", str(folder)], input=archive, check=True)
-    return folder
-
-
 def measure(code_root: Path, run_dir: Path, inputs: Path, out: Path, threads: int) -> dict[str, Any]:
     """Run predict on `inputs` in a fresh process; its own peak RSS and wall time."""
     env = {**os.environ, "PYTHONPATH": str(code_root), "OMP_NUM_THREADS": str(threads)}
@@ -110,7 +102,7 @@ def run(sizes: list[float], before: str | None = None, threads: int = 1, steps: 
     scratch = Path(tempfile.mkdtemp(prefix="bertner-predict-memory-"))
     try:
         if before:
-            sides[f"before ({before})"] = export_revision(before, scratch / "before")
+            sides[f"before ({before})"] = common.export_revision(before, scratch / "before")
         rows = []
         for size in sizes:
             inputs = scratch / f"inputs-{size:g}MB"

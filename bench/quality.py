@@ -67,6 +67,14 @@ ROWS: dict[str, tuple[str, list[str]]] = {
     "bilstm-crf-jieba-huatuo-lac": ("bilstm + CRF, --lexicon jieba --lexicon huatuo --init-embeddings jieba-lac",
                                     ["--model", "bilstm", "--crf", "--lexicon", "jieba", "--lexicon", HUATUO,
                                      "--init-embeddings", "jieba-lac"]),
+    # issue 21, item 3: jieba's segmentation as each character's B/M/E/S tag (--softword)
+    "bilstm-crf-softword": ("bilstm + CRF, --softword", ["--model", "bilstm", "--crf", "--softword"]),
+    "bilstm-crf-jieba-lac-softword": ("bilstm + CRF, --lexicon jieba --init-embeddings jieba-lac --softword",
+                                      ["--model", "bilstm", "--crf", "--lexicon", "jieba", "--init-embeddings", "jieba-lac",
+                                       "--softword"]),
+    "bilstm-crf-jieba-huatuo-softword": ("bilstm + CRF, --lexicon jieba --lexicon huatuo --softword",
+                                         ["--model", "bilstm", "--crf", "--lexicon", "jieba", "--lexicon", HUATUO,
+                                          "--softword"]),
 }
 WINDOW_CHARS = {"albert-crf-short": 128}  # rows trained on windows other than preprocess's default (256)
 OUT = common.CACHE / "quality"

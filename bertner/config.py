@@ -237,6 +237,10 @@ class TrainConfig:
         "frequency per line) or a folder of them (file name = type). Repeatable; saved with the run.", metavar="SOURCE")
     lexicon_dim: int = setting(64, "Width of each character's --lexicon features (its pooled word and type vectors, "
                                "projected).", Limit(low=1))
+    softword: bool = setting(False, "Give each character its position (begins, middle, ends, single) in jieba's "
+                             "segmentation of its window (jieba.cut without HMM), as a small learned vector joined where "
+                             "--lexicon's features join. Needs jieba when training and wherever the run is used "
+                             "(pip install \"bertner[zh]\").")
     # optimisation; lr, crf_lr_mult, epochs, batch_size: None takes the encoder family's recipe (RECIPES)
     lr: float | None = setting(None, "Base learning rate of the encoder.", Limit(above=0), metavar="RATE")
     head_lr_mult: float = setting(1.0, "GRU and classifier learn at this multiple of --lr.", Limit(above=0), metavar="X")
@@ -308,6 +312,8 @@ class TrainConfig:
              f"{name('init_embeddings')} is for {name('model')} bilstm"),
             (not self.lexicon or self.alignment != "subword",
              f"{name('lexicon')} needs char alignment (one character, one token), not {name('alignment')} subword"),
+            (not self.softword or self.alignment != "subword",
+             f"{name('softword')} needs char alignment (one character, one token), not {name('alignment')} subword"),
             (self.model != "tiny" or self.tiny_hidden % self.tiny_heads == 0,
              f"{name('tiny_hidden')} {self.tiny_hidden} must be a multiple of {name('tiny_heads')} {self.tiny_heads}"),
         ]

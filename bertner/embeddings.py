@@ -24,8 +24,9 @@ import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable, Iterator, Sequence
+from typing import Callable, Iterator, Sequence
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -143,8 +144,13 @@ class WordTokens:
         self.terms = matcher.lexicon.terms
 
     def __call__(self, text: str) -> list[str]:
-        found = sorted((start, end, self.terms[entries[0] - 1]) for start, end, entries in self.matcher.matches(text))
-        return [term for _, _, term in found if not any(c.isspace() for c in term)]
+        matcher = self.matcher
+        matches = matcher.match([text])
+        starts = matches.ends - matcher.group_length[matches.groups]
+        first_entries = matcher.group_entries[matcher.group_first[matches.groups]]  # a term's entries share it
+        order = np.lexsort((matches.ends, starts))
+        found = (self.terms[int(first_entries[i]) - 1] for i in order)
+        return [term for term in found if not any(c.isspace() for c in term)]
 
 
 class Sentences:

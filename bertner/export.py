@@ -56,9 +56,10 @@ def export_run(run_path: str | Path, output: str | Path, force: bool = False, la
     run_dir.check()
     check_output_place(output, [run_path])
     config = run_dir.load_config()
-    if config.lexicon:
-        raise BertnerError(f"{run_path} was trained with --lexicon, whose features no transformers model takes: "
-                           "Hugging Face tools cannot run it; tag with `bertner predict`")
+    for flag, used in (("--lexicon", bool(config.lexicon)), ("--softword", config.softword)):
+        if used:
+            raise BertnerError(f"{run_path} was trained with {flag}, whose features no transformers model takes: "
+                               "Hugging Face tools cannot run it; tag with `bertner predict`")
     if config.model == "bilstm":
         raise BertnerError(f"{run_path} is a --model bilstm run, not a transformers model: Hugging Face tools "
                            "cannot load it; tag with `bertner predict`")

@@ -171,7 +171,7 @@ def tag_windows(
     for batch in iterate_batches(encoded, sorted_batches(lengths, batch_size), aligner, with_labels=with_loss):
         batch = batch.to(device)
         with autocast():
-            emissions = model.emissions(batch.input_ids, batch.attention_mask, batch.lexicon)
+            emissions = model.emissions(batch.input_ids, batch.attention_mask, batch.lexicon, batch.softword)
         if with_loss:
             loss_sum += model.loss(emissions, batch.labels).detach()
             n_batches += 1
@@ -313,7 +313,10 @@ class Predictor:
 
         `on_start(n)` is told how many model inputs there are, `on_batch(k)` each batch's size.
         """
-        encoded = encode_windows(windows, self.run.aligner, self.max_length(), lexicon=self.run.lexicon)
+        texts = [w.text for w in windows]
+        lexicon = self.run.lexicon.text_features(texts) if self.run.lexicon is not None else None
+        softword = self.run.segmenter.tags(texts) if self.run.segmenter is not None else None
+        encoded = encode_windows(windows, self.run.aligner, self.max_length(), lexicon=lexicon, softword=softword)
         if on_start is not None:
             on_start(len(encoded.examples))
         return tag_windows(

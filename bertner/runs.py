@@ -46,9 +46,12 @@ from bertner.errors import BertnerError, OutputError, OutputExistsError, RunErro
 from bertner.fileio import append_text, parse_json, parse_yaml, write_json, write_jsonl, write_text
 from bertner.lexicon import FILE_NAME as LEXICON_FILE
 from bertner.lexicon import Lexicon, LexiconMatcher
+from bertner.softword import FILE_NAME as SOFTWORD_FILE
+from bertner.softword import Segmenter
 from bertner.lock import FolderLock
 from bertner.models.encoder import EncoderBundle, encoder_from_folder, save_encoder
 from bertner.models.lexicon import LexiconEmbedding
+from bertner.models.softword import SoftwordEmbedding
 from bertner.models.tagger import Tagger, head_spec
 from bertner.spans import Span, Window
 from bertner.tags import SCHEMES, label_set_to_tags
@@ -215,6 +218,7 @@ class LoadedRun:
     max_positions: int
     data_info: dict[str, Any]  # how the training data was made: discontinuous policy, max_chars
     lexicon: LexiconMatcher | None = None  # the run's own lexicon (--lexicon), for its features
+    segmenter: Segmenter | None = None  # jieba's segmentation (--softword), for its features
 
 
 class RunDir:
@@ -233,6 +237,7 @@ class RunDir:
         self.fingerprint_file = self.path / FINGERPRINT_FILE
         self.dev_predictions_file = self.path / DEV_PREDICTIONS
         self.lexicon_file = self.path / LEXICON_FILE
+        self.softword_file = self.path / SOFTWORD_FILE
 
     def __repr__(self) -> str:
         return f"RunDir({str(self.path)!r})"
@@ -484,6 +489,20 @@ class RunDir:
             raise RunError(f"{self.path} was trained with --lexicon but {LEXICON_FILE} is missing; copy the whole run folder")
         return Lexicon.load(self.lexicon_file)
 
+    def save_softword(self, segmenter: Segmenter) -> None:
+        """What segmented the training text: jieba's version (the dictionary comes with it)."""
+        write_json(self.softword_file, {"segmenter": "jieba.cut, HMM=False", "jieba_version": segmenter.jieba_version})
+
+    def check_softword(self, segmenter: Segmenter) -> None:
+        """Warn when this jieba is not the one the run trained with: its dictionary may segment differently."""
+        try:
+            trained = read_json(self.softword_file).get("jieba_version")
+        except BertnerError:
+            trained = None
+        if trained != segmenter.jieba_version:
+            log.warning(f"{self.path} was trained with --softword segmented by jieba {trained or '(unknown version)'}; "
+                        f"this is jieba {segmenter.jieba_version}, whose dictionary may segment some text differently")
+
     def save_checkpoint(self, model: nn.Module, trainer_state: dict[str, Any]) -> None:
         checkpoint.save_checkpoint(self.checkpoint_dir, model, trainer_state)
 
@@ -532,18 +551,22 @@ class RunDir:
         label_info = self.load_labels()
         bundle = self.load_encoder()
         lexicon = self.load_lexicon(config)
+        segmenter = None
+        if config.softword:
+            segmenter = Segmenter(f"{self.path} was trained with --softword, which")
+            self.check_softword(segmenter)
         spec = head_spec(config, label_info["tags"], label_info["scheme"], constrained=constrained)
         embedding = LexiconEmbedding(lexicon, config.lexicon_dim) if lexicon is not None else None
         try:
-            model = Tagger(bundle.model, bundle.hidden_size, spec, embedding)
-        except ValueError as exc:  # the bilstm's extra inputs and the lexicon's width disagree: edited files
-            raise RunError(f"{self.path}: its lexicon does not fit its encoder ({exc})") from None
+            model = Tagger(bundle.model, bundle.hidden_size, spec, embedding, SoftwordEmbedding() if segmenter else None)
+        except ValueError as exc:  # the bilstm's extra inputs and the features' width disagree: edited files
+            raise RunError(f"{self.path}: its lexicon or softword features do not fit its encoder ({exc})") from None
         checkpoint.load_weights(model, self.weights_file)
         model.to(device).eval()
         return LoadedRun(
             self.path, config, label_info["labels"], label_info["tags"], label_info["scheme"],
             model, bundle.aligner, self.read_summary(), bundle.max_positions, label_info["data"],
-            LexiconMatcher(lexicon) if lexicon is not None else None,
+            LexiconMatcher(lexicon) if lexicon is not None else None, segmenter,
         )
 
 

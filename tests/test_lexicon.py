@@ -4,19 +4,22 @@ from __future__ import annotations
 
 import builtins
 import json
+import math
 import random
 import shutil
 import sys
+from collections import Counter
 
 import pytest
 import torch
 from cli_helpers import assert_one_line_error, invoke
 
+import bertner.lexicon
 from bertner.config import TrainConfig
 from bertner.data.jsonl import write_windows
 from bertner.engine.trainer import train
 from bertner.fileio import write_json
-from bertner.lexicon import Lexicon, LexiconMatcher, fold, read_lexicon
+from bertner.lexicon import MAX_SLOTS, Lexicon, LexiconMatcher, fold, read_lexicon
 from bertner.models.lexicon import LexiconEmbedding
 from bertner.predict import Predictor
 from bertner.spans import Span, Window
@@ -33,6 +36,28 @@ def brute_force(text: str, terms: set[str]) -> set[tuple[int, int, str]]:
     return {(i, j, text[i:j]) for i in range(len(text)) for j in range(i + 1, len(text) + 1) if text[i:j] in terms}
 
 
+def occurrences(matcher: LexiconMatcher, texts: list[str]) -> list[set[tuple[int, int, str]]]:
+    """Per text, (start, end, term) of each match `LexiconMatcher.match` finds."""
+    matches = matcher.match(texts)
+    bounds = matches.text_bounds()
+    found = []
+    for t in range(len(texts)):
+        ends, groups = matches.ends[bounds[t]:bounds[t + 1]], matches.groups[bounds[t]:bounds[t + 1]]
+        offset = matches.text_starts[t]
+        terms = [matcher.lexicon.terms[matcher.group_entries[matcher.group_first[g]] - 1] for g in groups]
+        found.append({(int(e - offset) - len(term), int(e - offset), term) for e, term in zip(ends, terms)})
+    return found
+
+
+def char_slots(matcher: LexiconMatcher, text: str) -> list[list[tuple[int, int]]]:
+    """Per character of `text`, its (feature id, set) pairs in order."""
+    slots = matcher.text_features([text])[0]
+    per_char: list[list[tuple[int, int]]] = [[] for _ in text]
+    for position, entry, kind in zip(slots.positions.tolist(), slots.entries.tolist(), slots.sets.tolist()):
+        per_char[position].append((entry, kind))
+    return per_char
+
+
 # ----------------------------------------------------------------------------- matching
 
 def test_matching_finds_exactly_what_a_brute_force_scan_finds():
@@ -41,18 +66,18 @@ def test_matching_finds_exactly_what_a_brute_force_scan_finds():
     terms = {"".join(rng.choice(alphabet) for _ in range(rng.randint(1, 6))) for _ in range(10_000)}
     lexicon = lexicon_of({t: "word" for t in terms})
     matcher = LexiconMatcher(lexicon)
-    for _ in range(20):
-        text = "".join(rng.choice(alphabet + "，x ") for _ in range(rng.randint(0, 200)))
-        found = {(s, e, lexicon.terms[ids[0] - 1]) for s, e, ids in matcher.matches(text)}
+    texts = ["".join(rng.choice(alphabet + "，x ") for _ in range(rng.randint(0, 200))) for _ in range(20)]
+    for text, found in zip(texts, occurrences(matcher, texts)):  # all texts in one pass: none leaks into the next
         assert found == brute_force(text, terms)
         assert all(text[s:e] == term for s, e, term in found)
 
 
 def test_nested_terms_give_each_character_its_sets():
     lexicon = lexicon_of({"糖尿病": "disease", "糖尿": "word", "尿": "word", "病": "symptom"})
-    lexicon.fit(["糖尿病"])
     matcher = LexiconMatcher(lexicon)
-    per_char = matcher.char_features("糖尿病")
+    lexicon.fit(matcher.entry_counts(matcher.match(["糖尿病"])))
+    assert lexicon.weights == [math.log(3)] * 4
+    per_char = char_slots(matcher, "糖尿病")
     named = [{(lexicon.terms[e - 1], "BMES"[s]) for e, s in slots} for slots in per_char]
     assert named == [
         {("糖尿病", "B"), ("糖尿", "B")},
@@ -61,11 +86,105 @@ def test_nested_terms_give_each_character_its_sets():
     ]
 
 
+def random_lexicon(rng: random.Random, alphabet: str, size: int) -> Lexicon:
+    """Terms of 1-6 characters, some with two types; integer frequencies, so the cap's ranking has ties."""
+    lexicon = Lexicon([], [], [])
+    entries = {("".join(rng.choice(alphabet) for _ in range(rng.randint(1, 6))), rng.choice("xyz")) for _ in range(size)}
+    for term, kind in sorted(entries):
+        lexicon.add(fold(term), kind, float(rng.randint(0, 3)))
+    return lexicon
+
+
+def brute_force_slots(lexicon: Lexicon, text: str) -> list[tuple[int, int, int]]:
+    """SoftLexicon's features by their definition, slowly: (character, feature id, set) in order.
+
+    Every substring that is a term, by end and the longer first where ends tie (an Aho-Corasick
+    automaton's order), each of its entries on each character it covers; a character with more than
+    MAX_SLOTS keeps the best ranked (training's weights, else the source's frequencies), ties in order.
+    """
+    entries_of: dict[str, list[int]] = {}
+    for entry, term in enumerate(lexicon.terms, start=1):
+        entries_of.setdefault(term, []).append(entry)
+    folded = fold(text)
+    per_char: list[list[tuple[int, int]]] = [[] for _ in text]
+    for end in range(1, len(text) + 1):
+        for start in range(end):
+            for entry in entries_of.get(folded[start:end], []):
+                for i in range(start, end):
+                    kind = 3 if end - start == 1 else 0 if i == start else 2 if i == end - 1 else 1
+                    per_char[i].append((entry, kind))
+    rank = lexicon.weights or lexicon.frequencies
+    kept = [sorted(slots, key=lambda slot: -rank[slot[0] - 1])[:MAX_SLOTS] if len(slots) > MAX_SLOTS else slots
+            for slots in per_char]
+    return [(i, entry, kind) for i, slots in enumerate(kept) for entry, kind in slots]
+
+
+def test_features_match_their_definition_on_random_lexicons(monkeypatch):
+    rng = random.Random(11)
+    crowded = 0
+    for trial in range(40):
+        monkeypatch.setattr(bertner.lexicon, "MATCHES_PER_CHUNK", rng.choice([1, 7, 1 << 20]))  # texts in chunks
+        alphabet = rng.choice(["甲乙丙丁戊己", "甲乙", "abAB甲"])  # few characters: crowded characters, the cap
+        lexicon = random_lexicon(rng, alphabet, rng.choice([5, 50, 2000]))
+        texts = ["".join(rng.choice(alphabet + " ，") for _ in range(rng.randint(0, 120))) for _ in range(rng.randint(1, 12))]
+        matcher = LexiconMatcher(lexicon)
+        if trial % 2:  # fitted: the cap ranks by weights
+            lexicon.fit(matcher.entry_counts(matcher.match(texts)))
+            counts = Counter(fold(text)[i:j] for text in texts for i in range(len(text)) for j in range(i + 1, len(text) + 1))
+            assert lexicon.weights == [math.log(2 + counts[term]) for term in lexicon.terms]
+        features = matcher.text_features(texts)
+        assert len(features) == len(texts)
+        for text, slots in zip(texts, features):
+            expected = brute_force_slots(lexicon, text)
+            crowded += sum(n == MAX_SLOTS for n in Counter(i for i, _, _ in expected).values())
+            assert list(zip(slots.positions.tolist(), slots.entries.tolist(), slots.sets.tolist())) == expected
+    assert crowded > 10  # the cap was exercised
+
+
+@pytest.mark.parametrize("whitespace_tokens", [True, False])
+def test_pooled_batches_match_the_definition(whitespace_tokens):
+    """Windows -> slots -> tokens (chunked, whitespace with or without tokens) -> batch -> pooled vectors, against
+    each character's weighted means computed one by one."""
+    from bertner.align import CharAligner
+    from bertner.engine.batching import collate, encode_windows
+
+    rng = random.Random(5)
+    alphabet = "甲乙丙丁"
+    lexicon = random_lexicon(rng, alphabet, 300)
+    texts = ["".join(rng.choice(alphabet + " ") for _ in range(rng.randint(1, 40))) for _ in range(9)]
+    matcher = LexiconMatcher(lexicon)
+    lexicon.fit(matcher.entry_counts(matcher.match(texts)))
+    vocab = {token: i for i, token in enumerate(["[PAD]", "[UNK]", "[CLS]", "[SEP]", *alphabet])}
+    aligner = CharAligner(vocab, whitespace_tokens=whitespace_tokens)
+    windows = [Window(f"w{i}#0", f"w{i}", 0, text, []) for i, text in enumerate(texts)]
+    encoded = encode_windows(windows, aligner, 16, lexicon=matcher.text_features(texts), stride=5)  # chunks of 14
+    torch.manual_seed(0)
+    embedding = LexiconEmbedding(lexicon, 8).eval()
+    batch = collate(encoded.examples, range(len(encoded.examples)), aligner.cls_id, aligner.sep_id, aligner.pad_id, False)
+    pooled = embedding(*batch.lexicon, *batch.input_ids.shape)
+    words, types, weights = lexicon.tensors()
+    slots = {i: brute_force_slots(lexicon, text) for i, text in enumerate(texts)}
+    for row, example in enumerate(encoded.examples):
+        offsets = encoded.offsets[example.window][example.token_start:example.token_start + len(example.ids)]
+        for token, (char, _) in enumerate(offsets):
+            around = [(entry, kind) for i, entry, kind in slots[example.window] if i == char]
+            expected = torch.zeros(4, embedding.words.embedding_dim + embedding.types.embedding_dim)
+            total = sum(weights[entry] for entry, _ in around)
+            for entry, kind in around:
+                vector = torch.cat([embedding.words.weight[words[entry]], embedding.types.weight[types[entry]]])
+                expected[kind] += weights[entry] / total * vector
+            assert torch.allclose(pooled[row, token + 1], embedding.project(expected.view(-1)), atol=1e-6)
+    spaces = [texts[e.window][s] == " " for e in encoded.examples
+              for s, _ in encoded.offsets[e.window][e.token_start:e.token_start + len(e.ids)]]
+    assert any(spaces) == whitespace_tokens
+    assert len(encoded.examples) > len(texts)  # long windows were chunked
+
+
 def test_matching_folds_case_without_moving_offsets():
     lexicon = lexicon_of({fold("HbA1c"): "test"})
     matcher = LexiconMatcher(lexicon)
     text = "İ查HBA1C高"  # İ lower-cases to two characters; offsets must not shift
-    assert [(s, e) for s, e, _ in matcher.matches(text)] == [(2, 7)]
+    assert [(s, e) for s, e, _ in occurrences(matcher, [text])[0]] == [(2, 7)]
 
 
 def test_a_character_changes_features_exactly_when_a_term_covering_it_is_added():
@@ -76,8 +195,9 @@ def test_a_character_changes_features_exactly_when_a_term_covering_it_is_added()
 
     def named_features(words: dict[str, str]) -> list[set]:
         lexicon = lexicon_of(words)
-        lexicon.fit([text])
-        per_char = LexiconMatcher(lexicon).char_features(text)
+        matcher = LexiconMatcher(lexicon)
+        lexicon.fit(matcher.entry_counts(matcher.match([text])))
+        per_char = char_slots(matcher, text)
         return [{(lexicon.terms[e - 1], lexicon.types[e - 1], s) for e, s in slots} for slots in per_char]
 
     before = named_features(base)
@@ -198,21 +318,21 @@ def test_subword_alignment_is_refused(tiny_data, tmp_path):
 
 def test_a_term_only_dev_holds_still_reaches_the_features(tiny_data):
     lexicon = read_lexicon([str(tiny_data / "drugs.txt"), str(tiny_data / "foods.txt")])
-    lexicon.fit(["服甲乙"] * 10)  # training text: 甲乙 matched often; 子丑 never
     matcher = LexiconMatcher(lexicon)
+    lexicon.fit(matcher.entry_counts(matcher.match(["服甲乙"] * 10)))  # training text: 甲乙 matched often; 子丑 never
     embedding = LexiconEmbedding(lexicon, 8).eval()
 
     def vectors(text: str, m: LexiconMatcher) -> torch.Tensor:
-        ids, sets = m.token_features(text, [(i, i + 1) for i in range(len(text))])
-        return embedding(ids.unsqueeze(0), sets.unsqueeze(0))[0]
+        slots = m.text_features([text])[0]
+        bags = torch.from_numpy(slots.positions.astype("int64") * 4 + slots.sets)
+        return embedding(bags, torch.from_numpy(slots.entries.astype("int64")), 1, len(text))[0]
 
     seen, unseen = vectors("服甲乙", matcher), vectors("服子丑", matcher)
     assert lexicon.words[lexicon.terms.index("子丑")] == 0 and lexicon.words[lexicon.terms.index("甲乙")] > 0
     assert unseen[1:].abs().sum() > 0  # the unseen term's characters have features
     assert torch.equal(unseen[0], embedding.project.bias)  # 服 is in no term: nothing pooled, only the bias
     without = lexicon_of({"甲乙": "drugs"})
-    without.fit(["服甲乙"] * 10)
-    assert LexiconMatcher(without).char_features("服子丑") == [[], [], []]
+    assert char_slots(LexiconMatcher(without), "服子丑") == [[], [], []]
     assert not torch.equal(seen[1:], unseen[1:])  # its own word vector against the shared unseen one
 
 
@@ -277,7 +397,7 @@ def test_lexicon_joins_a_transformer_output(tiny_data, tmp_path):
     summary = train(lexicon_config(tiny_data, tmp_path / "tiny", model="tiny", tiny_hidden=32, tiny_heads=2,
                                    lexicon=[str(tiny_data / "drugs.txt")], epochs=2))
     run = Predictor.from_run(tmp_path / "tiny", device="cpu").run
-    assert run.model.lexicon is not None and not run.model.lexicon_into_encoder
+    assert run.model.lexicon is not None and not run.model.extras_into_encoder
     assert run.model.classifier.in_features == 32 + run.model.lexicon.out_dim
     assert summary.best_f1 is not None
 

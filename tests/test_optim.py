@@ -2,7 +2,7 @@ import pytest
 import torch
 from torch import nn
 
-from bertner.engine.optim import build_optimizer, linear_schedule
+from bertner.engine.optim import build_optimizer, clip_gradients, linear_schedule
 from bertner.models.tagger import HeadSpec, Tagger
 
 
@@ -111,3 +111,20 @@ def test_constrained_softmax_decoding_is_well_formed():
     for free_row, constrained_row in zip(free_paths.tolist(), constrained_paths.tolist()):
         if not stray_inside_tags([tags[i] for i in free_row]):
             assert free_row == constrained_row
+
+
+@pytest.mark.parametrize("scale", [0.01, 100.0])  # nothing clipped; clipped
+@pytest.mark.parametrize("read_norm_free", [True, False])
+def test_clip_gradients_gives_torchs_gradients(scale, read_norm_free):
+    torch.manual_seed(0)
+    mine = [nn.Parameter(torch.randn(50, 7)), nn.Parameter(torch.randn(3)), nn.Parameter(torch.randn(2))]
+    theirs = [nn.Parameter(p.detach().clone()) for p in mine]
+    for a, b in zip(mine[:2], theirs[:2]):  # the last parameter has no gradient
+        a.grad = torch.randn_like(a) * scale
+        b.grad = a.grad.clone()
+    before = mine[0].grad.clone()
+    clip_gradients(mine, 1.0, read_norm_free)
+    torch.nn.utils.clip_grad_norm_(theirs, 1.0)
+    assert all(torch.equal(a.grad, b.grad) for a, b in zip(mine[:2], theirs[:2]))
+    assert mine[2].grad is None
+    assert torch.equal(mine[0].grad, before) == (scale < 1)  # scaled exactly when the norm was over 1

@@ -6,11 +6,12 @@ import random
 from dataclasses import dataclass
 from typing import Iterator, Sequence
 
+import numpy as np
 import torch
 from torch import Tensor
 
 from bertner.align import chunk_ranges, token_tags
-from bertner.lexicon import LexiconMatcher
+from bertner.lexicon import SETS, LexiconSlots
 from bertner.models.tagger import IGNORE
 from bertner.spans import Window
 
@@ -25,7 +26,8 @@ class Example:
     token_start: int  # first token of this chunk within the window's tokens
     ids: list[int]  # text token ids, no special tokens
     tags: list[int]  # one tag id per text token (empty when unlabelled)
-    lexicon: tuple[Tensor, Tensor] | None = None  # per text token: lexicon feature ids and sets, `[n, K]` each
+    lexicon: LexiconSlots | None = None  # the lexicon slots of its tokens (positions: token index in `ids`)
+    softword: np.ndarray | None = None  # per text token, its segmentation tag id (int8, index into softword.TAGS)
 
     def __len__(self) -> int:
         return len(self.ids) + 2
@@ -48,11 +50,13 @@ def encode_windows(
     tag_to_id: dict[str, int] | None = None,
     scheme: str = "BIO",
     stride: int | None = None,
-    lexicon: LexiconMatcher | None = None,
+    lexicon: Sequence[LexiconSlots] | None = None,
+    softword: Sequence[np.ndarray] | None = None,
 ) -> EncodedWindows:
     """Tokenise every window once; label it when `tag_to_id` is given; chunk long ones with overlap.
 
-    With a `lexicon`, each token also gets the lexicon entries around its character (matched once here).
+    `lexicon`: each window's lexicon slots by character (`LexiconMatcher.features`), given to its tokens;
+    `softword`: each window's segmentation tag per character (`Segmenter.tags`), likewise.
     """
     max_tokens = max_length - 2
     stride = stride or max(1, max_tokens // 2)
@@ -74,11 +78,31 @@ def encode_windows(
         n = len(tokenized.ids)
         if n == 0:
             continue  # nothing to tag; callers treat a window without examples as having no spans
-        features = lexicon.token_features(window.text, tokenized.offsets) if lexicon is not None else None
+        slots = token_slots(lexicon[index], tokenized.offsets, len(window.text)) if lexicon is not None else None
+        tags = None
+        if softword is not None:
+            tags = softword[index]
+            if n != len(window.text):
+                tags = tags[[start for start, _ in tokenized.offsets]]
         for start, end in chunk_ranges(n, max_tokens, stride):
-            chunk = None if features is None else (features[0][start:end], features[1][start:end])
-            examples.append(Example(index, start, tokenized.ids[start:end], tag_ids[start:end], chunk))
+            chunk = slots
+            if slots is not None and (start, end) != (0, n):
+                first, last = np.searchsorted(slots.positions, (start, end))
+                chunk = LexiconSlots(slots.positions[first:last] - start, slots.entries[first:last], slots.sets[first:last])
+            examples.append(Example(index, start, tokenized.ids[start:end], tag_ids[start:end], chunk,
+                                    None if tags is None else tags[start:end]))
     return EncodedWindows(list(windows), offsets_all, examples, inexact)
+
+
+def token_slots(slots: LexiconSlots, offsets: list[tuple[int, int]], length: int) -> LexiconSlots:
+    """A window's lexicon slots by token instead of character (tokens are single characters; whitespace may have none)."""
+    if len(offsets) == length:
+        return slots  # a token for every character: positions are already token indices
+    token_of_char = np.full(length, -1, dtype=np.int32)
+    token_of_char[[start for start, _ in offsets]] = np.arange(len(offsets), dtype=np.int32)
+    tokens = token_of_char[slots.positions]
+    keep = tokens >= 0
+    return LexiconSlots(tokens[keep], slots.entries[keep], slots.sets[keep])
 
 
 def length_grouped_batches(
@@ -117,15 +141,18 @@ class Batch:
     labels: Tensor | None  # IGNORE off the text tokens
     examples: list[int]  # indices of the examples in this batch
     tokens: int  # real (unpadded) tokens, for throughput
-    lexicon: tuple[Tensor, Tensor] | None = None  # `[B, T, K]` lexicon feature ids and sets, 0 off the text
+    # The batch's lexicon slots: each one's bag (its position in the flattened `[B, T]` times 4, plus its set) and
+    # feature id, in the order of their examples' slots.
+    lexicon: tuple[Tensor, Tensor] | None = None
+    softword: Tensor | None = None  # `[B, T]` segmentation tag id + 1 of each token, 0 off the text
 
     def map_tensors(self, fn) -> "Batch":
-        """The same batch with `fn` applied to each tensor (labels and lexicon may be None)."""
+        """The same batch with `fn` applied to each tensor (labels, lexicon and softword may be None)."""
         apply = lambda t: None if t is None else fn(t)  # noqa: E731
         lexicon = None if self.lexicon is None else (fn(self.lexicon[0]), fn(self.lexicon[1]))
         return Batch(
             apply(self.input_ids), apply(self.attention_mask), apply(self.label_mask), apply(self.labels),
-            self.examples, self.tokens, lexicon,
+            self.examples, self.tokens, lexicon, apply(self.softword),
         )
 
     def to(self, device: torch.device) -> "Batch":
@@ -156,15 +183,17 @@ def collate(
             labels[row, 1 : n + 1] = torch.tensor(e.tags, dtype=torch.long)
     lexicon = None
     if chosen[0].lexicon is not None:
-        slots = max(e.lexicon[0].shape[1] for e in chosen)
-        lexicon_ids = torch.zeros((len(chosen), width, slots), dtype=torch.int32)
-        lexicon_sets = torch.zeros((len(chosen), width, slots), dtype=torch.int8)
+        # Token i of row r sits at r * width + 1 + i (after [CLS]).
+        positions = np.concatenate([e.lexicon.positions + (row * width + 1) for row, e in enumerate(chosen)], dtype=np.int64)
+        sets = np.concatenate([e.lexicon.sets for e in chosen])
+        entries = np.concatenate([e.lexicon.entries for e in chosen], dtype=np.int64)
+        lexicon = (torch.from_numpy(positions * len(SETS) + sets), torch.from_numpy(entries))
+    softword = None
+    if chosen[0].softword is not None:
+        softword = torch.zeros((len(chosen), width), dtype=torch.long)
         for row, e in enumerate(chosen):
-            n, k = e.lexicon[0].shape
-            lexicon_ids[row, 1 : n + 1, :k] = e.lexicon[0]
-            lexicon_sets[row, 1 : n + 1, :k] = e.lexicon[1]
-        lexicon = (lexicon_ids, lexicon_sets)
-    batch = Batch(ids, attention, label_mask, labels, list(indices), sum(len(e) for e in chosen), lexicon)
+            softword[row, 1 : len(e.ids) + 1] = torch.from_numpy(e.softword.astype(np.int64) + 1)
+    batch = Batch(ids, attention, label_mask, labels, list(indices), sum(len(e) for e in chosen), lexicon, softword)
     return batch.map_tensors(Tensor.pin_memory) if pin else batch
 
 

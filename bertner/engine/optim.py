@@ -9,10 +9,10 @@ from every group is silently frozen (the classic way CRF multipliers stop the CR
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Iterable
 
 import torch
-from torch import nn
+from torch import Tensor, nn
 from torch.optim.lr_scheduler import LambdaLR
 
 @dataclass
@@ -57,6 +57,24 @@ def build_optimizer(
     fused = all(p.device.type in ("cpu", "cuda") for g in groups for p in g["params"])
     optimizer = torch.optim.AdamW(groups, lr=lr, fused=fused or None)
     return optimizer, infos
+
+
+def clip_gradients(parameters: Iterable[nn.Parameter], max_norm: float, read_norm_free: bool) -> None:
+    """`clip_grad_norm_`, without its scaling pass over every gradient on steps that clip nothing.
+
+    torch multiplies every gradient by min(1, max_norm / norm) on each step, to spare devices the
+    synchronisation that a test of the norm needs. Where reading it costs nothing (`read_norm_free`: CPU),
+    the multiplication by exactly 1 is skipped: the same gradients, one pass fewer over them on most
+    steps (the bilstm on Ruijin clipped 9% of its first 300). With `--lexicon jieba --init-embeddings
+    jieba-lac` that pass reads and writes 4.3M gradients, about 2 ms of a 50-60 ms step on one thread.
+    """
+    with_grad = [p for p in parameters if p.grad is not None]
+    if not read_norm_free or not hasattr(torch.nn.utils, "get_total_norm"):  # torch < 2.6: the one-call form
+        torch.nn.utils.clip_grad_norm_(with_grad, max_norm)
+        return
+    norm: Tensor = torch.nn.utils.get_total_norm([p.grad for p in with_grad])
+    if bool(max_norm / (norm + 1e-6) < 1.0):  # torch's own test: it scales by this coefficient clamped to 1
+        torch.nn.utils.clip_grads_with_norm_(with_grad, max_norm, norm)
 
 
 def linear_schedule(

@@ -36,7 +36,7 @@ from bertner.engine.budget import TimeBudget
 from bertner.engine.device import autocast_for, pick_device, pick_precision
 from bertner.engine.distributed import close_distributed, init_distributed
 from bertner.engine.flops import device_peak_flops, flops_per_token, mfu
-from bertner.engine.optim import build_optimizer, linear_schedule
+from bertner.engine.optim import build_optimizer, clip_gradients, linear_schedule
 from bertner.engine.tracking import Tracker, TrainView
 from bertner.errors import BertnerError, DataError, OutputError, RunError, TrainingError
 from bertner.fileio import check_writable, write_failure
@@ -53,6 +53,8 @@ from bertner.embeddings import PretrainedVectors
 from bertner.lexicon import LexiconMatcher, read_lexicon
 from bertner.lock import FolderLock
 from bertner.models.lexicon import WORD_DIM, LexiconEmbedding
+from bertner.models.softword import SOFTWORD_DIM, SoftwordEmbedding
+from bertner.softword import Segmenter
 from bertner.models.tagger import Tagger, head_spec
 from bertner.predict import char_tags, tag_windows
 from bertner.runs import FINGERPRINT_FILE, RunDir, Summary, check_output_place, data_fingerprint, data_info_problem, read_json
@@ -166,8 +168,8 @@ def _read_data_json(path: Path) -> dict[str, Any]:
 
 
 def build_encoder(config: TrainConfig, train: list[Window], extra_dim: int = 0, pretrained: PretrainedVectors | None = None):
-    """The encoder `config.model` names; `extra_dim`: features the bilstm reads beside each character (the lexicon's);
-    `pretrained`: the bilstm's starting vectors (`--init-embeddings`, read by `pretrained_embeddings`)."""
+    """The encoder `config.model` names; `extra_dim`: features the bilstm reads beside each character (the lexicon's
+    and softword's); `pretrained`: the bilstm's starting vectors (`--init-embeddings`, read by `pretrained_embeddings`)."""
     if config.model == "bilstm":
         shape = RecurrentShape(
             char_dim=config.char_dim, bigram_dim=config.bigram_dim, hidden=config.rnn_hidden,
@@ -265,11 +267,12 @@ class Trainer:
         """Windows in, the run directory locked, the encoder (its tokenizer), then the encoded inputs."""
         c = self.config
         data = load_datasets(Path(c.data))
-        # Read before the run folder exists, so that a bad lexicon file leaves nothing behind.
+        # Read before the run folder exists, so that a bad lexicon file (or no jieba) leaves nothing behind.
         lexicon = read_lexicon(c.lexicon) if c.lexicon and not self.resume else None
         # Only the vectors of the lexicon's terms are kept: a general word2vec file can hold millions of words.
         self.pretrained = (pretrained_embeddings(c.init_embeddings, set(lexicon.terms) if lexicon else set())
                            if c.init_embeddings and not self.resume else None)
+        self.segmenter = Segmenter() if c.softword else None
         if self.dist.main:
             self._created_run_dir = not self.run_dir.exists()
             self.lock = self.run.prepare(force=self.force, resume=self.resume, lock=self.lock)
@@ -279,26 +282,39 @@ class Trainer:
         self.tag_to_id = {t: i for i, t in enumerate(self.tags)}
         self.lexicon = self.run.load_lexicon(c) if self.resume else lexicon
         self.matcher = LexiconMatcher(self.lexicon) if self.lexicon is not None else None
+        # Matched once: the counts fit the lexicon, then the same matches give the features.
+        train_matches = self.matcher.match([w.text for w in data.train]) if self.matcher is not None else None
         if self.resume:
             # The run's own encoder folder: the same vocabulary, no download; the checkpoint
             # supplies the weights. Never with the folder's own code, whatever config.yaml says.
             self.bundle = self.run.load_encoder()
+            if self.segmenter is not None:
+                self.run.check_softword(self.segmenter)
         else:
             if self.lexicon is not None:
                 words = self.pretrained.words if self.pretrained else None
                 pretrained_words = words.index if words is not None and words.vectors.shape[1] >= WORD_DIM else ()
-                self.lexicon.fit((w.text for w in data.train), self.matcher, pretrained_words)
-            self.bundle = build_encoder(c, data.train, c.lexicon_dim if self.lexicon else 0, self.pretrained)
+                self.lexicon.fit(self.matcher.entry_counts(train_matches), pretrained_words)
+            extra_dim = (c.lexicon_dim if self.lexicon else 0) + (SOFTWORD_DIM if self.segmenter else 0)
+            self.bundle = build_encoder(c, data.train, extra_dim, self.pretrained)
         self.aligner = self.bundle.aligner
-        if self.lexicon is not None and self.aligner.mode != "char":
-            raise BertnerError(f"--lexicon needs char alignment (one character, one token); {self.bundle.name} "
-                               "has a vocabulary that is not Chinese, so it aligns by subwords")
+        for flag, used in (("--lexicon", self.lexicon is not None), ("--softword", c.softword)):
+            if used and self.aligner.mode != "char":
+                raise BertnerError(f"{flag} needs char alignment (one character, one token); {self.bundle.name} "
+                                   "has a vocabulary that is not Chinese, so it aligns by subwords")
         c.resolve(self.bundle.hidden_size)  # the family's recipe for what was left out; saved resolved
         max_length = min(c.max_length, self.bundle.max_positions)
-        self.train_set = encode_windows(data.train, self.aligner, max_length, self.tag_to_id, c.scheme, lexicon=self.matcher)
+        train_lexicon = self.matcher.features(train_matches) if self.matcher is not None else None
+        train_softword = self.segmenter.tags([w.text for w in data.train]) if self.segmenter is not None else None
+        self.train_set = encode_windows(data.train, self.aligner, max_length, self.tag_to_id, c.scheme,
+                                        lexicon=train_lexicon, softword=train_softword)
         # Each process evaluates its share of the dev windows; the predictions are gathered.
-        self.dev_set = encode_windows(self.dist.shard(data.dev), self.aligner, max_length, self.tag_to_id, c.scheme,
-                                      lexicon=self.matcher)
+        dev = self.dist.shard(data.dev)
+        dev_texts = [w.text for w in dev]
+        dev_lexicon = self.matcher.text_features(dev_texts) if self.matcher is not None else None
+        dev_softword = self.segmenter.tags(dev_texts) if self.segmenter is not None else None
+        self.dev_set = encode_windows(dev, self.aligner, max_length, self.tag_to_id, c.scheme,
+                                      lexicon=dev_lexicon, softword=dev_softword)
         if self.train_set.inexact_entities:
             log.info(
                 f"{self.train_set.inexact_entities} training entities have a boundary inside a token "
@@ -310,7 +326,9 @@ class Trainer:
         lexicon = LexiconEmbedding(self.lexicon, c.lexicon_dim) if self.lexicon is not None else None
         if lexicon is not None and self.pretrained is not None and len(self.pretrained.words):
             self._init_lexicon_words(lexicon)
-        self.model = Tagger(self.bundle.model, self.bundle.hidden_size, head_spec(c, self.tags, c.scheme), lexicon).to(self.device)
+        softword = SoftwordEmbedding() if self.segmenter is not None else None
+        self.model = Tagger(self.bundle.model, self.bundle.hidden_size, head_spec(c, self.tags, c.scheme), lexicon,
+                            softword).to(self.device)
         if self.device.type == "cpu":
             use_cpu_dropout(self.model)  # PyTorch's CPU dropout masks cost ~10% of a step
         self.peak_flops = device_peak_flops(self.device)  # None on CPU or an unknown card: no MFU
@@ -364,6 +382,8 @@ class Trainer:
         self.run.save_encoder(self.bundle)
         if self.lexicon is not None:
             self.run.save_lexicon(self.lexicon)
+        if self.segmenter is not None:
+            self.run.save_softword(self.segmenter)
         self.run.start_metrics()
 
     def _data_fingerprint(self) -> dict[str, Any]:
@@ -617,7 +637,8 @@ class Trainer:
     def _forward_backward(self, batch: Any) -> None:
         batch = batch.to(self.device)
         with self.autocast():
-            loss = self.forward_model(batch.input_ids, batch.attention_mask, batch.labels, batch.lexicon) / self.config.grad_accum
+            loss = self.forward_model(batch.input_ids, batch.attention_mask, batch.labels, batch.lexicon,
+                                      batch.softword) / self.config.grad_accum
         self.scaler.scale(loss).backward()
         tokens = batch.tokens * self.dist.world
         self.window.add(loss.detach(), tokens)
@@ -625,7 +646,7 @@ class Trainer:
 
     def _optimizer_step(self) -> None:
         self.scaler.unscale_(self.optimizer)
-        torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.config.max_grad_norm)
+        clip_gradients(self.model.parameters(), self.config.max_grad_norm, read_norm_free=self.device.type == "cpu")
         self.scaler.step(self.optimizer)
         self.scaler.update()
         self.optimizer.zero_grad(set_to_none=True)

@@ -48,7 +48,7 @@ class RecurrentConfig:
     dropout: float = 0.2  # on the embeddings and between recurrent layers
     pad_id: int = 0
     max_positions: int = 512
-    extra_dim: int = 0  # features joined to each character's input from outside (the lexicon's)
+    extra_dim: int = 0  # features joined to each character's input from outside (the lexicon's and softword's)
     model_type: str = MODEL_TYPE
 
     @property
@@ -159,7 +159,7 @@ class RecurrentEncoder(nn.Module):
 
     def forward(self, input_ids: Tensor, attention_mask: Tensor | None = None, extra: Tensor | None = None,
                 **_: Any) -> EncoderOutput:
-        """`extra`: `[B, T, extra_dim]` features joined to each position's embeddings (the lexicon's)."""
+        """`extra`: `[B, T, extra_dim]` features joined to each position's embeddings (the lexicon's and softword's)."""
         if attention_mask is None:
             attention_mask = torch.ones_like(input_ids)
         lengths = attention_mask.sum(1)

@@ -437,7 +437,7 @@ def build_bilstm_encoder(
 ) -> EncoderBundle:
     """A character + bigram BiLSTM over the characters of `texts`, optionally with pretrained vectors.
 
-    `extra_dim`: features per character that the tagger joins to the embeddings (the lexicon's).
+    `extra_dim`: features per character that the tagger joins to the embeddings (the lexicon's and softword's).
 
     With `pretrained` (`pretrained_embeddings`), the vocabulary also takes every character it has
     a vector for, and each character starts from its vector; with bigrams (`shape.bigram_dim`) the

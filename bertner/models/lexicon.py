@@ -9,8 +9,9 @@ projected to `out_dim` features.
 
 Why the projection: the four pooled sets are 264 numbers wide, and a bilstm's cost grows with its
 input width (measured on one CPU thread: 14.5 ms per step at 128 inputs, 32.8 ms with 264 more,
-20.5 ms with 64 more). Why the flat pooling: most of a batch's `[B, T, K]` slots are padding, so
-only the real ones are looked up and summed into their character's set (`index_add`).
+20.5 ms with 64 more). Why flat slots: characters hold from none to MAX_SLOTS entries, so a batch
+is a flat list of (bag, entry) pairs, a bag being one set of one character: one gather of the
+vectors, one weighted scatter-add into the bags (`index_add`), no padding.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ TYPE_DIM = 16  # a handful of types (jieba: 5, a clinical list: ~5): a small vec
 
 
 class LexiconEmbedding(nn.Module):
-    """`[B, T, K]` feature ids and sets -> `[B, T, out_dim]`."""
+    """A batch's lexicon slots (`Batch.lexicon`: bag and feature id of each) -> `[B, T, out_dim]`."""
 
     def __init__(self, lexicon: Lexicon, out_dim: int):
         super().__init__()
@@ -60,16 +61,13 @@ class LexiconEmbedding(nn.Module):
     def out_dim(self) -> int:
         return self.project.out_features
 
-    def forward(self, ids: Tensor, sets: Tensor) -> Tensor:
-        batch, steps, slots = ids.shape
-        ids, sets = ids.reshape(-1).long(), sets.reshape(-1).long()
-        real = ids.nonzero().squeeze(1)
-        entry = ids[real]
-        token = real // slots  # the character each real slot belongs to
-        weight = self.entry_weight[entry]
-        total = torch.zeros(batch * steps, device=ids.device).index_add_(0, token, weight)
+    def forward(self, bags: Tensor, entries: Tensor, rows: int, steps: int) -> Tensor:
+        """`bags`: each slot's position in the flattened `[rows, steps]` times len(SETS), plus its set."""
+        token = bags // len(SETS)  # the character each slot belongs to
+        weight = self.entry_weight[entries]
+        total = torch.zeros(rows * steps, device=bags.device).index_add_(0, token, weight)
         weight = weight / total[token].clamp(min=1e-6)  # over the character's four sets together
-        vectors = torch.cat([self.words(self.entry_word[entry]), self.types(self.entry_type[entry])], dim=-1)
-        pooled = torch.zeros(batch * steps * len(SETS), vectors.shape[1], device=ids.device, dtype=vectors.dtype)
-        pooled.index_add_(0, token * len(SETS) + sets[real], vectors * weight.unsqueeze(1).to(vectors.dtype))
-        return self.project(pooled.view(batch, steps, -1))
+        vectors = torch.cat([self.words(self.entry_word[entries]), self.types(self.entry_type[entries])], dim=-1)
+        pooled = torch.zeros(rows * steps * len(SETS), vectors.shape[1], device=bags.device, dtype=vectors.dtype)
+        pooled.index_add_(0, bags, vectors * weight.unsqueeze(1).to(vectors.dtype))
+        return self.project(pooled.view(rows, steps, -1))

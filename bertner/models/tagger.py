@@ -17,6 +17,7 @@ from bertner.config import TrainConfig
 from bertner.models.bilstm import RecurrentEncoder
 from bertner.models.crf import CRF, viterbi_decode
 from bertner.models.lexicon import LexiconEmbedding
+from bertner.models.softword import SoftwordEmbedding
 from bertner.tags import allowed_transitions
 
 IGNORE = -100
@@ -68,22 +69,27 @@ def constraint_scores(tags: tuple[str, ...], scheme: str) -> tuple[Tensor, Tenso
 class Tagger(nn.Module):
     """Encoder, optional GRU, then a softmax or CRF head over the text's tokens (`emissions`, `loss`, `decode`)."""
 
-    def __init__(self, encoder: nn.Module, hidden_size: int, spec: HeadSpec, lexicon: LexiconEmbedding | None = None):
-        """`lexicon`: SoftLexicon features, joined to the bilstm's input, or to a transformer's output."""
+    def __init__(self, encoder: nn.Module, hidden_size: int, spec: HeadSpec, lexicon: LexiconEmbedding | None = None,
+                 softword: SoftwordEmbedding | None = None):
+        """`lexicon`: SoftLexicon features; `softword`: segmentation tag vectors. Both are joined to the bilstm's
+        input, or to a transformer's output."""
         super().__init__()
         self.spec = spec
         self.lexicon = lexicon
+        self.softword = softword
+        extra_dim = sum(m.out_dim for m in (lexicon, softword) if m is not None)
         # The bilstm reads them with its characters (its config says how many); a transformer's
         # pretrained input layer cannot take them, so they join its output before the head.
-        self.lexicon_into_encoder = lexicon is not None and isinstance(encoder, RecurrentEncoder)
-        if self.lexicon_into_encoder and encoder.config.extra_dim != lexicon.out_dim:
-            raise ValueError(f"the bilstm takes {encoder.config.extra_dim} extra features, the lexicon gives {lexicon.out_dim}")
+        self.extras_into_encoder = bool(extra_dim) and isinstance(encoder, RecurrentEncoder)
+        if self.extras_into_encoder and encoder.config.extra_dim != extra_dim:
+            raise ValueError(f"the bilstm takes {encoder.config.extra_dim} extra features, the lexicon and softword "
+                             f"give {extra_dim}")
         if getattr(encoder, "pooler", None) is not None:
             # Tagging reads every token's hidden state; the [CLS] pooler would be dead weight
             # (computed, never trained, and an unused parameter that DDP refuses).
             encoder.pooler = None
         self.encoder = encoder
-        features = hidden_size + (lexicon.out_dim if lexicon is not None and not self.lexicon_into_encoder else 0)
+        features = hidden_size + (0 if self.extras_into_encoder else extra_dim)
         self.gru: nn.GRU | None = None
         if spec.gru:
             gru_hidden = spec.gru_hidden or hidden_size
@@ -104,15 +110,22 @@ class Tagger(nn.Module):
         if spec.constrained and not spec.crf:
             self.constraints = constraint_scores(spec.tags, spec.scheme)
 
-    def emissions(self, input_ids: Tensor, attention_mask: Tensor, lexicon: tuple[Tensor, Tensor] | None = None) -> Tensor:
+    def emissions(self, input_ids: Tensor, attention_mask: Tensor, lexicon: tuple[Tensor, Tensor] | None = None,
+                  softword: Tensor | None = None) -> Tensor:
         """Per-token tag scores for the text tokens, shifted left past [CLS]: `[B, T-1, K]`.
 
-        `lexicon`: the batch's lexicon feature ids and sets (`Batch.lexicon`), for a tagger that has one.
+        `lexicon`, `softword`: the batch's lexicon slots and segmentation tags (`Batch.lexicon`, `Batch.softword`),
+        each given exactly when the tagger has that part.
         """
-        if (self.lexicon is None) != (lexicon is None):
-            raise ValueError("lexicon features must be given exactly when the tagger has a lexicon")
-        extra = self.lexicon(*lexicon) if self.lexicon is not None else None
-        if self.lexicon_into_encoder:
+        if (self.lexicon is None) != (lexicon is None) or (self.softword is None) != (softword is None):
+            raise ValueError("lexicon and softword features must be given exactly when the tagger has them")
+        extras = []
+        if self.lexicon is not None:
+            extras.append(self.lexicon(*lexicon, *input_ids.shape))
+        if self.softword is not None:
+            extras.append(self.softword(softword))
+        extra = (extras[0] if len(extras) == 1 else torch.cat([e.float() for e in extras], dim=-1)) if extras else None
+        if self.extras_into_encoder:
             hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask, extra=extra).last_hidden_state
         else:
             hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
@@ -134,9 +147,9 @@ class Tagger(nn.Module):
         return pad_packed_sequence(out, batch_first=True, total_length=hidden.shape[1])[0]
 
     def forward(self, input_ids: Tensor, attention_mask: Tensor, labels: Tensor,
-                lexicon: tuple[Tensor, Tensor] | None = None) -> Tensor:
+                lexicon: tuple[Tensor, Tensor] | None = None, softword: Tensor | None = None) -> Tensor:
         """The training loss; a `forward` so that DistributedDataParallel can wrap the tagger."""
-        return self.loss(self.emissions(input_ids, attention_mask, lexicon), labels)
+        return self.loss(self.emissions(input_ids, attention_mask, lexicon, softword), labels)
 
     def loss(self, emissions: Tensor, labels: Tensor) -> Tensor:
         """Mean loss per text token. `labels` is `[B, T]` with IGNORE on special and pad positions."""
