@@ -42,7 +42,7 @@ STORAGE_VARIABLE = "BERTNER_SWEEP_STORAGE"  # how a worker process gets the URL 
 REFRESH_SECONDS = 2.0  # how often the parent reads the study for its progress lines
 # How often an idle worker looks for a run again. Not its heartbeat (10 s by default): the last run
 # finishing elsewhere would keep this worker, and the whole sweep, waiting for up to one heartbeat.
-POLL_SECONDS = 0.5
+POLL_SECONDS = 1.0  # cheap for the storage even with many idle workers on a cluster
 
 
 def worker_identity(number: int, parent: int | None = None) -> dict[str, Any]:
