@@ -286,15 +286,19 @@ class RunDir:
         `lock`: the folder's lock, already taken by the caller (a sweep worker decides under it whether
         the run is new, to resume or already finished); it is returned as the trainer's.
         """
-        if lock is not None:
-            if not (lock.held and lock.folder == self.path):
-                raise ValueError(f"{lock.folder} is not a held lock on {self.path}")
-            try:
-                self._make_room(force, resume)
-            except BaseException:
-                lock.release()
-                raise
-            return lock
+        if lock is None:
+            lock = self._create_and_lock()
+        elif not (lock.held and lock.folder == self.path):
+            raise ValueError(f"{lock.folder} is not a held lock on {self.path}")
+        try:
+            self._make_room(force, resume)
+        except BaseException:
+            lock.release()
+            raise
+        return lock
+
+    def _create_and_lock(self) -> FolderLock:
+        """The run folder made if missing and locked (a folder made here goes again if the lock is refused)."""
         path = self.path
         if path.exists() and not path.is_dir():
             raise OutputExistsError(f"{path} exists and is not a folder")
@@ -309,17 +313,11 @@ class RunDir:
         except OSError as e:  # a parent that is a file, or not writable after all
             raise OutputError(f"cannot create the run directory {path}: {e.strerror or e}") from None
         try:
-            lock = FolderLock.acquire(path, "training a run")
+            return FolderLock.acquire(path, "training a run")
         except BertnerError:
             if created:
                 shutil.rmtree(path, ignore_errors=True)
             raise
-        try:
-            self._make_room(force, resume)
-        except BaseException:
-            lock.release()
-            raise
-        return lock
 
     def _make_room(self, force: bool, resume: bool) -> None:
         self.refuse_links()

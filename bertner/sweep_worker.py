@@ -30,10 +30,10 @@ from typing import Any, Callable, Iterator, Protocol
 
 from bertner.engine.tracking import TrainView
 from bertner.engine.trainer import Trainer
-from bertner.errors import BertnerError, LockedError, OutputError, RunError, TrainingError
+from bertner.errors import LockedError, OutputError, RunError, TrainingError
 from bertner.lock import FolderLock
-from bertner.runs import RunDir, Summary
-from bertner.sweep import DONE, RESTART, RESUME, SweepRun
+from bertner.runs import Summary
+from bertner.sweep import DONE, RESTART, RESUME, SweepRun, finished_f1
 from bertner.sweep_storage import GRACE_HEARTBEATS, Claim, StudyStatus, SweepStorage, machine_id
 
 log = logging.getLogger(__name__)
@@ -323,15 +323,6 @@ def remove_if_empty(run_dir: Path, created: bool) -> None:
             run_dir.rmdir()
         except OSError:
             pass
-
-
-def finished_f1(run_dir: Path) -> float:
-    """A finished run's best dev F1 for the study (0.0 without a dev set, or with an unreadable summary)."""
-    try:
-        f1 = RunDir(run_dir).read_summary().best_f1
-    except BertnerError:
-        return 0.0
-    return f1 if f1 is not None else 0.0
 
 
 # ----------------------------------------------------------------------------- worker processes

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import builtins
 import signal
+import sys
 from pathlib import Path
 
 import pytest
@@ -75,3 +77,16 @@ def train_stopped(data: Path, run: Path, step: int) -> Path:
         result = invoke("train", data, "-o", run, *TINY_RUN)
     assert result.exit_code == 1 and (run / "checkpoint" / "trainer_state.pt").exists(), result.output
     return run
+
+
+def without_module(monkeypatch: pytest.MonkeyPatch, module: str) -> None:
+    """Make `import module` fail as it does where the package is not installed (for the rest of the test)."""
+    real_import = builtins.__import__
+
+    def refuse(name, *args, **kwargs):
+        if name == module:
+            raise ImportError(f"No module named '{module}'")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.delitem(sys.modules, module, raising=False)
+    monkeypatch.setattr(builtins, "__import__", refuse)

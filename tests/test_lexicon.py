@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-import builtins
 import json
 import math
 import random
 import shutil
-import sys
 from collections import Counter
 
 import pytest
 import torch
-from cli_helpers import assert_one_line_error, invoke
+from cli_helpers import assert_one_line_error, invoke, without_module
 
 import bertner.lexicon
 from bertner.config import TrainConfig
@@ -295,15 +293,7 @@ def test_bad_lexicon_sources_are_one_line(tiny_data, tmp_path, monkeypatch):
     assert_one_line_error(result, str(empty_folder), "TYPE.txt")
     result = invoke("train", tiny_data, "--model", "bilstm", "--lexicon", tmp_path / "missing.txt", "-o", run)
     assert_one_line_error(result, "missing.txt", "no such file")
-    real_import = builtins.__import__
-
-    def no_jieba(name, *args, **kwargs):
-        if name == "jieba":
-            raise ImportError("No module named 'jieba'")
-        return real_import(name, *args, **kwargs)
-
-    monkeypatch.delitem(sys.modules, "jieba", raising=False)
-    monkeypatch.setattr(builtins, "__import__", no_jieba)
+    without_module(monkeypatch, "jieba")
     result = invoke("train", tiny_data, "--model", "bilstm", "--lexicon", "jieba", "-o", run)
     assert_one_line_error(result, "jieba", 'pip install "bertner[zh]"')
     assert not run.exists()

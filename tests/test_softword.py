@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import builtins
 import json
 import logging
 import random
 import shutil
-import sys
 
 import pytest
-from cli_helpers import assert_one_line_error, invoke
+from cli_helpers import assert_one_line_error, invoke, without_module
 
 from bertner.config import TrainConfig
 from bertner.data.jsonl import write_windows
@@ -141,15 +139,7 @@ def test_a_different_jieba_version_is_a_warning(softword_run, tmp_path, caplog):
 
 def test_without_jieba_training_and_predicting_are_one_line(softword_run, softword_data, tmp_path, monkeypatch):
     run, _ = softword_run
-    real_import = builtins.__import__
-
-    def no_jieba(name, *args, **kwargs):
-        if name == "jieba":
-            raise ImportError("No module named 'jieba'")
-        return real_import(name, *args, **kwargs)
-
-    monkeypatch.delitem(sys.modules, "jieba", raising=False)
-    monkeypatch.setattr(builtins, "__import__", no_jieba)
+    without_module(monkeypatch, "jieba")
     out = tmp_path / "run"
     result = invoke("train", softword_data, "--model", "bilstm", "--softword", "--epochs", 1, "-o", out)
     assert_one_line_error(result, "--softword", 'pip install "bertner[zh]"')
