@@ -93,8 +93,8 @@ def evaluate(predictor: Predictor, data: str | Path, n_errors: int = 0, held_out
     path = Path(data)
     kind = data_kind(path)
     policy = predictor.run.data_info.get("discontinuous", "merge")
-    run = predictor.run.path
-    trained = RunDir(run).trained_documents()
+    run = predictor.name
+    trained = predictor.trained_documents()
     if held_out and trained is None:
         raise RunError(f"{run} has no data_fingerprint.json (it was trained before bertner recorded its "
                        "training documents), so --held-out cannot tell which documents it trained on")

@@ -34,7 +34,7 @@ from bertner.engine.device import autocast_for, pick_device, pick_precision
 from bertner.errors import DataError
 from bertner.fileio import decode_utf8, decode_utf8_bytes, input_files, missing_input
 from bertner.models.tagger import Tagger
-from bertner.runs import LoadedRun, load_run
+from bertner.runs import LoadedRun, RunDir, load_run
 from bertner.spans import Document, Span, Window
 from bertner.tags import spans_to_tags, tags_to_spans
 
@@ -305,6 +305,22 @@ class Predictor:
     def max_length(self) -> int:
         return min(self.run.config.max_length, self.run.max_positions)
 
+    def encode(self, windows: Sequence[Window]) -> EncodedWindows:
+        """The windows as this run's model inputs: its tokens, lexicon slots and segmentation tags; long ones chunked."""
+        texts = [w.text for w in windows]
+        lexicon = self.run.lexicon.text_features(texts) if self.run.lexicon is not None else None
+        softword = self.run.segmenter.tags(texts) if self.run.segmenter is not None else None
+        return encode_windows(windows, self.run.aligner, self.max_length(), lexicon=lexicon, softword=softword)
+
+    @property
+    def name(self) -> str:
+        """What messages call this predictor: its run's folder."""
+        return str(self.run.path)
+
+    def trained_documents(self) -> set[str] | None:
+        """The documents its run trained on (None when the run did not record them)."""
+        return RunDir(self.run.path).trained_documents()
+
     def tag_windows(
         self, windows: Sequence[Window], on_batch: Callable[[int], None] | None = None,
         on_start: Callable[[int], None] | None = None,
@@ -313,10 +329,7 @@ class Predictor:
 
         `on_start(n)` is told how many model inputs there are, `on_batch(k)` each batch's size.
         """
-        texts = [w.text for w in windows]
-        lexicon = self.run.lexicon.text_features(texts) if self.run.lexicon is not None else None
-        softword = self.run.segmenter.tags(texts) if self.run.segmenter is not None else None
-        encoded = encode_windows(windows, self.run.aligner, self.max_length(), lexicon=lexicon, softword=softword)
+        encoded = self.encode(windows)
         if on_start is not None:
             on_start(len(encoded.examples))
         return tag_windows(

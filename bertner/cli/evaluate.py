@@ -17,7 +17,7 @@ from bertner.errors import BertnerError
 from bertner.evaluate import Evaluation, evaluate_predicted_brat
 from bertner.evaluate import evaluate as run_evaluate
 from bertner.fileio import folder_suffixes
-from bertner.predict import Predictor
+from bertner.ensemble import load_predictor
 from bertner.runs import RunDir
 
 
@@ -32,6 +32,7 @@ def evaluate(
     batch_size: int = typer.Option(32, "--batch-size", "-b", metavar="N", help="Inputs per batch."),
     device: str = typer.Option("auto", "--device", metavar="DEVICE", help="auto, cpu, cuda or cuda:N."),
     held_out: bool = typer.Option(False, "--held-out", help="Score only the documents the run did not train on (by its data_fingerprint.json; for predicted .ann files, by what predict recorded): e.g. the raw folder that preprocess split into train and dev."),
+    ensemble: Optional[list[Path]] = typer.Option(None, "--ensemble", metavar="RUN", help="Another run over the same entity types to tag with RUN as one model (repeatable): each character's tag probabilities are averaged over the runs, then decoded once (see README, \"Ensembles\")."),
     discontinuous: Optional[str] = typer.Option(None, "--discontinuous", metavar="POLICY", help="For a folder of predicted .ann files: how to read discontinuous gold entities (merge, first, split, drop). Default: the policy of the run that wrote them, which predict records in the folder (else merge). A run always uses its own."),
 ) -> None:
     """Score a run on labelled data: entity-level strict P/R/F1 (micro, macro, per type).
@@ -44,18 +45,23 @@ def evaluate(
     \b
       bertner evaluate runs/quickstart data/processed/dev.jsonl
       bertner evaluate runs/quickstart examples/clinical --held-out
+      bertner evaluate runs/bilstm data/dev.jsonl --ensemble runs/albert
     """
     check_settings(batch_size=batch_size, device=device)
     check_options(errors=errors)
     if run.is_dir() and not RunDir(run).is_complete() and ".ann" in folder_suffixes(run):
         # RUN is a folder of .ann files that `bertner predict --format brat` wrote: score them.
         unused = [name for name, given in (("--constrained-decoding/--free-decoding", constrained is not None),
-                                           ("--batch-size", batch_size != 32), ("--device", device != "auto")) if given]
+                                           ("--batch-size", batch_size != 32), ("--device", device != "auto"),
+                                           ("--ensemble", bool(ensemble))) if given]
         if unused:
             warn(f"{run} holds predicted .ann files, scored as they are (no model runs): {', '.join(unused)} ignored")
         result = evaluate_predicted_brat(run, data, policy=discontinuous, n_errors=errors, held_out=held_out)
     else:
-        predictor = Predictor.from_run(run, device=device, batch_size=batch_size, constrained=constrained)
+        if ensemble and constrained is not None:
+            raise BertnerError("--constrained-decoding/--free-decoding choose a softmax run's decoding; an ensemble "
+                               "always decodes its averaged probabilities to well-formed tag sequences")
+        predictor = load_predictor(run, ensemble or (), device=device, batch_size=batch_size, constrained=constrained)
         if discontinuous is not None:
             trained_with = predictor.run.data_info.get("discontinuous", "merge")
             raise BertnerError(f"{run} scores with the policy it was trained with ({trained_with}); "

@@ -17,7 +17,8 @@ from bertner.cli._progress import task_progress
 from bertner.config import check_settings
 from bertner.errors import BertnerError, OutputExistsError
 from bertner.fileio import output_conflict
-from bertner.predict import Prediction, Predictor, gather_inputs, read_documents
+from bertner.ensemble import load_predictor
+from bertner.predict import Prediction, gather_inputs, read_documents
 from bertner.runs import RunDir, best_run, check_output_place
 from bertner.spans import Span
 from bertner.writers import brat_files, check_output, write_predictions
@@ -32,6 +33,7 @@ def predict(
     runs_dir: Path = typer.Option(Path("runs"), "--runs", metavar="DIR", help="Where to look for the best run when no run is given."),
     batch_size: int = typer.Option(32, "--batch-size", "-b", metavar="N", help="Inputs per batch."),
     device: str = typer.Option("auto", "--device", metavar="DEVICE", help="auto, cpu, cuda or cuda:N."),
+    ensemble: Optional[list[Path]] = typer.Option(None, "--ensemble", metavar="RUN", help="Another run over the same entity types to tag with RUN as one model (repeatable): each character's tag probabilities are averaged over the runs, then decoded once (see README, \"Ensembles\")."),
     force: bool = typer.Option(False, "--force", help="Write into an output that already holds something: replaces only what predict writes (the -o file; or each input's .ann and .txt and bertner_predict.json), deletes nothing else."),
 ) -> None:
     """Tag raw text with a trained run; offsets are exact in the original files.
@@ -43,13 +45,14 @@ def predict(
       bertner predict runs/bert-crf notes/ -f brat -o pred/
       echo 患者有2型糖尿病 | bertner predict -
       bertner predict notes.txt -f html -o notes.html
+      bertner predict runs/bilstm notes.txt --ensemble runs/albert
     """
-    predict_files(inputs, output_format, output, runs_dir, batch_size, device, force)
+    predict_files(inputs, output_format, output, runs_dir, batch_size, device, force, ensemble or [])
 
 
 def predict_files(
     inputs: list[str], output_format: str | None, output: Path | None, runs_dir: Path, batch_size: int,
-    device: str, force: bool,
+    device: str, force: bool, ensemble: list[Path],
 ) -> None:
     check_settings(batch_size=batch_size, device=device)  # before any input is read
     if inputs and RunDir(inputs[0]).looks_like_run():
@@ -65,17 +68,17 @@ def predict_files(
         # OUT.partial too: what an interrupted predict keeps there replaces whatever was there.
         partial = [output.with_name(output.name + ".partial")] if output.name else []
         for place in (output, *partial):
-            check_output_place(place, [run, *(item for item in inputs if item != "-")])
+            check_output_place(place, [run, *ensemble, *(item for item in inputs if item != "-")])
     check_output(fmt, output, force)
 
     items = gather_inputs(inputs)
-    trained = RunDir(run).trained_documents()
-    warn_trained_inputs(run, [i.id for i in items], trained)
     if fmt == "brat":
         conflict = output_conflict(output, brat_files(items))  # found now, not after the tagging
         if conflict is not None:
             raise OutputExistsError(f"{conflict}; nothing was written")
-    predictor = Predictor.from_run(run, device=device, batch_size=batch_size)
+    predictor = load_predictor(run, ensemble, device=device, batch_size=batch_size)
+    trained = predictor.trained_documents()
+    warn_trained_inputs(predictor.name, [i.id for i in items], trained)
     totals = {"characters": sum(i.characters for i in items), "documents": len(items)}
     with task_progress("tagging", totals) as progress:
         predictions = counted(
@@ -88,7 +91,7 @@ def predict_files(
                     render_pretty([p], labels=predictor.run.labels)
             else:
                 policy = predictor.run.data_info.get("discontinuous", "merge")
-                record = {"run": str(run), "discontinuous": policy}
+                record = {"run": predictor.name, "discontinuous": policy}
                 if trained is not None:  # so that `evaluate PRED GOLD --held-out` can leave them out
                     record["trained_documents"] = sorted(trained)
                 write_predictions(predictions, fmt, output, record, predictor.run.labels, sys.stdout)
@@ -98,7 +101,7 @@ def predict_files(
             raise BertnerError(f"cannot write {output}: {e.strerror or e}; nothing was written") from None
 
 
-def warn_trained_inputs(run: Path, ids: list[str], trained: set[str] | None) -> None:
+def warn_trained_inputs(run: str, ids: list[str], trained: set[str] | None) -> None:
     """Say so when inputs are documents the run trained on: what it finds there shows memory, not skill."""
     seen = sorted(set(ids) & (trained or set()))
     if seen:

@@ -165,6 +165,21 @@ class Tagger(nn.Module):
         nll = -self.crf.log_likelihood(emissions, tags, mask, reduction="sum")
         return nll / mask.sum().clamp(min=1)
 
+    def marginals(self, emissions: Tensor, label_mask: Tensor) -> Tensor:
+        """Each text token's tag probabilities, `[B, T-1, K]` aligned with `decode`'s output; 0 past each row's end.
+
+        A CRF's are its marginals p(tag at t | text), the gradient of log Z in the emissions (forward-backward);
+        a softmax head's, its softmax. Ensembles average them (`bertner.ensemble`).
+        """
+        mask = label_mask[:, 1:]
+        if self.crf is None:
+            return emissions.float().softmax(-1) * mask[..., None]
+        with torch.enable_grad(), torch.autocast(emissions.device.type, enabled=False):
+            scores = emissions.detach().to(self.crf._compute_dtype(emissions)).requires_grad_()
+            log_z = self.crf._log_partition(scores, mask.bool())
+            (marginals,) = torch.autograd.grad(log_z.sum(), scores)
+        return marginals.float()
+
     def decode(self, emissions: Tensor, label_mask: Tensor) -> Tensor:
         """Best tag id per text token, `[B, T-1]` aligned with `label_mask[:, 1:]`; 0 elsewhere."""
         mask = label_mask[:, 1:]
