@@ -11,6 +11,12 @@ CRF's, `classical_crf.py`): Ruijin on the 60 dev articles, tagged whole by `Pred
 (document-level exact spans, and seqeval over characters); MSRA by seqeval on the official test
 set. Finished runs are kept under $TMPDIR/bertner-bench/quality and skipped when run again.
 Writes `bench/results/quality.json`.
+
+    python bench/quality.py --ensembles              # score the ensembles of the runs finished so far
+
+Ensembles (`ENSEMBLES`, `--ensemble`) train nothing: each seed joins finished runs, once all of them
+are there, and is listed beside its members' own scores in `bench/results/quality_ensembles.json`
+(written by every call; `--ensembles` writes only that file).
 """
 
 from __future__ import annotations
@@ -76,6 +82,17 @@ ROWS: dict[str, tuple[str, list[str]]] = {
                                          ["--model", "bilstm", "--crf", "--lexicon", "jieba", "--lexicon", HUATUO,
                                           "--softword"]),
 }
+# issue 21, item 5: ensembles of finished runs (`--ensemble`), scored without training anything. A member is
+# (row, a, b): ensemble seed s joins that row's run of seed a*s + b, so two seeds of one row pair as 1+2, 3+4 and
+# no run serves two samples. The members train side by side, one per core: an ensemble of two takes the table's
+# 25 minutes of wall clock and both of the machine's cores.
+ENSEMBLES: dict[str, tuple[str, list[tuple[str, int, int]]]] = {
+    "ens-bilstm-albert": ("bilstm + CRF and ALBERT-tiny + CRF (128-character windows, batch 8), --ensemble",
+                          [("bilstm-crf", 1, 0), ("albert-crf-short", 1, 0)]),
+    "ens-bilstm-bilstm": ("two bilstm + CRF seeds, --ensemble", [("bilstm-crf", 2, -1), ("bilstm-crf", 2, 0)]),
+    "ens-jieba-lac-twice": ("two bilstm + CRF --lexicon jieba --init-embeddings jieba-lac seeds, --ensemble",
+                            [("bilstm-crf-jieba-lac", 2, -1), ("bilstm-crf-jieba-lac", 2, 0)]),
+}
 WINDOW_CHARS = {"albert-crf-short": 128}  # rows trained on windows other than preprocess's default (256)
 OUT = common.CACHE / "quality"
 
@@ -114,17 +131,13 @@ def train_run(corpus: str, row: str, seed: int, minutes: float, threads: int, lo
     return run
 
 
-def score_run(corpus: str, run: Path) -> dict:
-    """The run's scores on the held-out data (cached in the run folder as quality.json)."""
-    cached = run / "quality.json"
-    if cached.exists():
-        return json.loads(cached.read_text(encoding="utf-8"))
+def score_predictor(corpus: str, predictor) -> dict:
+    """A predictor's scores on the held-out data, and how long it took to tag them (characters/s)."""
     from bertner.data.jsonl import read_windows
-    from bertner.predict import Predictor
     from bertner.spans import Document
 
-    predictor = Predictor.from_run(run, device="cpu")
     data = data_dir(corpus)
+    started = time.perf_counter()
     if corpus == "ruijin":
         ids, texts, gold = study_data.gold_brat_documents(data / "dev-brat")
         predicted = [p.spans for p in predictor.predict([Document(i, t, []) for i, t in zip(ids, texts)])]
@@ -132,12 +145,55 @@ def score_run(corpus: str, run: Path) -> dict:
                   "dev_seqeval": study_data.score_windows(texts, gold, predicted)}
     else:
         test = read_windows(data / "test.jsonl")
+        texts = [w.text for w in test]
         predicted = predictor.tag_windows(test).spans
-        scores = {"test_seqeval": study_data.score_windows([w.text for w in test], [w.spans for w in test], predicted)}
+        scores = {"test_seqeval": study_data.score_windows(texts, [w.spans for w in test], predicted)}
+    scores["predict_chars_per_second"] = round(sum(map(len, texts)) / (time.perf_counter() - started))
+    return scores
+
+
+def score_run(corpus: str, run: Path) -> dict:
+    """The run's scores on the held-out data (cached in the run folder as quality.json)."""
+    cached = run / "quality.json"
+    if cached.exists():
+        return json.loads(cached.read_text(encoding="utf-8"))
+    from bertner.predict import Predictor
+
+    scores = score_predictor(corpus, Predictor.from_run(run, device="cpu"))
     summary = json.loads((run / "summary.json").read_text(encoding="utf-8"))
     scores["summary"] = {k: summary.get(k) for k in (
         "best_f1", "steps", "epochs_done", "budget_seconds_used", "train_seconds", "tokens_per_second", "lr",
         "crf_lr_mult", "batch_size", "stopped_by")}
+    cached.write_text(json.dumps(scores, indent=2) + "\n", encoding="utf-8")
+    return scores
+
+
+def ensemble_members(corpus: str, name: str, seed: int) -> list[Path] | None:
+    """The finished runs ensemble `name`'s seed `seed` joins; None while one is missing."""
+    runs = [OUT / corpus / f"{row}-seed{a * seed + b}" for row, a, b in ENSEMBLES[name][1]]
+    return runs if all((run / "summary.json").exists() for run in runs) else None
+
+
+def score_ensemble(corpus: str, name: str, seed: int) -> dict | None:
+    """Ensemble `name`'s scores for `seed` (cached as OUT/corpus/NAME-seedS.json); None while a member is missing."""
+    cached = OUT / corpus / f"{name}-seed{seed}.json"
+    if cached.exists():
+        return json.loads(cached.read_text(encoding="utf-8"))
+    members = ensemble_members(corpus, name, seed)
+    if members is None:
+        return None
+    from bertner.ensemble import EnsemblePredictor
+
+    ensemble = EnsemblePredictor.from_runs(members, device="cpu")
+    # The cached members' speeds were timed under other loads; the first member, timed again here, is the baseline.
+    alone = score_predictor(corpus, ensemble.members[0])["predict_chars_per_second"]
+    scores = score_predictor(corpus, ensemble)
+    scores["first_member_chars_per_second"] = alone
+    scores["speed_vs_first_member"] = round(scores["predict_chars_per_second"] / alone, 3)
+    scores["members"] = [run.name for run in members]
+    scores["members_f1"] = [headline(corpus, score_run(corpus, run)) for run in members]
+    scores["summary"] = {"budget_seconds_used": max(score_run(corpus, run)["summary"]["budget_seconds_used"] or 0
+                                                    for run in members)}  # side by side: the longest member's
     cached.write_text(json.dumps(scores, indent=2) + "\n", encoding="utf-8")
     return scores
 
@@ -193,6 +249,20 @@ def collect(corpora: list[str]) -> dict:
     return {"name": "quality", "machine": common.machine_info(), "rows": rows}
 
 
+def collect_ensembles(corpora: list[str]) -> dict:
+    """Every ensemble seed whose members have finished, each with its members' own scores beside it."""
+    rows = []
+    for corpus in corpora:
+        seeds = [int(run.name.rsplit("seed", 1)[1]) for run in (OUT / corpus).glob("*-seed*") if run.is_dir()]
+        for name, (description, _) in ENSEMBLES.items():
+            runs = [{"seed": str(seed), **scores} for seed in range(1, max(seeds, default=0) + 1)
+                    if (scores := score_ensemble(corpus, name, seed)) is not None]
+            if runs:
+                minutes = statistics.mean(r["summary"]["budget_seconds_used"] for r in runs) / 60
+                rows.append({"corpus": corpus, "row": name, "name": description, "runs": runs, "minutes": round(minutes, 1)})
+    return {"name": "quality_ensembles", "machine": common.machine_info(), "rows": rows}
+
+
 def print_table(result: dict) -> None:
     from rich.console import Console
     from rich.table import Table
@@ -207,9 +277,19 @@ def print_table(result: dict) -> None:
             seq = mean_std([r["dev_seqeval"]["micro"]["f1"] for r in runs])
         else:
             doc, seq = "-", mean_std([r["test_seqeval"]["micro"]["f1"] for r in runs])
-        epochs = mean_std([r["summary"]["epochs_done"] for r in runs if "summary" in r]) if "summary" in runs[0] else "-"
+        epochs = mean_std([r["summary"]["epochs_done"] for r in runs if "epochs_done" in r.get("summary", {})])
         table.add_row(corpus, row["name"], doc, seq, f"{row['minutes']:.1f}", epochs, str(len(runs)))
     Console().print(table)
+
+
+def print_ensembles(result: dict) -> None:
+    for row in result["rows"]:
+        for run in row["runs"]:
+            f1 = headline(row["corpus"], run)
+            members = ", ".join(f"{name} {score:.4f}" for name, score in zip(run["members"], run["members_f1"]))
+            print(f"{row['corpus']} {row['row']} seed {run['seed']}: F1 {f1:.4f} "
+                  f"(members: {members}; {run['predict_chars_per_second']:,} characters/s, "
+                  f"{run['speed_vs_first_member']:.2f}x its first member's speed)")
 
 
 def main() -> None:
@@ -220,9 +300,10 @@ def main() -> None:
     parser.add_argument("--minutes", type=float, default=25.0)
     parser.add_argument("--threads", type=int, default=0, help="torch threads per run (0: torch's default)")
     parser.add_argument("--table", action="store_true", help="only print the table of the runs done so far")
+    parser.add_argument("--ensembles", action="store_true", help="only score the ensembles of the runs done so far")
     args = parser.parse_args()
     corpora = ["ruijin", "msra"] if args.corpus == "both" else [args.corpus]
-    if not args.table:
+    if not (args.table or args.ensembles):
         for corpus in corpora:
             (OUT / corpus).mkdir(parents=True, exist_ok=True)
             for row in args.rows.split(","):
@@ -232,9 +313,13 @@ def main() -> None:
                     scores = score_run(corpus, run)
                     print(f"  {corpus} {row} seed {seed}: F1 {headline(corpus, scores):.4f} "
                           f"({(time.perf_counter() - started) / 60:.1f} min)", flush=True)
-    result = collect(["ruijin", "msra"])  # every finished run, so a one-corpus call keeps the other's rows
-    common.write_result("quality", result)
-    print_table(result)
+    if not args.ensembles:
+        result = collect(["ruijin", "msra"])  # every finished run, so a one-corpus call keeps the other's rows
+        common.write_result("quality", result)
+        print_table(result)
+    ensembles = collect_ensembles(["ruijin", "msra"])
+    common.write_result("quality_ensembles", ensembles)
+    print_ensembles(ensembles)
 
 
 if __name__ == "__main__":
