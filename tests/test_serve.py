@@ -133,12 +133,12 @@ def servers(runs, tmp_path_factory):
             server.stop()
 
 
-def predicted(run: Path, texts: list[str], folder: Path) -> list[list[dict]]:
-    """What `bertner predict RUN FOLDER --format jsonl` finds in the texts (one file each, in order)."""
+def predicted(run: Path, texts: list[str], folder: Path, *options: str) -> list[list[dict]]:
+    """What `bertner predict RUN FOLDER --format jsonl [OPTIONS]` finds in the texts (one file each, in order)."""
     folder.mkdir()
     for i, text in enumerate(texts):
         (folder / f"{i:02d}.txt").write_text(text, encoding="utf-8", newline="")
-    result = invoke("predict", run, folder, "--format", "jsonl")
+    result = invoke("predict", run, folder, "--format", "jsonl", *options)
     assert result.exit_code == 0, result.output
     rows = {row["doc"]: row["entities"] for row in map(json.loads, result.stdout.splitlines())}
     return [rows.get(f"{i:02d}", []) for i in range(len(texts))]  # predict skips an empty or blank file
@@ -163,6 +163,22 @@ def test_entities_are_predicts_for_every_head(servers, runs, name, tmp_path):
         assert answer.status_code == 200 and answer.json() == {"entities": alone}
     for entity in alone:
         assert texts[2][entity["start"] : entity["end"]] == entity["text"]
+
+
+def test_an_ensemble_answers_what_predict_ensemble_finds(runs, tmp_path):
+    server = Server(runs["crf"], "--ensemble", str(runs["bilstm"]), log=tmp_path / "ensemble.log").ready()
+    try:
+        texts = [t for t in TEXTS if t.strip()]
+        expected = predicted(runs["crf"], texts, tmp_path / "texts", "--ensemble", str(runs["bilstm"]))
+        assert sum(map(len, expected)) >= 5
+        answer = server.post({"texts": texts})
+        assert answer.status_code == 200, answer.text
+        assert [r["entities"] for r in answer.json()["results"]] == expected
+        info = httpx.get(server.url + "/info", timeout=10).json()
+        assert (info["run"], info["ensemble"]) == ("crf", ["bilstm"])
+        assert "crf + bilstm" in httpx.get(server.url + "/", timeout=10).text
+    finally:
+        server.stop()
 
 
 def test_blank_and_empty_texts_have_no_entities(servers):
@@ -449,6 +465,7 @@ def test_bad_settings_are_one_line(runs, no_server, args, expected):
 
 def test_a_missing_run_or_a_taken_port_is_one_line(runs, no_server, tmp_path):
     assert_one_line_error(invoke("serve", tmp_path / "nothing"), "nothing")
+    assert_one_line_error(invoke("serve", runs["softmax"], "--ensemble", tmp_path / "gone"), "gone")
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()

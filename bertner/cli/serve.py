@@ -33,6 +33,7 @@ def serve(
     api_key: Optional[str] = typer.Option(None, "--api-key", envvar=API_KEY_VARIABLE, metavar="KEY", show_envvar=True, help="Require Authorization: Bearer KEY on every route but /health."),
     cors_origin: list[str] = typer.Option([], "--cors-origin", metavar="ORIGIN", help="Let pages from this origin call the API (repeatable; * for any). Off by default."),
     access_log: bool = typer.Option(False, "--access-log", help="Log every request (uvicorn's access log)."),
+    ensemble: Optional[list[Path]] = typer.Option(None, "--ensemble", metavar="RUN", help="Another run over the same entity types to tag with RUN as one model (repeatable), as predict's --ensemble."),
 ) -> None:
     """Serve a trained run over HTTP, through the same Predictor as `bertner predict`.
 
@@ -46,17 +47,20 @@ def serve(
     \b
       bertner serve runs/albert-crf
       bertner serve runs/albert-crf --host 0.0.0.0 --api-key "$KEY" --workers 2
+      bertner serve runs/bilstm --ensemble runs/albert-crf
       curl localhost:8000/v1/entities -d '{"text": "患者有2型糖尿病"}'
     """
     settings = ServeSettings(str(run), host, port, device, batch_size, workers, threads, max_batch_tokens, max_wait_ms,
-                             max_queue, max_chars, api_key or None, tuple(cors_origin), access_log)
+                             max_queue, max_chars, api_key or None, tuple(cors_origin), access_log,
+                             tuple(str(r) for r in ensemble or ()))
     settings.check()
     require_serve_extra()
-    RunDir(run).check()  # a missing or unfinished run: one line, before the address is taken
+    for path in (run, *(ensemble or ())):
+        RunDir(path).check()  # a missing or unfinished run: one line, before the address is taken
 
     import torch
 
-    from bertner.predict import Predictor
+    from bertner.ensemble import load_predictor
     from bertner.serve.app import check_address, run_server
 
     check_address(host, port)
@@ -65,9 +69,9 @@ def serve(
              f"(set --api-key or {API_KEY_VARIABLE})")
     torch.set_num_threads(settings.torch_threads())
     # Loaded here, so that a run that cannot be loaded is one line; each extra worker loads its own copy.
-    predictor = Predictor.from_run(run, device=device, batch_size=batch_size)
+    predictor = load_predictor(run, settings.ensemble, device=device, batch_size=batch_size)
     address = f"[{host}]" if ":" in host else host
-    info(f"serving {run} ({predictor.run.summary.variant}, {len(predictor.run.labels)} labels) on "
+    info(f"serving {predictor.name} ({predictor.run.summary.variant}, {len(predictor.run.labels)} labels) on "
          f"http://{address}:{port}/ with {workers} worker{'s' if workers > 1 else ''}; Ctrl-C or SIGTERM stops it")
     if workers > 1:
         del predictor  # the workers load their own

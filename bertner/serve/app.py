@@ -34,6 +34,7 @@ from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
 
 from bertner import __version__
+from bertner.ensemble import load_predictor
 from bertner.errors import BertnerError
 from bertner.predict import Prediction, Predictor
 from bertner.serve.batching import Batcher, NotServingError, QueueFullError
@@ -152,8 +153,8 @@ class Service:
         """In the model thread: load the run unless it was given, and run it once (the first call is the slowest)."""
         torch.set_num_threads(self.settings.torch_threads())
         if self.predictor is None:
-            self.predictor = Predictor.from_run(self.settings.run, device=self.settings.device,
-                                                batch_size=self.settings.batch_size)
+            self.predictor = load_predictor(self.settings.run, self.settings.ensemble, device=self.settings.device,
+                                            batch_size=self.settings.batch_size)
         self.tag([WARM_UP_TEXT, WARM_UP_TEXT[:40]])
 
     def tag(self, texts: list[str]) -> list[Prediction]:
@@ -178,7 +179,8 @@ class Service:
         run = self.predictor.run
         summary = run.summary
         return {
-            "run": Path(self.settings.run).name, "variant": summary.variant, "encoder": summary.encoder,
+            "run": Path(self.settings.run).name, "ensemble": [Path(r).name for r in self.settings.ensemble],
+            "variant": summary.variant, "encoder": summary.encoder,
             "crf": run.config.crf, "gru": run.config.gru, "labels": run.labels, "best_dev_f1": summary.best_f1,
             "bertner": __version__, "device": str(self.predictor.device), "max_chars": self.settings.max_chars,
             "max_batch_tokens": self.settings.max_batch_tokens, "max_wait_ms": self.settings.max_wait_ms,
@@ -187,7 +189,7 @@ class Service:
 
     def page(self, text: str = "", prediction: Prediction | None = None, message: str | None = None) -> str:
         run = self.predictor.run
-        return page(Path(self.settings.run).name, run.summary.variant or "", run.labels, self.settings.max_chars,
+        return page(self.settings.run_name(), run.summary.variant or "", run.labels, self.settings.max_chars,
                     text, prediction, message)
 
     def require_ready(self) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
 from typing import Any
 
 from bertner.config import Limit, check_settings
@@ -41,6 +42,7 @@ class ServeSettings:
     api_key: str | None = limited(None, Limit(pattern=r"[!-~]+", form="printable ASCII without spaces"))
     cors_origins: tuple[str, ...] = ()
     access_log: bool = False
+    ensemble: tuple[str, ...] = ()  # more runs to tag with `run` as one model (`--ensemble`)
 
     def check(self) -> None:
         """Refuse a value outside its limits in one line, naming the option."""
@@ -57,6 +59,10 @@ class ServeSettings:
     def is_local(self) -> bool:
         return self.host in LOCAL_HOSTS or self.host.startswith("127.")
 
+    def run_name(self) -> str:
+        """What the page and /info call the model: the run's folder name, with its ensemble's."""
+        return " + ".join(Path(run).name for run in (self.run, *self.ensemble))
+
     def torch_threads(self) -> int:
         """Threads each worker's model uses: --threads, or the cores shared evenly."""
         cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1  # taskset
@@ -69,6 +75,7 @@ class ServeSettings:
     def from_json(cls, text: str) -> ServeSettings:
         values = json.loads(text)
         values["cors_origins"] = tuple(values["cors_origins"])
+        values["ensemble"] = tuple(values["ensemble"])
         return cls(**values)
 
 
