@@ -232,6 +232,10 @@ def test_concurrent_first_starts_queue_each_run_once_and_claims_never_collide(tm
         "Path(f'ready{number}').touch()\n"
         "while not Path(f'ready{3 - number}').exists(): time.sleep(0.001)\n"
         "store = open_sweep(sweep, None); claimed = []\n"
+        # Both prepared before either claims: a run completed here has no finished folder, so a start preparing
+        # after it would rightly queue it again (as a sweep does a run whose folder was deleted).
+        "Path(f'prepared{number}').touch()\n"
+        "while not Path(f'prepared{3 - number}').exists(): time.sleep(0.001)\n"
         "while (claim := store.claim(worker_identity(number))) is not None:\n"
         "    claimed.append(claim.run); store.complete(claim, 0.5)\n"
         "print(' '.join(claimed))\n")
