@@ -20,14 +20,12 @@ import numpy as np
 import torch
 
 from bertner.align import merge_chunk_predictions
-from bertner.config import check_settings
 from bertner.engine.batching import EncodedWindows, iterate_batches, sorted_batches
-from bertner.engine.device import pick_device
 from bertner.errors import RunError
 from bertner.models.crf import viterbi_decode
 from bertner.models.tagger import constraint_scores
 from bertner.predict import Predictor, TaggedWindows, strip_whitespace
-from bertner.runs import RunDir, load_run
+from bertner.runs import RunDir
 from bertner.spans import Span, Window
 from bertner.tags import label_set_to_tags, split_tag, tags_to_spans
 
@@ -173,13 +171,7 @@ class EnsemblePredictor(Predictor):
     @classmethod
     def from_runs(cls, paths: Sequence[str | Path], device: str = "auto", batch_size: int = 32) -> "EnsemblePredictor":
         """Load every run in `paths` (offline) onto one device."""
-        check_settings(batch_size=batch_size, device=device)
-        torch_device = pick_device(device)
-        members = []
-        for path in paths:
-            run = load_run(path, torch_device)
-            members.append(Predictor(run, torch_device, batch_size, run.data_info.get("max_chars") or 256))
-        return cls(members)
+        return cls([Predictor.from_run(path, device=device, batch_size=batch_size) for path in paths])
 
     @property
     def name(self) -> str:
