@@ -298,7 +298,7 @@ def main() -> None:
     parser.add_argument("--rows", default=",".join(ROWS), help=f"comma-separated, from: {', '.join(ROWS)}")
     parser.add_argument("--seeds", default="1,2")
     parser.add_argument("--minutes", type=float, default=25.0)
-    parser.add_argument("--threads", type=int, default=0, help="torch threads per run (0: torch's default)")
+    parser.add_argument("--threads", type=int, default=0, help="torch threads per run (0: bertner's default: one for bilstm and tiny)")
     parser.add_argument("--table", action="store_true", help="only print the table of the runs done so far")
     parser.add_argument("--ensembles", action="store_true", help="only score the ensembles of the runs done so far")
     args = parser.parse_args()

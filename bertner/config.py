@@ -276,8 +276,9 @@ class TrainConfig:
                              "else fp32), fp32, bf16, fp16.", Limit(choices=("auto", "fp32", "bf16", "fp16")),
                              metavar="PRECISION")
     compile: bool = setting(False, "torch.compile the encoder (GPU; pays off on long runs).")
-    num_threads: int = setting(0, "CPU threads for torch (0: torch's default).",
-                               Limit(low=0, high=1024, note="0: torch's default"))
+    num_threads: int = setting(0, "CPU threads for torch (0: one for bilstm and tiny, whose small operations "
+                               "train fastest on one thread; torch's default, one per core, for pretrained encoders).",
+                               Limit(low=0, high=1024, note="0: by model"))
     save_every: int = setting(0, "Also save a resumable checkpoint every N steps.",
                               Limit(low=0, note="0: at evaluations only"))
     scheme: str = setting("BIO", "Tag scheme the model learns.", Limit(choices=SCHEMES), cli=False)

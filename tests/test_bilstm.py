@@ -10,6 +10,7 @@ from typer.testing import CliRunner
 
 from bertner.cli import app
 from bertner.config import TrainConfig
+from bertner.engine.device import training_threads
 from bertner.engine.trainer import train
 from bertner.errors import BertnerError, ModelError
 from bertner.models.bilstm import (
@@ -144,3 +145,22 @@ def test_train_settings_default_to_the_encoders_own_sizes():
     assert (defaults.rnn_hidden, defaults.rnn_layers, defaults.rnn_cell, defaults.rnn_dropout, defaults.bigram_dim) == (
         model.hidden, model.layers, model.cell, model.dropout, model.bigram_dim)
     assert defaults.char_dim is None and RecurrentShape().hidden == model.hidden
+
+
+def test_small_models_train_on_one_cpu_thread_unless_told_otherwise(data_dir, tmp_path, monkeypatch):
+    # Two threads trained the bilstm 5x slower than one on 2 cores (bench/cpu_threads.py).
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    cpu = torch.device("cpu")
+    assert [training_threads(0, model, cpu) for model in ("bilstm", "tiny", str(ALBERT_TINY))] == [1, 1, 0]
+    assert training_threads(3, "bilstm", cpu) == 3  # --num-threads wins
+    assert training_threads(0, "bilstm", torch.device("cuda")) == 0
+    monkeypatch.setenv("OMP_NUM_THREADS", "2")  # so does the environment (sweep workers set it)
+    assert training_threads(0, "bilstm", cpu) == 0
+    monkeypatch.delenv("OMP_NUM_THREADS")
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        train(bilstm_config(data_dir, tmp_path / "run", num_threads=0, max_steps=1, device="cpu"))
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)

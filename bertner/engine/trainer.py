@@ -33,7 +33,7 @@ from bertner.engine.batching import (
 )
 from bertner.engine.averaging import WeightAverage
 from bertner.engine.budget import TimeBudget
-from bertner.engine.device import autocast_for, pick_device, pick_precision
+from bertner.engine.device import autocast_for, pick_device, pick_precision, training_threads
 from bertner.engine.distributed import close_distributed, init_distributed
 from bertner.engine.flops import device_peak_flops, flops_per_token, mfu
 from bertner.engine.optim import build_optimizer, clip_gradients, linear_schedule
@@ -255,11 +255,12 @@ class Trainer:
         c = self.config
         self.dist = init_distributed(c.device)
         seed_everything(c.seed)
-        if c.num_threads:
-            torch.set_num_threads(c.num_threads)
         self.device = pick_device(c.device)
         if self.dist.enabled and self.device.type == "cuda":
             self.device = torch.device("cuda", self.dist.local_rank)
+        threads = training_threads(c.num_threads, c.model, self.device)
+        if threads:
+            torch.set_num_threads(threads)
         self.precision = pick_precision(c.precision, self.device)
         self.autocast = autocast_for(self.precision, self.device)
 
