@@ -20,11 +20,11 @@ import numpy as np
 import torch
 
 from bertner.align import merge_chunk_predictions
-from bertner.engine.batching import EncodedWindows, iterate_batches, sorted_batches
+from bertner.engine.batching import EncodedWindows
 from bertner.errors import RunError
 from bertner.models.crf import viterbi_decode
 from bertner.models.tagger import constraint_scores
-from bertner.predict import Predictor, TaggedWindows, strip_whitespace
+from bertner.predict import Predictor, TaggedWindows, emission_batches, strip_whitespace
 from bertner.runs import RunDir
 from bertner.spans import Span, Window
 from bertner.tags import label_set_to_tags, split_tag, tags_to_spans
@@ -61,22 +61,13 @@ def token_probabilities(member: Predictor, encoded: EncodedWindows,
                         on_batch: Callable[[int], None] | None = None) -> list[np.ndarray]:
     """Each model input's token tag distributions, `[tokens, K]`, in `encoded.examples` order."""
     model = member.run.model
-    was_training = model.training
-    model.eval()
-    lengths = [len(e) for e in encoded.examples]
     found: list[np.ndarray | None] = [None] * len(encoded.examples)
-    with torch.no_grad():
-        for batch in iterate_batches(encoded, sorted_batches(lengths, member.batch_size), member.run.aligner,
-                                     with_labels=False):
-            batch = batch.to(member.device)
-            with member.autocast():
-                emissions = model.emissions(batch.input_ids, batch.attention_mask, batch.lexicon, batch.softword)
+    for batch, emissions in emission_batches(model, encoded, member.run.aligner, member.batch_size, member.device,
+                                             member.autocast, on_batch=on_batch):
+        with torch.no_grad():
             probabilities = model.marginals(emissions, batch.label_mask).cpu().numpy()
-            for row, index in enumerate(batch.examples):
-                found[index] = probabilities[row, : len(encoded.examples[index].ids)]
-            if on_batch is not None:
-                on_batch(len(batch.examples))
-    model.train(was_training)
+        for row, index in enumerate(batch.examples):
+            found[index] = probabilities[row, : len(encoded.examples[index].ids)]
     return found
 
 

@@ -17,7 +17,7 @@ from collections import Counter
 from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, ContextManager, Iterable, Iterator, Sequence
+from typing import Any, Callable, ContextManager, Iterable, Iterator, Sequence
 
 import torch
 
@@ -144,6 +144,36 @@ class TaggedWindows:
     loss: float | None  # mean loss per batch when the windows were labelled
 
 
+def emission_batches(
+    model: Tagger,
+    encoded: EncodedWindows,
+    aligner,
+    batch_size: int,
+    device: torch.device,
+    autocast: Callable[[], ContextManager] = nullcontext,
+    with_labels: bool = False,
+    on_batch: Callable[[int], None] | None = None,
+) -> Iterator[tuple[Any, torch.Tensor]]:
+    """Every model input through the model in eval mode, in length-sorted batches: (batch, emissions).
+
+    `batch.examples[row]` is the index in `encoded.examples` of the batch's row `row`; `on_batch(k)` is
+    told each batch's size after its consumer is done with it.
+    """
+    was_training = model.training
+    model.eval()
+    lengths = [len(e) for e in encoded.examples]
+    try:
+        for batch in iterate_batches(encoded, sorted_batches(lengths, batch_size), aligner, with_labels=with_labels):
+            batch = batch.to(device)
+            with torch.no_grad(), autocast():
+                emissions = model.emissions(batch.input_ids, batch.attention_mask, batch.lexicon, batch.softword)
+            yield batch, emissions
+            if on_batch is not None:
+                on_batch(len(batch.examples))
+    finally:
+        model.train(was_training)
+
+
 @torch.no_grad()
 def tag_windows(
     model: Tagger,
@@ -161,17 +191,12 @@ def tag_windows(
     Each span's score is the mean, over its tokens, of the probability the emission softmax
     gives the chosen tag: exact for softmax heads, an approximation of the marginal for CRF.
     """
-    was_training = model.training
-    model.eval()
-    lengths = [len(e) for e in encoded.examples]
     predictions: list[list[int] | None] = [None] * len(encoded.examples)
     confidences: list[list[float] | None] = [None] * len(encoded.examples)
     loss_sum = torch.zeros((), device=device)
     n_batches = 0
-    for batch in iterate_batches(encoded, sorted_batches(lengths, batch_size), aligner, with_labels=with_loss):
-        batch = batch.to(device)
-        with autocast():
-            emissions = model.emissions(batch.input_ids, batch.attention_mask, batch.lexicon, batch.softword)
+    for batch, emissions in emission_batches(model, encoded, aligner, batch_size, device, autocast,
+                                             with_labels=with_loss, on_batch=on_batch):
         if with_loss:
             loss_sum += model.loss(emissions, batch.labels).detach()
             n_batches += 1
@@ -182,9 +207,6 @@ def tag_windows(
             n = len(encoded.examples[index].ids)
             predictions[index] = best[row, :n].tolist()
             confidences[index] = probability[row, :n].tolist()
-        if on_batch is not None:
-            on_batch(len(batch.examples))
-    model.train(was_training)
     spans, scores = window_spans(encoded, tags, predictions, confidences)
     loss = (loss_sum / max(1, n_batches)).item() if with_loss else None
     return TaggedWindows(spans, scores, loss)
