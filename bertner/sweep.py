@@ -481,8 +481,12 @@ def open_sweep(sweep: Sweep, storage: str | None, heartbeat: int = HEARTBEAT_SEC
     study = record["study"] if record else study_name_for(output)
     url = storage if storage is not None else default_storage_url(output)
     parse_storage_url(url)
-    finished = [(run.name, finished_f1(run.run_dir) if run.status() == DONE else None, run.grid_values)
+
+    def finished() -> list[tuple[str, float | None, dict[str, Any]]]:
+        # Read under the storage's lock: a run a worker finishes meanwhile is seen done, not queued again.
+        return [(run.name, finished_f1(run.run_dir) if run.status() == DONE else None, run.grid_values)
                 for run in sweep.runs]
+
     created = not output.exists()
     if storage is not None:  # reached and prepared before the folder is made
         store = SweepStorage.open(url, study, heartbeat)

@@ -32,7 +32,7 @@ import warnings
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import optuna
 import sqlalchemy
@@ -282,11 +282,12 @@ class SweepStorage:
         self._study_id = self.storage.get_study_id_from_name(self.study_name)
         return study
 
-    def prepare(self, grid: dict[str, Any], runs: list[tuple[str, float | None, dict[str, Any]]]) -> None:
+    def prepare(self, grid: dict[str, Any], runs: Callable[[], list[tuple[str, float | None, dict[str, Any]]]]) -> None:
         """Make the study hold this grid's runs (one lock-held pass, so concurrent starts queue nothing twice).
 
         `grid`: the grid's identity (its `fingerprint`, run count and file), refused if the study holds
-        another; `runs`: (name, best F1 of a finished run in its folder or None, its grid values).
+        another; `runs()`, called with the lock held: (name, best F1 of a finished run in its folder or
+        None, its grid values).
         """
         with _storage_errors(self.shown), self.lock.held():
             study = optuna.create_study(study_name=self.study_name, storage=self.storage, direction="maximize",
@@ -294,7 +295,7 @@ class SweepStorage:
             self._study, self._study_id = study, self.storage.get_study_id_from_name(self.study_name)
             self._check_grid(grid, study.user_attrs.get(GRID_ATTR))
             latest = self._latest_trials()
-            for name, finished, values in runs:
+            for name, finished, values in runs():
                 trial = latest.get(name)
                 state = trial.state if trial is not None else None
                 if finished is not None:

@@ -7,6 +7,7 @@ concurrent first starts queue each run once; bad storage and grids are one line 
 
 from __future__ import annotations
 
+import fcntl
 import os
 import pwd
 import shutil
@@ -26,7 +27,7 @@ from conftest import ROOT
 from synthetic import write_synthetic
 
 from bertner.engine import tracking
-from bertner.sweep import load_sweep, open_sweep, run_sweep, sweep_status
+from bertner.sweep import TODO, load_sweep, open_sweep, run_sweep, sweep_status
 from bertner.sweep_storage import SweepStorage, default_storage_url, study_name_for
 from bertner.sweep_worker import cpu_cores, worker_identity
 
@@ -248,6 +249,31 @@ def test_concurrent_first_starts_queue_each_run_once_and_claims_never_collide(tm
     runs = trials_by_run(default_storage_url(tmp_path / "out"), tmp_path / "out")
     assert len(runs) == 24 and all(len(trials) == 1 for trials in runs.values())  # queued once
     assert sorted(claimed[0] + claimed[1]) == sorted(runs)  # each claimed by exactly one process
+
+
+def test_a_start_reads_which_runs_are_finished_with_the_storage_lock_held(tmp_path, data, monkeypatch):
+    # Read before the lock, a run that a worker finishes in between would be queued again: a second trial.
+    monkeypatch.chdir(tmp_path)
+    sweep = load_sweep(write_grid(tmp_path, data, output="out"))
+    lock_file = Path(default_storage_url(tmp_path / "out").removeprefix("sqlite:///") + ".lock")
+    seen: list[bool] = []
+
+    def status_seeing_the_lock(run) -> str:
+        if not lock_file.exists():
+            seen.append(False)
+            return TODO
+        with open(lock_file, "a") as other:  # another open file: flock conflicts with the start's own
+            try:
+                fcntl.flock(other, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                fcntl.flock(other, fcntl.LOCK_UN)
+                seen.append(False)
+            except BlockingIOError:
+                seen.append(True)
+        return TODO
+
+    monkeypatch.setattr(type(sweep.runs[0]), "status", status_seeing_the_lock)
+    open_sweep(sweep, None)
+    assert seen == [True] * len(NAMES)
 
 
 def test_a_lost_machine_s_run_is_queued_again_after_three_silent_heartbeats(tmp_path, data, monkeypatch):
