@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from contextlib import nullcontext
 from functools import partial
 
@@ -30,11 +29,14 @@ ONE_THREAD_MODELS = ("bilstm", "tiny")
 def training_threads(requested: int, model: str, device: torch.device) -> int:
     """The CPU threads to train with; 0 leaves torch's default (OMP_NUM_THREADS, else one per core).
 
+    One thread for the small models holds whatever OMP_NUM_THREADS says: it is at most any share of
+    the cores (a sweep worker's), and more threads only slow them.
+
     Without --num-threads, the bilstm and tiny models train on one thread: on this project's 2-core
     machine two threads trained the bilstm at 0.19x and tiny at 0.64x one thread's speed (0.63x and
     0.83x with another job on a core), where ALBERT-tiny's larger matrices gained 1.16x (bench/cpu_threads.py).
     """
-    if requested or device.type != "cpu" or "OMP_NUM_THREADS" in os.environ:
+    if requested or device.type != "cpu":
         return requested
     return 1 if model in ONE_THREAD_MODELS else 0
 
