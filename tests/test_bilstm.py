@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 from bertner.cli import app
 from bertner.config import TrainConfig
 from bertner.engine.device import training_threads
-from bertner.engine.trainer import train
+from bertner.engine.trainer import Trainer, train
 from bertner.errors import BertnerError, ModelError
 from bertner.models.bilstm import (
     RecurrentConfig,
@@ -158,7 +158,10 @@ def test_small_models_train_on_one_cpu_thread_unless_told_otherwise(data_dir, tm
     before = torch.get_num_threads()
     try:
         torch.set_num_threads(2)
-        train(bilstm_config(data_dir, tmp_path / "run", num_threads=0, max_steps=1, device="cpu"))
+        trainer = Trainer(bilstm_config(data_dir, tmp_path / "run", num_threads=0, max_steps=1, device="cpu"))
+        trainer.setup()
         assert torch.get_num_threads() == 1
+        trainer.close()
+        assert torch.get_num_threads() == 2  # the caller's process goes on with its own
     finally:
         torch.set_num_threads(before)

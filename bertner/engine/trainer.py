@@ -230,6 +230,7 @@ class Trainer:
         self.stop_signal: str | None = None  # the name of the signal that stopped training, once one did
         self.lock = lock  # bertner.lock.FolderLock on the run directory, held from setup to the end of fit
         self._created_run_dir = False
+        self._threads_before: int | None = None  # torch's thread count, given back when the trainer closes
 
     # -- set-up: device, data, model, optimiser ------------------------------------------------
     def setup(self) -> None:
@@ -260,6 +261,7 @@ class Trainer:
             self.device = torch.device("cuda", self.dist.local_rank)
         threads = training_threads(c.num_threads, c.model, self.device)
         if threads:
+            self._threads_before = torch.get_num_threads()
             torch.set_num_threads(threads)
         self.precision = pick_precision(c.precision, self.device)
         self.autocast = autocast_for(self.precision, self.device)
@@ -537,7 +539,11 @@ class Trainer:
             raise OutputError(f"cannot write into {self.run_dir}: {reason}; {outcome}") from None
 
     def close(self, setup_failed: bool = False) -> None:
-        """Give the run directory's lock back; a folder this trainer created and never got to train in goes too."""
+        """Give the run directory's lock back, and torch its thread count; a folder this trainer created and
+        never got to train in goes too."""
+        if self._threads_before is not None:
+            torch.set_num_threads(self._threads_before)  # a notebook or sweep process goes on as it was
+            self._threads_before = None
         if self.lock is not None:
             self.lock.release()
             if setup_failed and self._created_run_dir:
