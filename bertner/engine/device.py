@@ -20,8 +20,8 @@ def pick_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-# Models made of many small operations (a 128-wide LSTM, a 4-layer 256-wide BERT, a CRF's loop over
-# positions): each operation split over threads hands work to sleeping threads and waits for them
+# Models made of many small operations (a 128-wide LSTM, tiny's 2-layer 128-wide BERT, a CRF's loop
+# over positions): each operation split over threads hands work to sleeping threads and waits for them
 # (bertner/__init__.py sets OMP_WAIT_POLICY=PASSIVE), which costs more than the split saves.
 ONE_THREAD_MODELS = ("bilstm", "tiny")
 
@@ -29,12 +29,10 @@ ONE_THREAD_MODELS = ("bilstm", "tiny")
 def training_threads(requested: int, model: str, device: torch.device) -> int:
     """The CPU threads to train with; 0 leaves torch's default (OMP_NUM_THREADS, else one per core).
 
-    One thread for the small models holds whatever OMP_NUM_THREADS says: it is at most any share of
-    the cores (a sweep worker's), and more threads only slow them.
-
     Without --num-threads, the bilstm and tiny models train on one thread: on this project's 2-core
     machine two threads trained the bilstm at 0.19x and tiny at 0.64x one thread's speed (0.63x and
     0.83x with another job on a core), where ALBERT-tiny's larger matrices gained 1.16x (bench/cpu_threads.py).
+    That holds whatever OMP_NUM_THREADS says: one is at most any share of the cores (a sweep worker's).
     """
     if requested or device.type != "cpu":
         return requested
