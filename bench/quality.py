@@ -202,8 +202,9 @@ def score_ensemble(corpus: str, name: str, seed: int) -> dict | None:
     scores["first_member_chars_per_second"] = alone
     scores["speed_vs_first_member"] = round(scores["predict_chars_per_second"] / alone, 3)
     scores["members"] = [run.name for run in members]
-    scores["members_f1"] = [headline(corpus, score_run(corpus, run)) for run in members]
-    budgets = [score_run(corpus, run)["summary"]["budget_seconds_used"] or 0 for run in members]
+    members_scores = [score_run(corpus, run) for run in members]
+    scores["members_f1"] = [headline(corpus, member) for member in members_scores]
+    budgets = [member["summary"]["budget_seconds_used"] or 0 for member in members_scores]
     # The members share the machine's two cores: side by side, the wall clock is the longest member's or,
     # with more members than cores, theirs in turn.
     scores["summary"] = {"budget_seconds_used": max(max(budgets), sum(budgets) / 2)}
