@@ -38,7 +38,7 @@ def data_dir(tmp_path_factory):
 def bilstm_config(data_dir, output, **overrides):
     values = dict(
         data=str(data_dir), output=str(output), model="bilstm", epochs=6, batch_size=16, warmup_ratio=0.05,
-        rnn_hidden=48, char_dim=32, bigram_dim=16, log_every=5, seed=1, num_threads=2,
+        rnn_hidden=48, char_dim=32, bigram_dim=16, log_every=5, seed=1, num_threads=1,
     )
     values.update(overrides)
     return TrainConfig(**values)

@@ -21,7 +21,7 @@ def run_dir(tmp_path_factory):
     data = write_synthetic(root / "data")
     config = TrainConfig(
         data=str(data), output=str(root / "run"), model="tiny", epochs=6, batch_size=16, warmup_ratio=0.05,
-        tiny_layers=1, tiny_hidden=64, tiny_heads=2, lr=5e-3, seed=1, num_threads=2, crf=True, crf_lr_mult=10,
+        tiny_layers=1, tiny_hidden=64, tiny_heads=2, lr=5e-3, seed=1, num_threads=1, crf=True, crf_lr_mult=10,
     )
     train(config)
     return root / "run"

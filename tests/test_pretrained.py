@@ -15,7 +15,7 @@ def ruijin_slice(tmp_path_factory):
     need(RUIJIN_TRAIN)
     root = tmp_path_factory.mktemp("ruijin")
     preprocess(PreprocessOptions(input=RUIJIN_TRAIN, output=root / "all", max_chars=64, dev_ratio=0.2, seed=13))
-    train_windows = read_windows(root / "all" / "train.jsonl")[:480]
+    train_windows = read_windows(root / "all" / "train.jsonl")[:320]
     train_labels = {s.label for w in train_windows for s in w.spans}
     dev_windows = [w for w in read_windows(root / "all" / "dev.jsonl")[:400] if all(s.label in train_labels for s in w.spans)][:160]
     folder = root / "slice"
@@ -30,7 +30,7 @@ def ruijin_slice(tmp_path_factory):
 def test_pretrained_albert_beats_random_weights(ruijin_slice, tmp_path):
     need(ALBERT_TINY)
     common = dict(
-        data=str(ruijin_slice), model=str(ALBERT_TINY), epochs=3, batch_size=16, lr=3e-4, seed=1,
+        data=str(ruijin_slice), model=str(ALBERT_TINY), epochs=2, batch_size=16, lr=3e-4, seed=1,
         warmup_ratio=0.1, num_threads=2, log_every=10,
     )
     pretrained = train(TrainConfig(output=str(tmp_path / "pretrained"), **common))

@@ -106,7 +106,7 @@ def test_sweep_trains_once_and_resumes_without_retraining(tmp_path, monkeypatch)
     monkeypatch.chdir(tmp_path)
     write_synthetic(tmp_path / "data", n_train=48, n_dev=8)
     base = dict(data="data", model="tiny", tiny_layers=1, tiny_hidden=32, tiny_heads=2, lr=5e-3, epochs=1,
-                max_steps=2, batch_size=16, num_threads=2, log_every=1, output="sweep")
+                max_steps=2, batch_size=16, num_threads=1, log_every=1, output="sweep")
     spec = write_sweep(tmp_path / "s.yaml", **base, grid={"crf": [False, True], "seed": [3]})
 
     first = run_sweep(spec)

@@ -140,8 +140,11 @@ def test_two_workers_train_every_run_once_and_show_the_same_table(tmp_path, data
     is the one a single worker shows. Their speed-up is measured by bench/sweep_workers.py, not here (speed is
     measured in bench/, against a baseline timed in the same script)."""
     write_grid(tmp_path, data, max_steps=40, eval_every=20, epochs=1000)
-    code, one_out, err = finish(sweep_process(tmp_path, "grid.yaml", "-o", "one"))
-    assert code == 0, err
+    with pytest.MonkeyPatch.context() as patch:  # one worker: the same command, run in this process
+        patch.chdir(tmp_path)
+        one = invoke("sweep", "grid.yaml", "-o", "one")
+    assert one.exit_code == 0, one.output
+    one_out = one.stdout
     code, out, err = finish(sweep_process(tmp_path, "grid.yaml", "-o", "two", "--workers", "2"))
     assert code == 0, err
 

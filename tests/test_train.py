@@ -22,7 +22,7 @@ def data_dir(tmp_path_factory):
 def small_config(data_dir, output, **overrides):
     values = dict(
         data=str(data_dir), output=str(output), model="tiny", epochs=6, batch_size=16, warmup_ratio=0.05,
-        tiny_layers=1, tiny_hidden=64, tiny_heads=2, lr=5e-3, log_every=5, seed=1, num_threads=2,
+        tiny_layers=1, tiny_hidden=64, tiny_heads=2, lr=5e-3, log_every=5, seed=1, num_threads=1,
     )
     values.update(overrides)
     return TrainConfig(**values)
