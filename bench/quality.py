@@ -86,6 +86,12 @@ ROWS: dict[str, tuple[str, list[str]]] = {
     "bilstm-crf-jieba-lac-drop35": ("bilstm + CRF, --lexicon jieba --init-embeddings jieba-lac, dropout 0.35",
                                     ["--model", "bilstm", "--crf", "--lexicon", "jieba", "--init-embeddings", "jieba-lac",
                                      "--rnn-dropout", "0.35", "--dropout", "0.35"]),
+    # Ruijin only: the checkpoint picked on 10% of the training articles (study_data.ruijin_selection) instead of
+    # windows of the 60 dev articles that score the run (SELECT_ELSEWHERE below).
+    "bilstm-crf-select-elsewhere": ("bilstm + CRF, checkpoint picked on held-out training articles",
+                                    ["--model", "bilstm", "--crf"]),
+    "bilstm-crf-drop35-select-elsewhere": ("bilstm + CRF, dropout 0.35, checkpoint picked on held-out training articles",
+                                           ["--model", "bilstm", "--crf", "--rnn-dropout", "0.35", "--dropout", "0.35"]),
     # issue 21, item 3: jieba's segmentation as each character's B/M/E/S tag (--softword)
     "bilstm-crf-softword": ("bilstm + CRF, --softword", ["--model", "bilstm", "--crf", "--softword"]),
     "bilstm-crf-jieba-lac-softword": ("bilstm + CRF, --lexicon jieba --init-embeddings jieba-lac --softword",
@@ -118,11 +124,19 @@ ENSEMBLES: dict[str, tuple[str, list[tuple[str, int, int]]]] = {
     "ens-jieba-lac-drop35-w2v": ("bilstm + CRF --lexicon jieba with LAC's vectors and dropout 0.35, and with bertner "
                                  "embeddings vectors, --ensemble",
                                  [("bilstm-crf-jieba-lac-drop35", 1, 0), ("bilstm-crf-jieba-w2v", 1, 0)]),
+    "ens-select-elsewhere-twice": ("two bilstm + CRF seeds, checkpoints picked on held-out training articles, --ensemble",
+                                   [("bilstm-crf-select-elsewhere", 2, -1), ("bilstm-crf-select-elsewhere", 2, 0)]),
+    "ens-drop35-select-elsewhere-twice": ("two bilstm + CRF seeds with dropout 0.35, checkpoints picked on held-out "
+                                          "training articles, --ensemble",
+                                          [("bilstm-crf-drop35-select-elsewhere", 2, -1),
+                                           ("bilstm-crf-drop35-select-elsewhere", 2, 0)]),
     "ens-bilstm-four-half": ("four bilstm + CRF seeds of half the budget, two after each other on each core, --ensemble",
                              [("bilstm-crf-half", 4, b) for b in (-3, -2, -1, 0)]),
 }
 WINDOW_CHARS = {"albert-crf-short": 128}  # rows trained on windows other than preprocess's default (256)
 BUDGET_SHARE = {"bilstm-crf-half": 0.5}  # rows trained for a share of --minutes
+SELECT_ELSEWHERE = {"bilstm-crf-select-elsewhere", "bilstm-crf-drop35-select-elsewhere"}  # Ruijin rows trained on
+# study_data.ruijin_selection(); they are scored like every other row
 OUT = common.CACHE / "quality"
 
 
@@ -150,7 +164,10 @@ def train_run(corpus: str, row: str, seed: int, minutes: float, threads: int, lo
     if (run / "summary.json").exists():
         return run
     flags = [str(vectors(corpus, log)) if flag == "{vectors}" else flag for flag in ROWS[row][1]]
-    cmd = [sys.executable, "-m", "bertner", "train", str(data_dir(corpus, WINDOW_CHARS.get(row))), *flags,
+    if row in SELECT_ELSEWHERE and corpus != "ruijin":
+        raise SystemExit(f"{row} is a Ruijin row: MSRA's runs already pick their checkpoint on data that does not score them")
+    data = study_data.ruijin_selection() if row in SELECT_ELSEWHERE else data_dir(corpus, WINDOW_CHARS.get(row))
+    cmd = [sys.executable, "-m", "bertner", "train", str(data), *flags,
            "--time-budget", str(minutes * BUDGET_SHARE.get(row, 1)), "--seed", str(seed), "-o", str(run), "--force"]
     if threads:
         cmd += ["--num-threads", str(threads)]

@@ -4,6 +4,8 @@
   split by article, seed 13), plus a brat folder holding only the 60 dev documents, so that
   document-level exact-span F1 is measured on whole held-out articles as `bertner evaluate`
   does it (discontinuous entities merged, the preprocess default).
+- Ruijin, selecting elsewhere (`ruijin_selection`): the same 231 training articles split again, so that a
+  run can pick its checkpoint on articles that do not score it.
 - MSRA: its official train / test files; preprocess carves a dev split (10% of the training
   sentences) for model selection, and the test set is only ever used for the final score.
 
@@ -56,6 +58,28 @@ def ruijin(max_chars: int | None = None) -> Path:
                 shutil.copy(common.RUIJIN_TRAIN / f"{doc}{suffix}", tmp / f"{doc}{suffix}")
         tmp.replace(brat)
     return out
+
+
+def ruijin_selection() -> Path:
+    """Ruijin's 231 training articles preprocessed again, 10% of them (by article) as the dev split.
+
+    A run trained here picks its checkpoint on articles it neither trains on nor is scored on: the 60
+    dev articles of `ruijin()` score it, as they score every row. It trains on ~208 articles instead of 231.
+    """
+    study = ruijin()
+    out = common.CACHE / "study-ruijin-selection"
+    if (out / "train.jsonl").exists():
+        return out
+    articles = common.CACHE / "study-ruijin-train-articles"
+    if not articles.is_dir():
+        tmp = articles.with_name(articles.name + ".tmp")
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir()
+        for doc in sorted({json.loads(line)["doc"] for line in (study / "train.jsonl").open(encoding="utf-8")}):
+            for suffix in (".txt", ".ann"):
+                shutil.copy(common.RUIJIN_TRAIN / f"{doc}{suffix}", tmp / f"{doc}{suffix}")
+        tmp.replace(articles)
+    return _preprocess(articles, out, "--dev-ratio", "0.1")
 
 
 def msra(max_chars: int | None = None) -> Path:
