@@ -64,7 +64,7 @@ def ruijin_selection() -> Path:
     """Ruijin's 231 training articles preprocessed again, 10% of them (by article) as the dev split.
 
     A run trained here picks its checkpoint on articles it neither trains on nor is scored on: the 60
-    dev articles of `ruijin()` score it, as they score every row. It trains on ~208 articles instead of 231.
+    dev articles of `ruijin()` score it, as they score every row. It trains on 205 articles instead of 231.
     """
     study = ruijin()
     out = common.CACHE / "study-ruijin-selection"
