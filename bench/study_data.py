@@ -48,16 +48,21 @@ def ruijin(max_chars: int | None = None) -> Path:
     """Preprocessed Ruijin (train.jsonl, dev.jsonl) and, beside them, `dev-brat/` with the dev articles."""
     suffix, flags = _windows(max_chars)
     out = _preprocess(common.RUIJIN_TRAIN, common.CACHE / f"study-ruijin{suffix}", "--dev-ratio", "0.2", *flags)
-    brat = out / "dev-brat"
-    if not brat.is_dir():
-        tmp = out / "dev-brat.tmp"
+    _copy_articles(out / "dev.jsonl", out / "dev-brat")
+    return out
+
+
+def _copy_articles(windows: Path, folder: Path) -> Path:
+    """The Ruijin brat articles (.txt + .ann) that a preprocessed .jsonl's windows come from, copied into `folder`."""
+    if not folder.is_dir():
+        tmp = folder.with_name(folder.name + ".tmp")
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir()
-        for doc in sorted({json.loads(line)["doc"] for line in (out / "dev.jsonl").open(encoding="utf-8")}):
+        for doc in sorted({json.loads(line)["doc"] for line in windows.open(encoding="utf-8")}):
             for suffix in (".txt", ".ann"):
                 shutil.copy(common.RUIJIN_TRAIN / f"{doc}{suffix}", tmp / f"{doc}{suffix}")
-        tmp.replace(brat)
-    return out
+        tmp.replace(folder)
+    return folder
 
 
 def ruijin_selection() -> Path:
@@ -66,19 +71,10 @@ def ruijin_selection() -> Path:
     A run trained here picks its checkpoint on articles it neither trains on nor is scored on: the 60
     dev articles of `ruijin()` score it, as they score every row. It trains on 205 articles instead of 231.
     """
-    study = ruijin()
     out = common.CACHE / "study-ruijin-selection"
     if (out / "train.jsonl").exists():
         return out
-    articles = common.CACHE / "study-ruijin-train-articles"
-    if not articles.is_dir():
-        tmp = articles.with_name(articles.name + ".tmp")
-        shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir()
-        for doc in sorted({json.loads(line)["doc"] for line in (study / "train.jsonl").open(encoding="utf-8")}):
-            for suffix in (".txt", ".ann"):
-                shutil.copy(common.RUIJIN_TRAIN / f"{doc}{suffix}", tmp / f"{doc}{suffix}")
-        tmp.replace(articles)
+    articles = _copy_articles(ruijin() / "train.jsonl", common.CACHE / "study-ruijin-train-articles")
     return _preprocess(articles, out, "--dev-ratio", "0.1")
 
 
